@@ -1,0 +1,14 @@
+"""Saving, loading and naming pretrained modules (local files only, strict loading)."""
+from zoo.pretrained.mixin import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin, load_pretrained
+from zoo.pretrained.registry import REGISTRY, PretrainedEntry, resolve, zoo_home
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PretrainedMixin",
+    "load_pretrained",
+    "REGISTRY",
+    "PretrainedEntry",
+    "resolve",
+    "zoo_home",
+]
