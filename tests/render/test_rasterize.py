@@ -1,0 +1,129 @@
+"""`rasterize` against a brute-force reference (every pixel against every face, float64)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from zoo.render import rasterize
+
+
+def brute_force(vertices, faces, K, H, W, near=1e-4):
+    """Independent reference: loop over faces, test all pixel centres, keep the nearest."""
+    B = vertices.shape[0]
+    face_index = torch.full((B, H, W), -1, dtype=torch.int64)
+    depth = torch.full((B, H, W), math.inf, dtype=torch.float64)
+    bary = torch.zeros((B, H, W, 3), dtype=torch.float64)
+    jj, ii = torch.meshgrid(torch.arange(W, dtype=torch.float64), torch.arange(H, dtype=torch.float64), indexing="xy")
+    for b in range(B):
+        P = vertices[b].double()
+        proj = (K[b].double() @ P.T).T
+        uv = proj[:, :2] / proj[:, 2:3]
+        for f, (a, c, d) in enumerate(faces.tolist()):
+            if min(P[a, 2], P[c, 2], P[d, 2]) <= near:
+                continue
+            A = torch.stack([uv[a], uv[c], uv[d]])
+            # Solve for screen barycentrics l with sum 1: [A^T; 1] l = [x; y; 1].
+            M = torch.cat([A.T, torch.ones(1, 3, dtype=torch.float64)])
+            if abs(torch.linalg.det(M)) < 1e-12:
+                continue
+            rhs = torch.stack([jj.reshape(-1), ii.reshape(-1), torch.ones(H * W, dtype=torch.float64)])
+            lam = torch.linalg.solve(M, rhs).T  # (HW, 3)
+            inside = (lam >= -1e-12).all(-1)
+            zs = torch.stack([P[a, 2], P[c, 2], P[d, 2]])
+            w = lam / zs
+            z = 1.0 / w.sum(-1)
+            pc = w * z[:, None]
+            cur = depth[b].reshape(-1)
+            better = inside & (z < cur - 1e-12)
+            cur_face = face_index[b].reshape(-1)
+            cur_face[better] = f
+            cur[better] = z[better]
+            bary[b].reshape(-1, 3)[better] = pc[better]
+    return face_index, bary, depth
+
+
+def random_scene(B, n_faces, H, W, seed):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(n_faces, 1, 3, generator=g) * torch.tensor([1.6, 1.6, 2.0]) + torch.tensor([-0.8, -0.8, 2.0])
+    verts = (centres + 0.35 * torch.randn(n_faces, 3, 3, generator=g)).reshape(-1, 3)
+    verts = verts[None].repeat(B, 1, 1) + 0.05 * torch.randn(B, n_faces * 3, 3, generator=g)
+    faces = torch.arange(n_faces * 3).reshape(n_faces, 3)
+    f = 1.1 * max(H, W)
+    K = torch.tensor([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]]).repeat(B, 1, 1)
+    return verts, faces, K
+
+
+@pytest.mark.parametrize("H,W", [(24, 16), (17, 29)])
+def test_matches_brute_force(H, W):
+    verts, faces, K = random_scene(2, 25, H, W, seed=H)
+    frags = rasterize(verts, faces, K, (H, W))
+    ref_face, ref_bary, ref_depth = brute_force(verts, faces, K, H, W)
+    assert frags.face_index.shape == (2, H, W) and frags.bary.shape == (2, H, W, 3)
+    same = frags.face_index == ref_face
+    # Exact ties (a pixel centre on a shared edge at equal depth) may go either way.
+    assert same.float().mean() > 0.995
+    assert same.any() and (ref_face >= 0).sum() > 50
+    torch.testing.assert_close(frags.bary[same].double(), ref_bary[same], atol=1e-5, rtol=0)
+    hit = same & (ref_face >= 0)
+    torch.testing.assert_close(frags.depth[hit].double(), ref_depth[hit], atol=1e-5, rtol=1e-6)
+    assert torch.isinf(frags.depth[frags.face_index < 0]).all()
+
+
+def test_chunking_gives_identical_result():
+    verts, faces, K = random_scene(3, 40, 32, 32, seed=3)
+    whole = rasterize(verts, faces, K, (32, 32))
+    chunked = rasterize(verts, faces, K, (32, 32), max_pairs_per_chunk=50)
+    assert torch.equal(whole.face_index, chunked.face_index)
+    assert torch.equal(whole.bary, chunked.bary)
+
+
+def test_shared_edge_tie_goes_to_smaller_face_and_quad_is_watertight():
+    # A square at constant depth split into two triangles along the diagonal: every pixel
+    # is covered, the diagonal pixels (exact ties) go to face 0.
+    verts = torch.tensor([[[-1.0, -1.0, 2.0], [1.0, -1.0, 2.0], [1.0, 1.0, 2.0], [-1.0, 1.0, 2.0]]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    K = torch.tensor([[[7.0, 0.0, 3.5], [0.0, 7.0, 3.5], [0.0, 0.0, 1.0]]])
+    frags = rasterize(verts, faces, K, (8, 8))
+    assert (frags.face_index >= 0).all()
+    diag = torch.arange(8)
+    assert (frags.face_index[0, diag, diag] == 0).all()
+
+
+def test_perspective_correct_barycentrics_interpolate_3d_points():
+    verts, faces, K = random_scene(1, 10, 20, 20, seed=7)
+    frags = rasterize(verts.double(), faces, K.double(), (20, 20))
+    hit = frags.face_index[0] >= 0
+    corners = verts[0].double()[faces[frags.face_index[0][hit]]]  # (N, 3, 3)
+    point = (frags.bary[0][hit][..., None] * corners).sum(1)
+    proj = (K[0].double() @ point.T).T
+    ii, jj = hit.nonzero(as_tuple=True)
+    torch.testing.assert_close(proj[:, 0] / proj[:, 2], jj.double(), atol=1e-7, rtol=0)
+    torch.testing.assert_close(proj[:, 1] / proj[:, 2], ii.double(), atol=1e-7, rtol=0)
+    torch.testing.assert_close(point[:, 2], frags.depth[0][hit], atol=1e-9, rtol=0)
+
+
+def test_behind_camera_faces_are_skipped():
+    verts = torch.tensor([[[-1.0, -1.0, -2.0], [1.0, -1.0, -2.0], [0.0, 1.0, -2.0]]])
+    frags = rasterize(verts, torch.tensor([[0, 1, 2]]), torch.eye(3)[None] * 4, (8, 8))
+    assert (frags.face_index == -1).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(vertices=torch.zeros(4, 3)), "vertices must be a \\(B, V, 3\\)"),
+        (dict(vertices=torch.zeros(1, 4, 3, dtype=torch.int64)), "floating point"),
+        (dict(faces=torch.zeros(2, 4, dtype=torch.int64)), "faces must be a \\(F, 3\\)"),
+        (dict(faces=torch.zeros(2, 3)), "faces must be int64"),
+        (dict(faces=torch.tensor([[0, 1, 9]])), "there are 4 vertices"),
+        (dict(K=torch.eye(3)), "K must be a \\(1, 3, 3\\)"),
+        (dict(image_size=(0, 4)), "image_size"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(kwargs, match):
+    args = dict(vertices=torch.rand(1, 4, 3) + 1, faces=torch.tensor([[0, 1, 2]]), K=torch.eye(3)[None], image_size=(4, 4))
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        rasterize(**args)

@@ -1,0 +1,426 @@
+"""VQGAN autoencoder (Esser et al., "Taming Transformers") for textures of any channel count.
+
+DINAR compresses its 21-channel 256x256 neural texture to a 6x64x64 latent with a VQGAN before
+running diffusion (paper section 3.3; sizes in implementation notes section 4). Everything is an
+argument so the same code serves RGB textures on CPU and DINAR's preset (`VQGAN.dinar()`).
+
+Why not diffusers' `VQModel`: its quantizer applies the commitment weight to the codebook term
+(`legacy=True`, which `VQModel` does not expose), it has no dead-code restart and reports no
+codebook usage, and its encoder/decoder are configured by block-type names rather than by the
+resolution list DINAR is specified with. The blocks below are written from the paper's
+description (GroupNorm + SiLU residual blocks, single-head spatial attention, strided-conv
+downsampling, nearest upsampling).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.pretrained import PretrainedMixin
+
+#: DINAR's VQGAN (implementation notes section 4): 21 x 256 x 256 -> 6 x 64 x 64, 8192 codes.
+DINAR_VQGAN_INIT_ARGS: dict = {
+    "in_channels": 21,
+    "out_channels": 21,
+    "base_channels": 64,
+    "channel_multipliers": [1, 2, 4],
+    "num_res_blocks": 2,
+    "attention_resolutions": [],
+    "mid_attention": True,
+    "resolution": 256,
+    "latent_channels": 6,
+    "num_codes": 8192,
+    "code_dim": 6,
+    "beta": 0.25,
+    "norm_groups": 16,
+    "dropout": 0.0,
+}
+
+
+def _check_groups(channels: int, groups: int, where: str) -> None:
+    if channels % groups != 0:
+        raise ValueError(f"{where}: {channels} channels are not divisible by norm_groups={groups}")
+
+
+class ResnetBlock(nn.Module):
+    """Pre-activation residual block: (GroupNorm, SiLU, conv) x 2, 1x1 shortcut when widths differ."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int, dropout: float = 0.0):
+        super().__init__()
+        _check_groups(in_channels, norm_groups, "ResnetBlock")
+        _check_groups(out_channels, norm_groups, "ResnetBlock")
+        self.norm1 = nn.GroupNorm(norm_groups, in_channels, eps=1e-6)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(norm_groups, out_channels, eps=1e-6)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.shortcut(x) + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all spatial positions, residual."""
+
+    def __init__(self, channels: int, norm_groups: int):
+        super().__init__()
+        _check_groups(channels, norm_groups, "AttnBlock")
+        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv with right/bottom padding, so even sizes halve exactly."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest x2 then a 3x3 conv (no checkerboard artefacts of transposed convs)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _validate_sizes(base_channels: int, channel_multipliers: Sequence[int], num_res_blocks: int,
+                    resolution: int, norm_groups: int) -> None:
+    if base_channels < 1 or num_res_blocks < 1:
+        raise ValueError(f"base_channels={base_channels} and num_res_blocks={num_res_blocks} must be >= 1")
+    if len(channel_multipliers) < 1 or any(int(m) < 1 for m in channel_multipliers):
+        raise ValueError(f"channel_multipliers must be a non-empty list of ints >= 1, got {channel_multipliers}")
+    if resolution % 2 ** (len(channel_multipliers) - 1) != 0:
+        raise ValueError(f"resolution={resolution} is not divisible by 2**{len(channel_multipliers) - 1}")
+    for m in channel_multipliers:
+        _check_groups(base_channels * m, norm_groups, "channel_multipliers")
+
+
+class Encoder(PretrainedMixin, nn.Module):
+    """Convolutional encoder: one level per multiplier, stride-2 downsampling between levels.
+
+    Args:
+        in_channels: texture channels (3 for RGB, 21 for DINAR's neural texture).
+        base_channels: width of the first level (64 in DINAR).
+        channel_multipliers: width of level i is `base_channels * channel_multipliers[i]`;
+            `len - 1` downsamplings ((1, 2, 4) in DINAR: 256 -> 64).
+        num_res_blocks: residual blocks per level (2 in DINAR).
+        attention_resolutions: nominal side lengths (px) at which levels get attention blocks;
+            empty in DINAR (attention only in the middle block).
+        mid_attention: attention block in the middle (True in DINAR).
+        resolution: nominal input side length that `attention_resolutions` refers to (256).
+        latent_channels: output channels (6 in DINAR).
+        norm_groups: GroupNorm groups (16 in DINAR).
+        dropout: dropout inside residual blocks (0 in taming's VQGAN).
+    """
+
+    def __init__(self, in_channels: int = 21, base_channels: int = 64, channel_multipliers: Sequence[int] = (1, 2, 4),
+                 num_res_blocks: int = 2, attention_resolutions: Sequence[int] = (), mid_attention: bool = True,
+                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0):
+        super().__init__()
+        _validate_sizes(base_channels, channel_multipliers, num_res_blocks, resolution, norm_groups)
+        self.in_channels = in_channels
+        self.num_downsamplings = len(channel_multipliers) - 1
+        widths = [base_channels * int(m) for m in channel_multipliers]
+        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.levels = nn.ModuleList()
+        ch, res = base_channels, resolution
+        for i, width in enumerate(widths):
+            level = nn.Module()
+            level.blocks = nn.ModuleList()
+            level.attns = nn.ModuleList()
+            for _ in range(num_res_blocks):
+                level.blocks.append(ResnetBlock(ch, width, norm_groups, dropout))
+                ch = width
+                if res in attention_resolutions:
+                    level.attns.append(AttnBlock(ch, norm_groups))
+            level.down = Downsample(ch) if i < len(widths) - 1 else nn.Identity()
+            res = res // 2 if i < len(widths) - 1 else res
+            self.levels.append(level)
+        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid_attn = AttnBlock(ch, norm_groups) if mid_attention else nn.Identity()
+        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.norm_out = nn.GroupNorm(norm_groups, ch, eps=1e-6)
+        self.conv_out = nn.Conv2d(ch, latent_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 2 ** self.num_downsamplings
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % factor or x.shape[3] % factor:
+            raise ValueError(f"x must be (B, {self.in_channels}, H, W) with H, W divisible by {factor}, "
+                             f"got {tuple(x.shape)}")
+        h = self.conv_in(x)
+        for level in self.levels:
+            for i, block in enumerate(level.blocks):
+                h = block(h)
+                if len(level.attns):
+                    h = level.attns[i](h)
+            h = level.down(h)
+        h = self.mid2(self.mid_attn(self.mid1(h)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Decoder(PretrainedMixin, nn.Module):
+    """Mirror of `Encoder`: `num_res_blocks + 1` residual blocks per level, nearest upsampling.
+
+    Args: as `Encoder`, with `out_channels` (texture channels produced) in place of `in_channels`
+    and `latent_channels` the input width.
+    """
+
+    def __init__(self, out_channels: int = 21, base_channels: int = 64, channel_multipliers: Sequence[int] = (1, 2, 4),
+                 num_res_blocks: int = 2, attention_resolutions: Sequence[int] = (), mid_attention: bool = True,
+                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0):
+        super().__init__()
+        _validate_sizes(base_channels, channel_multipliers, num_res_blocks, resolution, norm_groups)
+        self.latent_channels = latent_channels
+        widths = [base_channels * int(m) for m in channel_multipliers]
+        ch = widths[-1]
+        res = resolution // 2 ** (len(widths) - 1)
+        self.conv_in = nn.Conv2d(latent_channels, ch, 3, padding=1)
+        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid_attn = AttnBlock(ch, norm_groups) if mid_attention else nn.Identity()
+        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.levels = nn.ModuleList()  # coarse to fine
+        for i in reversed(range(len(widths))):
+            level = nn.Module()
+            level.blocks = nn.ModuleList()
+            level.attns = nn.ModuleList()
+            for _ in range(num_res_blocks + 1):
+                level.blocks.append(ResnetBlock(ch, widths[i], norm_groups, dropout))
+                ch = widths[i]
+                if res in attention_resolutions:
+                    level.attns.append(AttnBlock(ch, norm_groups))
+            level.up = Upsample(ch) if i > 0 else nn.Identity()
+            res = res * 2 if i > 0 else res
+            self.levels.append(level)
+        self.norm_out = nn.GroupNorm(norm_groups, ch, eps=1e-6)
+        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 4 or z.shape[1] != self.latent_channels:
+            raise ValueError(f"z must be (B, {self.latent_channels}, h, w), got {tuple(z.shape)}")
+        h = self.mid2(self.mid_attn(self.mid1(self.conv_in(z))))
+        for level in self.levels:
+            for i, block in enumerate(level.blocks):
+                h = block(h)
+                if len(level.attns):
+                    h = level.attns[i](h)
+            h = level.up(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+@dataclass
+class QuantizerOutput:
+    """`z_q`: quantised latents with straight-through gradients to `z`; `indices`: (B, h, w) codes;
+    `codebook_loss` = |sg(z) - e|^2, `commitment_loss` = |z - sg(e)|^2 (unweighted);
+    `loss` = codebook_loss + beta * commitment_loss; `perplexity`, `usage`: batch code statistics."""
+
+    z_q: torch.Tensor
+    indices: torch.Tensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    loss: torch.Tensor
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+
+
+class VectorQuantizer(PretrainedMixin, nn.Module):
+    """Nearest-neighbour vector quantiser (van den Oord et al. 2017) with dead-code restart.
+
+    Codes used in training forwards are counted in `usage_counts` (not saved: restart bookkeeping
+    only); `restart_dead_codes` replaces rarely used codes by encoder outputs, the usual cure for
+    codebook collapse with large codebooks such as DINAR's 8192 entries.
+
+    Args:
+        num_codes: codebook size (8192 in DINAR).
+        code_dim: code vector length = channels of the quantised latent (6 in DINAR).
+        beta: commitment weight (0.25, van den Oord et al. and DINAR).
+    """
+
+    def __init__(self, num_codes: int = 8192, code_dim: int = 6, beta: float = 0.25):
+        super().__init__()
+        if num_codes < 2 or code_dim < 1 or beta < 0:
+            raise ValueError(f"need num_codes >= 2, code_dim >= 1, beta >= 0; got {num_codes}, {code_dim}, {beta}")
+        self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
+        self.embedding = nn.Embedding(num_codes, code_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / num_codes, 1.0 / num_codes)
+        self.register_buffer("usage_counts", torch.zeros(num_codes), persistent=False)
+
+    def nearest_codes(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code (squared Euclidean) for each position of z (B, D, h, w)."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, self.code_dim)
+        codes = self.embedding.weight
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(1)[None]
+        return dist.argmin(1).reshape(z.shape[0], z.shape[2], z.shape[3])
+
+    def codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code vectors (B, D, h, w) for integer indices (B, h, w)."""
+        if indices.ndim != 3 or indices.is_floating_point():
+            raise ValueError(f"indices must be an integer (B, h, w) tensor, got {indices.dtype} {tuple(indices.shape)}")
+        return self.embedding(indices).permute(0, 3, 1, 2)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        if z.ndim != 4 or z.shape[1] != self.code_dim:
+            raise ValueError(f"z must be (B, {self.code_dim}, h, w), got {tuple(z.shape)}")
+        indices = self.nearest_codes(z.detach())
+        e = self.codes(indices)
+        codebook_loss = F.mse_loss(e, z.detach())
+        commitment_loss = F.mse_loss(z, e.detach())
+        z_q = z + (e - z).detach()
+        counts = torch.bincount(indices.flatten(), minlength=self.num_codes).to(self.usage_counts.dtype)
+        if self.training:
+            self.usage_counts += counts
+        probs = counts / counts.sum()
+        perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum())
+        usage = (counts > 0).float().mean()
+        return QuantizerOutput(z_q, indices, codebook_loss, commitment_loss,
+                               codebook_loss + self.beta * commitment_loss, perplexity, usage)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, candidates: torch.Tensor, min_count: float = 1.0,
+                           generator: torch.Generator | None = None) -> int:
+        """Re-initialise codes used fewer than `min_count` times since the last restart.
+
+        Args:
+            candidates: encoder outputs to draw new codes from, (B, D, h, w) or (N, D).
+            min_count: codes with `usage_counts < min_count` are dead.
+            generator: makes the draw reproducible.
+        Returns the number of restarted codes; usage counts start again from zero.
+        """
+        if candidates.ndim == 4:
+            candidates = candidates.permute(0, 2, 3, 1).reshape(-1, candidates.shape[1])
+        if candidates.ndim != 2 or candidates.shape[1] != self.code_dim or candidates.shape[0] == 0:
+            raise ValueError(f"candidates must be (N, {self.code_dim}) or (B, {self.code_dim}, h, w), "
+                             f"got {tuple(candidates.shape)}")
+        dead = torch.nonzero(self.usage_counts < min_count).flatten()
+        if len(dead):
+            pick = torch.randint(candidates.shape[0], (len(dead),), generator=generator,
+                                 device=generator.device if generator is not None else "cpu")
+            self.embedding.weight[dead] = candidates[pick.to(candidates.device)].to(self.embedding.weight)
+        self.usage_counts.zero_()
+        return int(len(dead))
+
+
+@dataclass
+class VQGANOutput:
+    """`reconstruction` (B, C, H, W); `latents`: pre-quantisation latents (B, code_dim, h, w);
+    the rest as `QuantizerOutput` (`quantizer_loss` = codebook + beta * commitment)."""
+
+    reconstruction: torch.Tensor
+    latents: torch.Tensor
+    indices: torch.Tensor
+    codebook_loss: torch.Tensor
+    commitment_loss: torch.Tensor
+    quantizer_loss: torch.Tensor
+    perplexity: torch.Tensor
+    usage: torch.Tensor
+
+
+class VQGAN(PretrainedMixin, nn.Module):
+    """Encoder -> 1x1 conv -> vector quantiser -> 1x1 conv -> decoder.
+
+    Defaults are DINAR's (implementation notes section 4); `VQGAN.dinar()` builds that preset
+    explicitly and `DINAR_VQGAN_INIT_ARGS` holds it as LightningCLI `init_args`.
+
+    Args:
+        in_channels: texture channels (21 in DINAR; 3 for RGB textures).
+        out_channels: reconstructed channels; None means `in_channels`.
+        base_channels: width of the first level (64).
+        channel_multipliers: per-level width multipliers; `len - 1` halvings ((1, 2, 4): /4).
+        num_res_blocks: residual blocks per level (2; the decoder uses one more, as taming).
+        attention_resolutions: nominal side lengths (px) of levels with attention ([] in DINAR).
+        mid_attention: attention in the middle blocks (True in DINAR).
+        resolution: nominal texture side length (256) that `attention_resolutions` refers to;
+            any input whose sides divide by the downsampling factor is accepted.
+        latent_channels: encoder output / decoder input width (6).
+        num_codes: codebook size (8192).
+        code_dim: code vector length, the channels of the diffusion latent (6).
+        beta: commitment weight (0.25).
+        norm_groups: GroupNorm groups (16).
+        dropout: residual-block dropout (0).
+    """
+
+    def __init__(self, in_channels: int = 21, out_channels: int | None = None, base_channels: int = 64,
+                 channel_multipliers: Sequence[int] = (1, 2, 4), num_res_blocks: int = 2,
+                 attention_resolutions: Sequence[int] = (), mid_attention: bool = True, resolution: int = 256,
+                 latent_channels: int = 6, num_codes: int = 8192, code_dim: int = 6, beta: float = 0.25,
+                 norm_groups: int = 16, dropout: float = 0.0):
+        super().__init__()
+        if in_channels < 1 or (out_channels is not None and out_channels < 1):
+            raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must be >= 1")
+        shared = dict(base_channels=base_channels, channel_multipliers=list(channel_multipliers),
+                      num_res_blocks=num_res_blocks, attention_resolutions=list(attention_resolutions),
+                      mid_attention=mid_attention, resolution=resolution, latent_channels=latent_channels,
+                      norm_groups=norm_groups, dropout=dropout)
+        self.in_channels = in_channels
+        self.out_channels = in_channels if out_channels is None else out_channels
+        self.downsampling = 2 ** (len(channel_multipliers) - 1)
+        self.encoder = Encoder(in_channels=in_channels, **shared)
+        self.quant_conv = nn.Conv2d(latent_channels, code_dim, 1)
+        self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
+        self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
+        self.decoder = Decoder(out_channels=self.out_channels, **shared)
+
+    @classmethod
+    def dinar(cls, **overrides) -> "VQGAN":
+        """DINAR's VQGAN (21 x 256 x 256 -> 6 x 64 x 64, 8192 codes); `overrides` replace init args."""
+        return cls(**{**DINAR_VQGAN_INIT_ARGS, **overrides})
+
+    @property
+    def code_dim(self) -> int:
+        return self.quantizer.code_dim
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """Weight of the decoder's output conv (where GAN losses measure gradient norms)."""
+        return self.decoder.conv_out.weight
+
+    def encode(self, x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+        """Latents (B, code_dim, H/f, W/f): quantised (straight-through) or pre-quantisation."""
+        z = self.quant_conv(self.encoder(x))
+        return self.quantizer(z).z_q if quantize else z
+
+    def decode(self, z: torch.Tensor, quantize: bool = False) -> torch.Tensor:
+        """Texture from code-space latents; `quantize=True` snaps them to the codebook first
+        (what a diffusion model's samples need, as in latent diffusion)."""
+        if z.ndim != 4 or z.shape[1] != self.code_dim:
+            raise ValueError(f"z must be (B, {self.code_dim}, h, w), got {tuple(z.shape)}")
+        if quantize:
+            z = self.quantizer(z).z_q
+        return self.decoder(self.post_quant_conv(z))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Texture from code indices (B, h, w)."""
+        return self.decode(self.quantizer.codes(indices))
+
+    def forward(self, x: torch.Tensor) -> VQGANOutput:
+        z = self.quant_conv(self.encoder(x))
+        q = self.quantizer(z)
+        rec = self.decoder(self.post_quant_conv(q.z_q))
+        return VQGANOutput(rec, z, q.indices, q.codebook_loss, q.commitment_loss, q.loss, q.perplexity, q.usage)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of scalar parameters (works on the meta device)."""
+    return sum(math.prod(p.shape) for p in module.parameters())
