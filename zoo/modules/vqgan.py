@@ -315,8 +315,8 @@ class VectorQuantizer(PretrainedMixin, nn.Module):
                              f"got {tuple(candidates.shape)}")
         dead = torch.nonzero(self.usage_counts < min_count).flatten()
         if len(dead):
-            pick = torch.randint(candidates.shape[0], (len(dead),), generator=generator,
-                                 device=generator.device if generator is not None else "cpu")
+            device = generator.device if generator is not None else candidates.device
+            pick = torch.randint(candidates.shape[0], (len(dead),), generator=generator, device=device)
             self.embedding.weight[dead] = candidates[pick.to(candidates.device)].to(self.embedding.weight)
         self.usage_counts.zero_()
         return int(len(dead))

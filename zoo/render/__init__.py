@@ -1,4 +1,28 @@
 """Non-learned geometry: cameras, the exact rasteriser, UV render, texture sampling, scatter to UV."""
+from zoo.render.camera import (
+    dinar_intrinsics,
+    focal_to_fit,
+    intrinsics,
+    look_at_body,
+    rotation_yaw_pitch,
+    texformer_intrinsics,
+    to_camera,
+)
 from zoo.render.rasterize import Fragments, rasterize
+from zoo.render.shading import (
+    composite,
+    interpolate,
+    render_labels,
+    render_normals,
+    render_uv,
+    sample_texture,
+    vertex_normals,
+)
+from zoo.render.uv_space import rasterize_uv_atlas, scatter_to_uv, uv_attribute_map
 
-__all__ = ["Fragments", "rasterize"]
+__all__ = [
+    "Fragments", "rasterize", "interpolate", "render_uv", "sample_texture", "render_normals",
+    "vertex_normals", "render_labels", "composite", "rasterize_uv_atlas", "uv_attribute_map",
+    "scatter_to_uv", "intrinsics", "texformer_intrinsics", "dinar_intrinsics", "look_at_body",
+    "rotation_yaw_pitch", "to_camera", "focal_to_fit",
+]

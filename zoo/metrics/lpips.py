@@ -1,0 +1,80 @@
+"""LPIPS (AlexNet) from the `lpips` package, built only from weights already on disk.
+
+LPIPS is defined by two sets of weights: the AlexNet backbone (torchvision's ImageNet weights) and
+the linear heads (shipped inside the `lpips` package). Nothing is ever downloaded: the backbone is
+read from the torch hub cache (`<torch.hub.get_dir()>/checkpoints/alexnet-owt-7be5be79.pth`, where
+torchvision itself would store it). When that file is missing, LPIPS is *unavailable*: callers get
+a status string, never a value computed with random weights.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from zoo.modules.reid import freeze
+
+# File name of torchvision's AlexNet_Weights.IMAGENET1K_V1 (the backbone LPIPS v0.1 was trained on).
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric's defining weights are not on disk (and will not be downloaded)."""
+
+
+def alexnet_weights_path(hub_dir: str | os.PathLike | None = None) -> Path:
+    """Where the AlexNet backbone weights must be: `<hub_dir or torch.hub.get_dir()>/checkpoints/`."""
+    return Path(hub_dir if hub_dir is not None else torch.hub.get_dir()).expanduser() / "checkpoints" / ALEXNET_FILE
+
+
+def _linear_weights_path() -> Path:
+    import lpips
+
+    return Path(lpips.__file__).resolve().parent / "weights" / "v0.1" / "alex.pth"
+
+
+def lpips_status(hub_dir: str | os.PathLike | None = None) -> str:
+    """"ok", or "unavailable: <why and what file to put where>"."""
+    backbone = alexnet_weights_path(hub_dir)
+    if not backbone.is_file():
+        return (f"unavailable: LPIPS(alex) needs torchvision's AlexNet ImageNet weights at {backbone} "
+                f"(file {ALEXNET_FILE}; the zoo never downloads: copy it there or set TORCH_HOME)")
+    try:
+        linear = _linear_weights_path()
+    except ImportError as err:
+        return f"unavailable: the lpips package cannot be imported ({err})"
+    if not linear.is_file():
+        return f"unavailable: the lpips package has no linear-head weights at {linear}"
+    return "ok"
+
+
+def load_lpips_alex(hub_dir: str | os.PathLike | None = None) -> nn.Module:
+    """Frozen `lpips.LPIPS(net="alex")` with the backbone loaded strictly from the hub cache file.
+
+    Raises MetricUnavailable (with `lpips_status`'s message) when a weight file is missing.
+    The returned module takes two (B, 3, H, W) images in [-1, 1] and returns (B, 1, 1, 1).
+    """
+    status = lpips_status(hub_dir)
+    if status != "ok":
+        raise MetricUnavailable(status)
+    import lpips
+
+    with warnings.catch_warnings():  # lpips builds the backbone with torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(pretrained=True, net="alex", pnet_rand=True, verbose=False)
+    state = torch.load(alexnet_weights_path(hub_dir), map_location="cpu", weights_only=True)
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    mapped = {}
+    for key in model.net.state_dict():  # "slice<k>.<index in alexnet.features>.<param>"
+        _, index, param = key.split(".")
+        source = f"{index}.{param}"
+        if source not in features:
+            raise KeyError(f"{alexnet_weights_path(hub_dir)} has no features.{source}: not torchvision AlexNet weights")
+        mapped[key] = features.pop(source)
+    if features:
+        raise KeyError(f"{alexnet_weights_path(hub_dir)} has unexpected AlexNet feature tensors: {sorted(features)}")
+    model.net.load_state_dict(mapped, strict=True)
+    return freeze(model)

@@ -1,0 +1,94 @@
+"""UV-space operations: rasterising the atlas itself, and scattering image pixels into UV.
+
+`rasterize_uv_atlas` reuses the exact screen rasteriser with each face laid out at its UV
+corners (an orthographic view of the atlas), so atlas masks and UV-space attribute maps
+(e.g. the rest-pose position code of the Texformer query) share its exactness.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from zoo.render.rasterize import Fragments, rasterize
+from zoo.render.shading import interpolate
+
+
+def rasterize_uv_atlas(corner_uvs: torch.Tensor, size: int | tuple[int, int]) -> Fragments:
+    """Rasterise the UV layout: texel (i, j) gets the face whose UV triangle covers its centre.
+
+    Args:
+        corner_uvs: (F, 3, 2) per-corner UV in [0, 1], u right, v down.
+        size: texture size, an int (square) or (H, W).
+
+    Returns:
+        `Fragments` of batch 1 whose barycentrics are in UV space (affine, Z = 1).
+    """
+    H, W = (size, size) if isinstance(size, int) else size
+    if corner_uvs.dim() != 3 or corner_uvs.shape[1:] != (3, 2):
+        raise ValueError(f"corner_uvs must be (F, 3, 2), got {tuple(corner_uvs.shape)}")
+    n = corner_uvs.shape[0]
+    uv = corner_uvs.detach().double().reshape(-1, 2)
+    # Texel centres are at (j + 0.5) / W in UV: pixel coordinate = u * W - 0.5.
+    verts = torch.stack([uv[:, 0] * W - 0.5, uv[:, 1] * H - 0.5, torch.ones_like(uv[:, 0])], -1)
+    faces = torch.arange(3 * n, device=corner_uvs.device).view(n, 3)
+    K = torch.eye(3, dtype=torch.float64, device=corner_uvs.device)[None]
+    frags = rasterize(verts[None], faces, K, (H, W))
+    return Fragments(frags.face_index, frags.bary.float(), frags.depth.float())
+
+
+def uv_attribute_map(corner_uvs: torch.Tensor, face_attributes: torch.Tensor, size: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write per-corner attributes (F, 3, C) into UV space: (C, H, W) map and (1, H, W) mask."""
+    frags = rasterize_uv_atlas(corner_uvs, size)
+    values = interpolate(frags, face_attributes.float())[0].permute(2, 0, 1)
+    return values, frags.mask.float()
+
+
+def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_size: int | tuple[int, int],
+                  erode: int = 0, fill_gaps: bool = True) -> dict[str, torch.Tensor]:
+    """Scatter visible pixels into UV space (DINAR's RGB texture; the partial texture of a view).
+
+    Each visible pixel adds its colour to the texel nearest to its UV; texels average what they
+    receive. With `fill_gaps`, empty texels with at least one filled 3x3 neighbour take the mean
+    of those neighbours (one splat pass), which closes the one-texel gaps left where the image is
+    coarser than the texture.
+
+    Args:
+        image: (B, C, H, W).
+        uv: (B, H, W, 2) grid from `render_uv`.
+        mask: (B, 1, H, W) pixels to use (person mask x render mask).
+        texture_size: int or (Ht, Wt).
+        erode: odd kernel size of an erosion of `mask` first (DINAR erodes 5x5 so that
+            background colours at the silhouette do not leak into the texture); 0 = none.
+        fill_gaps: do the 3x3 splat.
+
+    Returns:
+        dict with texture (B, C, Ht, Wt), known_mask (B, 1, Ht, Wt) (texels hit by a pixel),
+        filled_mask (B, 1, Ht, Wt) (texels filled by the splat).
+    """
+    Ht, Wt = (texture_size, texture_size) if isinstance(texture_size, int) else texture_size
+    B, C, H, W = image.shape
+    if uv.shape != (B, H, W, 2) or mask.shape != (B, 1, H, W):
+        raise ValueError(f"uv must be ({B}, {H}, {W}, 2) and mask ({B}, 1, {H}, {W}); got {tuple(uv.shape)}, {tuple(mask.shape)}")
+    m = mask > 0.5
+    if erode:
+        if erode % 2 == 0:
+            raise ValueError(f"erode must be odd, got {erode}")
+        m = -F.max_pool2d(-m.float(), erode, stride=1, padding=erode // 2) > 0.5
+    col = ((uv[..., 0] + 1) * 0.5 * Wt).floor().long().clamp(0, Wt - 1)
+    row = ((uv[..., 1] + 1) * 0.5 * Ht).floor().long().clamp(0, Ht - 1)
+    valid = m[:, 0] & (uv[..., 0] > -1) & (uv[..., 0] < 1) & (uv[..., 1] > -1) & (uv[..., 1] < 1)
+    b = torch.arange(B, device=image.device).view(B, 1, 1).expand(B, H, W)
+    texel = (b * Ht + row) * Wt + col
+    texel, colours = texel[valid], image.permute(0, 2, 3, 1)[valid]
+    sums = torch.zeros(B * Ht * Wt, C, dtype=image.dtype, device=image.device).index_add_(0, texel, colours)
+    counts = torch.zeros(B * Ht * Wt, dtype=image.dtype, device=image.device).index_add_(0, texel, torch.ones_like(texel, dtype=image.dtype))
+    known = (counts > 0).view(B, 1, Ht, Wt).to(image.dtype)
+    texture = (sums / counts.clamp(min=1)[:, None]).view(B, Ht, Wt, C).permute(0, 3, 1, 2)
+    filled = torch.zeros_like(known)
+    if fill_gaps:
+        ones = torch.ones(C + 1, 1, 3, 3, dtype=image.dtype, device=image.device)
+        acc = F.conv2d(torch.cat([texture * known, known], 1), ones, padding=1, groups=C + 1)
+        neighbour_sum, neighbour_n = acc[:, :C], acc[:, C:]
+        filled = ((neighbour_n > 0) & (known == 0)).to(image.dtype)
+        texture = texture * known + filled * neighbour_sum / neighbour_n.clamp(min=1)
+    return {"texture": texture, "known_mask": known, "filled_mask": filled}
