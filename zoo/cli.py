@@ -1,0 +1,92 @@
+"""The zoo's command line: `python -m zoo fit|validate|test|predict --config X.yaml`.
+
+A LightningCLI in subclass mode: the model and the data are any LightningModule /
+LightningDataModule named by `class_path` + `init_args` in YAML, so each paper's system is a
+config file. OmegaConf interpolation (`${model.init_args.uv_size}`) works inside one file.
+
+Defaults that differ from Lightning's:
+- the logger is Weights & Biases, *offline* (no account or network needed; `wandb sync`
+  uploads later). `--trainer.logger.init_args.offline=false` goes online, a CSVLogger or
+  `--trainer.logger=false` replace it;
+- runs are written under `./outputs` (the directory the command runs in), and every fit saves
+  its resolved config next to its checkpoints and into the W&B run.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pytorch_lightning import LightningDataModule, LightningModule
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_DIR = "outputs"
+
+
+class SaveResolvedConfig(SaveConfigCallback):
+    """Writes the resolved config into the run's folder (beside `checkpoints/`) and the W&B run.
+
+    Lightning's default writes to `trainer.log_dir`, which for a W&B logger is the shared save
+    directory, so two runs would collide; the checkpoint folder is per run.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: D102 - see class docstring
+        return None  # the checkpoint folder is only known once every callback is set up
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if self.already_saved or not trainer.is_global_zero:
+            return
+        text = self.parser.dump(self.config, skip_none=False)
+        ckpt = trainer.checkpoint_callback
+        run_dir = Path(ckpt.dirpath).parent if ckpt is not None and ckpt.dirpath else Path(trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / self.config_filename).write_text(text, encoding="utf-8")
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "config") and hasattr(experiment.config, "update"):
+                import yaml
+
+                experiment.config.update({"zoo_config": yaml.safe_load(text)}, allow_val_change=True)
+        self.already_saved = True
+        log.info("resolved config written to %s", run_dir / self.config_filename)
+
+
+class ZooCLI(LightningCLI):
+    """LightningCLI with the zoo's defaults (see the module docstring)."""
+
+    def __init__(self, args=None, run: bool = True, **kwargs):
+        trainer_defaults = {
+            "default_root_dir": DEFAULT_OUTPUT_DIR,
+            "logger": {
+                "class_path": "pytorch_lightning.loggers.WandbLogger",
+                "init_args": {"project": "zoo", "offline": True, "save_dir": DEFAULT_OUTPUT_DIR},
+            },
+        }
+        trainer_defaults.update(kwargs.pop("trainer_defaults", {}))
+        super().__init__(
+            model_class=LightningModule,
+            datamodule_class=LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=SaveResolvedConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"parser_mode": "omegaconf"},
+            trainer_defaults=trainer_defaults,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+
+def main(args=None) -> None:
+    """Entry point of `python -m zoo` and the `zoo` console script."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ZooCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()
