@@ -17,8 +17,8 @@ setup(
     packages=find_packages(include=["zoo", "zoo.*"]),
     include_package_data=True,
     install_requires=[
-        "torch>=2.2",
-        "torchvision>=0.17",
+        "torch>=2.15",
+        "torchvision>=0.29",
         "pytorch-lightning>=2.2",
         "torchmetrics>=1.3",
         "kornia>=0.7",

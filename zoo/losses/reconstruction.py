@@ -82,7 +82,13 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
 
 
 class UncertaintyReconstructionLoss(nn.Module):
-    """`weight * uncertainty_reconstruction_loss`; weight 1e-3 is RefineTex's lambda_5 (eq. 8)."""
+    """`weight * uncertainty_reconstruction_loss`.
+
+    Args:
+        weight: loss weight; 1e-3 is RefineTex's lambda_5 (eq. 8).
+        min_sigma: lower clamp of sigma (our choice, 1e-3).
+        reduction: "mean" or "sum" over the (masked) elements.
+    """
 
     def __init__(self, weight: float = 1e-3, min_sigma: float = 1e-3, reduction: str = "mean"):
         super().__init__()
@@ -91,28 +97,40 @@ class UncertaintyReconstructionLoss(nn.Module):
             raise ValueError(f"min_sigma must be > 0, got {min_sigma!r}")
         self.weight, self.min_sigma, self.reduction = float(weight), float(min_sigma), reduction
 
-    def forward(self, image, render, sigma, mask=None):
+    def forward(self, image: torch.Tensor, render: torch.Tensor, sigma: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.weight * uncertainty_reconstruction_loss(image, render, sigma, mask, self.min_sigma, self.reduction)
 
 
 class CycleConsistencyLoss(nn.Module):
-    """`weight * cycle_consistency_loss`; weight 0.1 is RefineTex's lambda_4 (eq. 8)."""
+    """`weight * cycle_consistency_loss`.
+
+    Args:
+        weight: loss weight; 0.1 is RefineTex's lambda_4 (eq. 8).
+        reduction: "mean" or "sum" over the (masked) elements.
+    """
 
     def __init__(self, weight: float = 0.1, reduction: str = "mean"):
         super().__init__()
         check_reduction(reduction)
         self.weight, self.reduction = float(weight), reduction
 
-    def forward(self, texture, texture_cycle, mask=None):
+    def forward(self, texture: torch.Tensor, texture_cycle: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.weight * cycle_consistency_loss(texture, texture_cycle, mask, self.reduction)
 
 
 class DiceLoss(nn.Module):
-    """`weight * dice_loss`; weight 1.0 is DINAR's mask loss weight."""
+    """`weight * dice_loss`.
+
+    Args:
+        weight: loss weight; 1.0 is DINAR's mask (Dice) loss weight.
+        smooth: additive smoothing of the Dice ratio.
+    """
 
     def __init__(self, weight: float = 1.0, smooth: float = 1.0):
         super().__init__()
         self.weight, self.smooth = float(weight), float(smooth)
 
-    def forward(self, pred, target):
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.weight * dice_loss(pred, target, self.smooth)

