@@ -5,7 +5,9 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader
 
 from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
@@ -92,6 +94,16 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
     @property
     def num_identities(self) -> int:
         return self.settings.num_identities
+
+    def uv_maps(self) -> dict[str, torch.Tensor]:
+        """UV-space maps of the body the data was rendered with (generated if needed):
+        texture_mask (1, T, T), face_hands_mask (T, T) bool, position_code (3, T, T) in [-1, 1]
+        (the Texformer query colour code)."""
+        if not (self.folder / "meta.json").is_file():
+            self.prepare_data()
+        load = lambda name: torch.from_numpy(np.load(self.folder / f"{name}.npy"))  # noqa: E731
+        return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),
+                "position_code": load("uv_position_code").float()}
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

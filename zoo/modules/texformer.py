@@ -196,12 +196,13 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
     at full, 1/2 and 1/4 size); one CrossAttentionUnit per scale (softmax at 1/4, linear at 1/2
     and full); a ThreeScaleUNet decoder over the three attention outputs; a 3x3 conv to 6
     channels split into flow (tanh), RGB (tanh) and fusion mask (sigmoid). The paper
-    configuration (all defaults) has 7.56 M parameters, as the reference (~7.5 M; it keeps
-    biases on convs followed by BatchNorm; ours drops them as dead parameters).
+    configuration (all defaults) has 7.56 M parameters and 85 GFLOP per sample (RefineTex
+    Table 2: 7.6 M; the reference code also keeps biases on the convs that BatchNorm follows,
+    which we drop as dead parameters).
 
     Query branch. The query is the same colour code for every sample, so its encoder and the
     query projections run ONCE per forward on a batch of one and broadcast over the batch
-    (about 30 % of the ~85 GFLOP of a full-size forward). In eval mode this is exact. In
+    (26 of the 85 GFLOP of a full-size one-sample forward). In eval mode this is exact. In
     training mode the forward and the gradients are also those of running the branch on B
     identical copies (BatchNorm's batch mean and biased variance of B copies equal those of one
     copy; the backward of a broadcast sums the per-sample gradients); the only difference is

@@ -1,0 +1,4 @@
+"""Plain nn.Modules, one architecture family per file (no Lightning inside).
+
+Import from the family's file, e.g. `from zoo.modules.texformer import TexformerBackbone`.
+"""

@@ -1,0 +1,1 @@
+"""LightningModules: they receive modules by injection, own optimisers, EMA and logging."""
