@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+
+from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,9 @@ class SaveResolvedConfig(SaveConfigCallback):
         if self.already_saved or not trainer.is_global_zero:
             return
         text = self.parser.dump(self.config, skip_none=False)
-        ckpt = trainer.checkpoint_callback
-        run_dir = Path(ckpt.dirpath).parent if ckpt is not None and ckpt.dirpath else Path(trainer.default_root_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / self.config_filename).write_text(text, encoding="utf-8")
+        folder = run_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.config_filename).write_text(text, encoding="utf-8")
         for logger in trainer.loggers:
             experiment = getattr(logger, "experiment", None)
             if hasattr(experiment, "config") and hasattr(experiment.config, "update"):
@@ -50,7 +50,7 @@ class SaveResolvedConfig(SaveConfigCallback):
 
                 experiment.config.update({"zoo_config": yaml.safe_load(text)}, allow_val_change=True)
         self.already_saved = True
-        log.info("resolved config written to %s", run_dir / self.config_filename)
+        log.info("resolved config written to %s", folder / self.config_filename)
 
 
 class ZooCLI(LightningCLI):

@@ -29,7 +29,7 @@ def obj_uv_layout(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     are fanned into triangles (0, i, i + 1), the same order `obj_faces` uses, so face `k`
     of both readers is the same triangle.
     """
-    vt, ft, _ = _read_obj(path)
+    vt, ft, _ = read_obj(path)
     if not len(vt):
         raise ValueError(f"{path} has no 'vt' lines: it holds no UV layout")
     if ft is None:
@@ -39,10 +39,12 @@ def obj_uv_layout(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def obj_faces(path: str | os.PathLike) -> np.ndarray:
     """Vertex indices (F, 3) int64 of the triangles of an OBJ file (polygons fanned)."""
-    return _read_obj(path)[2]
+    return read_obj(path)[2]
 
 
-def _read_obj(path):
+def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """`(vt (T, 2), ft (F, 3) or None when faces lack texture indices, fv (F, 3))`, 0-based,
+    polygons fanned into triangles (0, i, i + 1); vt as stored (OBJ: v up)."""
     vt, ft, fv = [], [], []
     has_vt = True
     with open(Path(path), encoding="utf-8", errors="replace") as handle:

@@ -60,3 +60,21 @@ def save_png(picture: torch.Tensor, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(picture.numpy())).save(path)
     return path
+
+
+def log_picture(loggers, key: str, picture: torch.Tensor, step: int, fallback_dir: str | Path | None = None) -> None:
+    """Send one (H, W, 3) uint8 picture to every logger that takes images.
+
+    W&B (`log_image`) and TensorBoard (`add_image`) get it directly; for loggers without image
+    support (CSV) the PNG is written under `fallback_dir/images/` instead, so nothing is lost.
+    """
+    written = False
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[picture.numpy()], step=step)
+            written = True
+        elif hasattr(getattr(logger, "experiment", None), "add_image"):
+            logger.experiment.add_image(key, picture.permute(2, 0, 1), global_step=step)
+            written = True
+    if not written and loggers and fallback_dir is not None:
+        save_png(picture, Path(fallback_dir) / "images" / f"{key.replace('/', '_')}_{step:07d}.png")

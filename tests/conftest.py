@@ -1,0 +1,38 @@
+"""Test-wide settings: no network, no user caches, tiny data generated once per session."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Before anything imports wandb: never touch the network, keep its files in a temp dir.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.setdefault("WANDB_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "zoo-tests-wandb"))
+os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def zoo_home(tmp_path_factory):
+    """A private $ZOO_HOME so tests never read or write the user's cache."""
+    home = tmp_path_factory.mktemp("zoo_home")
+    old = os.environ.get("ZOO_HOME")
+    os.environ["ZOO_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("ZOO_HOME", None)
+    else:
+        os.environ["ZOO_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(zoo_home):
+    """The "tiny" synthetic people, generated once for the whole session."""
+    from zoo.datamodules import SyntheticPeopleDataModule
+
+    root = zoo_home / "data"
+    SyntheticPeopleDataModule("tiny", data_dir=str(root), progress=False).prepare_data()
+    return root
