@@ -81,6 +81,18 @@ class ZooCLI(LightningCLI):
         )
 
 
+    # Close the W&B run once a subcommand is done, so that a second command in the same process
+    # (a notebook, a test) starts its own run instead of silently reusing this one.
+    def _finish_wandb(self) -> None:
+        import sys
+
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
+
+    after_fit = after_validate = after_test = after_predict = _finish_wandb
+
+
 def main(args=None) -> None:
     """Entry point of `python -m zoo` and the `zoo` console script."""
     os.environ.setdefault("WANDB_SILENT", "true")
