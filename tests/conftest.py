@@ -12,7 +12,9 @@ os.environ["WANDB_SILENT"] = "true"
 os.environ.setdefault("WANDB_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "zoo-tests-wandb"))
 os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the tests are many small ops, where thread hand-offs cost more than they give
+# (and a machine shared with other jobs makes two threads much slower still).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

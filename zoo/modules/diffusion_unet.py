@@ -39,6 +39,7 @@ DINAR_UNET_INIT_ARGS: dict = {
     "scale_shift_norm": False,
     "norm_groups": 32,
     "mid_attention": True,
+    "time_embed_dim": None,
 }
 
 
@@ -160,13 +161,15 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
             (LDM's default, used by DINAR's preset).
         norm_groups: GroupNorm groups (32).
         mid_attention: attention in the middle block (True, as LDM).
+        time_embed_dim: width of the time-embedding MLP; None means 4 * base_channels (ADM/LDM).
     """
 
     def __init__(self, in_channels: int = 13, out_channels: int = 6, base_channels: int = 256,
                  channel_multipliers: Sequence[int] = (1, 2, 3, 4), num_res_blocks: int = 2,
                  attention_resolutions: Sequence[int] = (32, 16, 8), resolution: int = 64, num_heads: int = 8,
                  head_channels: int | None = None, dropout: float = 0.5, resblock_updown: bool = True,
-                 scale_shift_norm: bool = False, norm_groups: int = 32, mid_attention: bool = True):
+                 scale_shift_norm: bool = False, norm_groups: int = 32, mid_attention: bool = True,
+                 time_embed_dim: int | None = None):
         super().__init__()
         if min(in_channels, out_channels, base_channels, num_res_blocks, num_heads) < 1:
             raise ValueError("in_channels, out_channels, base_channels, num_res_blocks and num_heads must be >= 1, "
@@ -179,7 +182,9 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
             raise ValueError(f"head_channels must be None or >= 1, got {head_channels}")
         self.in_channels, self.out_channels, self.base_channels = in_channels, out_channels, base_channels
         self.downsampling = 2 ** (len(channel_multipliers) - 1)
-        emb_ch = 4 * base_channels
+        emb_ch = 4 * base_channels if time_embed_dim is None else time_embed_dim
+        if emb_ch < 1:
+            raise ValueError(f"time_embed_dim must be None or >= 1, got {time_embed_dim}")
 
         def heads(ch: int) -> int:
             return ch // head_channels if head_channels is not None else num_heads

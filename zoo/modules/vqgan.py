@@ -288,7 +288,9 @@ class VectorQuantizer(PretrainedMixin, nn.Module):
         codebook_loss = F.mse_loss(e, z.detach())
         commitment_loss = F.mse_loss(z, e.detach())
         z_q = z + (e - z).detach()
-        counts = torch.bincount(indices.flatten(), minlength=self.num_codes).to(self.usage_counts.dtype)
+        flat = indices.flatten()  # scatter_add, unlike bincount, also runs on the meta device
+        ones = torch.ones_like(flat, dtype=torch.float)
+        counts = torch.zeros(self.num_codes, device=z.device).scatter_add_(0, flat, ones)
         if self.training:
             self.usage_counts += counts
         probs = counts / counts.sum()

@@ -1,0 +1,55 @@
+"""Samplers come from diffusers; the zoo only builds them from its own schedule and adds masks.
+
+`make_scheduler` hands diffusers the exact betas of a `GaussianDiffusion` (`trained_betas`), so
+training and every sampler share one schedule whatever its name.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+SAMPLERS = ("ddpm", "ddim", "dpm++")
+_ALIASES = {"dpmsolver++": "dpm++", "dpm_solver++": "dpm++", "dpmsolver": "dpm++"}
+
+
+def canonical_sampler(name: str) -> str:
+    name = _ALIASES.get(name.lower(), name.lower())
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
+    return name
+
+
+def make_scheduler(name: str, betas: torch.Tensor, prediction_type: str = "epsilon",
+                   timestep_spacing: str = "trailing"):
+    """A fresh diffusers scheduler (they are stateful: one per sampling run).
+
+    Args:
+        name: "ddpm" (ancestral), "ddim" (eta chosen per step call) or "dpm++"
+            (DPMSolverMultistepScheduler, algorithm "dpmsolver++", 2nd order).
+        betas: (T,) training betas.
+        prediction_type: "epsilon", "sample" or "v_prediction" (what the denoiser outputs).
+        timestep_spacing: diffusers' "trailing" (default: the first step is t = T - 1, where
+            sampling starts from pure noise), "leading" or "linspace".
+    No sample clipping (latents are unbounded); the last DDIM / DPM-Solver++ step lands on the
+    predicted clean sample (`set_alpha_to_one`, `final_sigmas_type="zero"`).
+    """
+    common = dict(num_train_timesteps=len(betas), trained_betas=betas.double().cpu().numpy(),
+                  prediction_type=prediction_type, timestep_spacing=timestep_spacing)
+    name = canonical_sampler(name)
+    if name == "ddpm":
+        return DDPMScheduler(clip_sample=False, variance_type="fixed_small", **common)
+    if name == "ddim":
+        return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
+    return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True,
+                                       final_sigmas_type="zero", **common)
+
+
+def erode_mask(mask: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """Binary erosion of a (B, 1, h, w) mask with a square kernel: a texel stays known only if its
+    whole neighbourhood is known. The image border is not treated as unknown."""
+    if kernel_size % 2 != 1 or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
+    if kernel_size == 1:
+        return mask
+    return -F.max_pool2d(-mask.float(), kernel_size, stride=1, padding=kernel_size // 2)

@@ -1,0 +1,236 @@
+"""Training a VQGAN texture autoencoder: reconstruction + perceptual + adversarial + codebook losses.
+
+Manual optimisation with two optimisers (generator = the VQGAN, discriminator = a PatchGAN), as
+in taming-transformers. Batches follow the texture contract of the zoo's datamodules: a dict with
+"texture" (B, C, H, W) in [-1, 1] and optionally "texture_mask" (B, 1, H, W), 1 on the UV atlas
+(reconstruction losses count atlas texels only).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.modules.discriminator import PatchDiscriminator
+from zoo.modules.vqgan import VQGAN
+from zoo.systems.common import FrozenNetworks, log_image_grid
+
+log = logging.getLogger(__name__)
+
+
+def preview(images: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
+    """The 3 (or 1) channels of textures (B, C, H, W) shown in image grids (default the first 3)."""
+    if channels is not None:
+        return images[:, list(channels)]
+    return images[:, :3] if images.shape[1] >= 3 else images[:, :1]
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `values` (B, C, H, W) over texels where mask (B, 1, H, W) is 1 (all if None)."""
+    if mask is None:
+        return values.mean()
+    weight = mask.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def load_lpips(weights_path: str, net: str = "vgg") -> nn.Module:
+    """LPIPS with every weight from local files: nothing is downloaded.
+
+    `weights_path` is a file holding a full LPIPS state dict (backbone and linear layers) of
+    backbone `net`, or "hub-cache" for LPIPS(alex) from torchvision's AlexNet file in the torch hub
+    cache plus the lpips package's linear heads (`zoo.metrics.lpips.load_lpips_alex`)."""
+    if weights_path == "hub-cache":
+        from zoo.metrics.lpips import load_lpips_alex
+
+        return load_lpips_alex()
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(f"perceptual_weights {weights_path!r} does not exist; it must hold a full LPIPS "
+                                "state dict (backbone and linear layers), saved with torch.save or safetensors")
+    import lpips  # imported here: it pulls in torchvision, unused unless perceptual loss is on
+
+    model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    if weights_path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(weights_path)
+    else:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+class VQGANSystem(FrozenNetworks, pl.LightningModule):
+    """VQGAN training (Esser et al. 2021) for textures of any channel count.
+
+    Args:
+        vqgan: the autoencoder being trained.
+        discriminator: PatchGAN judging textures; its `in_channels` must equal the VQGAN's output.
+        lr: Adam learning rate of the VQGAN (taming: 4.5e-6 x batch size).
+        disc_lr: discriminator learning rate; None means `lr`.
+        betas: Adam betas of both optimisers ((0.5, 0.9), taming).
+        reconstruction_loss: "l1" (taming) or "l2" (DINAR's texture-space regulariser).
+        reconstruction_weight: weight of the reconstruction loss.
+        perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
+        perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
+            from the torch hub cache (see `load_lpips`); None disables LPIPS (its backbone would
+            otherwise be downloaded, which the zoo never does).
+        perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
+        perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
+            channels of the neural texture are 16, 17, 18).
+        adversarial_loss: "hinge" (taming) or "non_saturating".
+        adversarial_weight: generator adversarial weight (0.8, taming).
+        adaptive_weight: scale the adversarial term by |grad rec| / |grad adv| at the decoder's
+            last layer (taming); False uses `adversarial_weight` as is.
+        disc_start: generator steps before the adversarial terms start (taming: 10k-250k).
+        codebook_weight: weight of codebook + beta * commitment loss (1.0).
+        dead_code_restart_every: restart codes unused since the last restart every N generator
+            steps from the current batch's encoder outputs (0 disables).
+        dead_code_min_count: codes used fewer times than this are dead.
+        image_log_every_n_steps: image grid period in generator steps (0 disables).
+        preview_channels: 3 (or 1) channels shown in image grids (default the first 3).
+        export_path: folder where `on_train_end` saves the VQGAN with `save_pretrained`.
+    """
+
+    def __init__(self, vqgan: VQGAN, discriminator: PatchDiscriminator, lr: float = 1e-4, disc_lr: float | None = None,
+                 betas: tuple[float, float] = (0.5, 0.9), reconstruction_loss: str = "l1",
+                 reconstruction_weight: float = 1.0, perceptual_weight: float = 1.0,
+                 perceptual_weights: str | None = None, perceptual_net: str = "vgg",
+                 perceptual_channels: list[int] | None = None, adversarial_loss: str = "hinge",
+                 adversarial_weight: float = 0.8, adaptive_weight: bool = True, disc_start: int = 10000,
+                 codebook_weight: float = 1.0, dead_code_restart_every: int = 0, dead_code_min_count: float = 1.0,
+                 image_log_every_n_steps: int = 500, preview_channels: list[int] | None = None,
+                 export_path: str | None = None):
+        super().__init__()
+        if reconstruction_loss not in ("l1", "l2"):
+            raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {reconstruction_loss!r}")
+        if adversarial_loss not in ("hinge", "non_saturating"):
+            raise ValueError(f"adversarial_loss must be 'hinge' or 'non_saturating', got {adversarial_loss!r}")
+        if discriminator.in_channels != vqgan.out_channels:
+            raise ValueError(f"discriminator.in_channels={discriminator.in_channels} must equal "
+                             f"vqgan.out_channels={vqgan.out_channels}")
+        self.save_hyperparameters(ignore=["vqgan", "discriminator"])
+        self.automatic_optimization = False
+        self.vqgan, self.discriminator = vqgan, discriminator
+        self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
+        if perceptual_weights is not None and perceptual_weight > 0:
+            self.attach_frozen("lpips", load_lpips(perceptual_weights, perceptual_net))
+        elif perceptual_weight > 0:
+            log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(self.vqgan.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
+        return [opt_g, opt_d]
+
+    def _texture(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = batch["texture"]
+        if x.ndim != 4 or x.shape[1] != self.vqgan.in_channels:
+            raise ValueError(f"batch['texture'] must be (B, {self.vqgan.in_channels}, H, W), got {tuple(x.shape)}")
+        return x, batch.get("texture_mask")
+
+    def _nll(self, x: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        diff = (rec - x).abs() if hp.reconstruction_loss == "l1" else (rec - x) ** 2
+        terms = {"rec_loss": masked_mean(diff, mask)}
+        lpips_net = self.frozen("lpips")
+        if lpips_net is not None:
+            channels = list(hp.perceptual_channels) if hp.perceptual_channels is not None else [0, 1, 2]
+            keep = mask if mask is not None else 1.0
+            terms["perceptual_loss"] = lpips_net(rec[:, channels] * keep, x[:, channels] * keep).mean()
+        terms["nll"] = hp.reconstruction_weight * terms["rec_loss"] + hp.perceptual_weight * terms.get(
+            "perceptual_loss", torch.zeros((), device=x.device))
+        return terms
+
+    def _adaptive_weight(self, nll: torch.Tensor, g_loss: torch.Tensor) -> torch.Tensor:
+        if not self.hparams.adaptive_weight:
+            return torch.tensor(self.hparams.adversarial_weight, device=nll.device)
+        last = self.vqgan.last_layer
+        nll_grad = torch.autograd.grad(nll, last, retain_graph=True)[0]
+        g_grad = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+        weight = (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+        return weight * self.hparams.adversarial_weight
+
+    def _generator_adv(self, logits_fake: torch.Tensor) -> torch.Tensor:
+        if self.hparams.adversarial_loss == "hinge":
+            return -logits_fake.mean()
+        return F.softplus(-logits_fake).mean()
+
+    def _disc_loss(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+        if self.hparams.adversarial_loss == "hinge":
+            return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+        return 0.5 * (F.softplus(-logits_real).mean() + F.softplus(logits_fake).mean())
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        hp = self.hparams
+        opt_g, opt_d = self.optimizers()
+        x, mask = self._texture(batch)
+        step = int(self.generator_steps)
+        adversarial = step >= hp.disc_start and hp.adversarial_weight > 0
+
+        self.toggle_optimizer(opt_g)
+        out = self.vqgan(x)
+        terms = self._nll(x, out.reconstruction, mask)
+        loss = terms["nll"] + hp.codebook_weight * out.quantizer_loss
+        if adversarial:
+            terms["g_adv_loss"] = self._generator_adv(self.discriminator(out.reconstruction))
+            terms["adv_weight"] = self._adaptive_weight(terms["nll"], terms["g_adv_loss"])
+            loss = loss + terms["adv_weight"] * terms["g_adv_loss"]
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        if adversarial:
+            self.toggle_optimizer(opt_d)
+            logits_real = self.discriminator(x.detach())
+            logits_fake = self.discriminator(out.reconstruction.detach())
+            terms["disc_loss"] = self._disc_loss(logits_real, logits_fake)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(terms["disc_loss"])
+            opt_d.step()
+            self.untoggle_optimizer(opt_d)
+            terms["logits_real"], terms["logits_fake"] = logits_real.mean().detach(), logits_fake.mean().detach()
+
+        self.generator_steps += 1
+        terms.update(loss=loss, codebook_loss=out.codebook_loss, commitment_loss=out.commitment_loss,
+                     codebook_usage=out.usage, perplexity=out.perplexity)
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items() if k != "nll"},
+                      on_step=True, prog_bar=False, batch_size=x.shape[0])
+        self._maybe_restart_codes(out.latents.detach())
+        every = hp.image_log_every_n_steps
+        if every and (step % every == 0):
+            columns = [preview(t, hp.preview_channels) for t in (x, out.reconstruction)]
+            log_image_grid(self, "train/reconstruction", columns)
+
+    def _maybe_restart_codes(self, latents: torch.Tensor) -> None:
+        every = self.hparams.dead_code_restart_every
+        if not every or int(self.generator_steps) % every:
+            return
+        quantizer = self.vqgan.quantizer
+        strategy = self.trainer.strategy
+        quantizer.usage_counts.copy_(strategy.reduce(quantizer.usage_counts.clone(), reduce_op="sum"))
+        restarted = quantizer.restart_dead_codes(latents, self.hparams.dead_code_min_count)
+        with torch.no_grad():  # every rank keeps rank 0's codebook
+            quantizer.embedding.weight.copy_(strategy.broadcast(quantizer.embedding.weight.detach(), src=0))
+        self.log("train/dead_codes_restarted", float(restarted), on_step=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        x, mask = self._texture(batch)
+        out = self.vqgan(x)
+        terms = self._nll(x, out.reconstruction, mask)
+        self.log_dict({"val/rec_loss": terms["rec_loss"], "val/codebook_usage": out.usage,
+                       "val/perplexity": out.perplexity}, batch_size=x.shape[0], sync_dist=True)
+        if batch_idx == 0:
+            channels = self.hparams.preview_channels
+            log_image_grid(self, "val/reconstruction", [preview(t, channels) for t in (x, out.reconstruction)])
+
+    def on_train_end(self) -> None:
+        path = self.hparams.export_path
+        if path and self.trainer.is_global_zero:
+            self.vqgan.save_pretrained(os.path.expanduser(path))
+            log.info("VQGANSystem: exported the VQGAN to %s", path)
