@@ -46,8 +46,9 @@ def test_rasterize_matches_brute_force(size):
     rows, cols = torch.nonzero(hit, as_tuple=True)
     winner = face_index[hit]
     assert brute[winner, rows, cols].all()  # the chosen face does contain the texel centre
-    # The largest covering face index wins where faces overlap.
-    expected = torch.where(brute, torch.arange(len(uv))[:, None, None], -1).amax(dim=0)
+    # The smallest covering face index wins where faces overlap (the rasteriser's tie rule).
+    expected = torch.where(brute, torch.arange(len(uv))[:, None, None], len(uv)).amin(dim=0)
+    expected[expected == len(uv)] = -1
     assert torch.equal(face_index, expected)
     # Barycentric interpolation of the corners gives back the texel centre.
     centre = torch.stack([(cols + 0.5) / size, (rows + 0.5) / size], dim=-1)

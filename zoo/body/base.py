@@ -12,6 +12,8 @@ head, hands to the lower arms, the collar / shoulder-top region and the hips to 
 """
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +60,7 @@ class BodyOutput:
     joints: torch.Tensor | None = None
 
 
-class BodyModel(PretrainedMixin, nn.Module):
+class BodyModel(PretrainedMixin, nn.Module, abc.ABC):
     """Abstract parametric body: shape `betas` (B, num_betas) + pose (B, num_pose_params) -> mesh.
 
     Subclasses build their backend, then call `_set_mesh(...)` once. Public buffers (never
@@ -118,6 +120,7 @@ class BodyModel(PretrainedMixin, nn.Module):
         return head & (centroid[:, 2] > centre_z) & (normal[:, 2] > 0.2)
 
     # -- public API --------------------------------------------------------------------------
+    @abc.abstractmethod
     def forward(self, betas: torch.Tensor | None = None, pose: torch.Tensor | None = None, **extra) -> BodyOutput:
         """Pose and shape the body.
 
@@ -129,7 +132,6 @@ class BodyModel(PretrainedMixin, nn.Module):
         Returns:
             BodyOutput with vertices (B, V, 3) and joints (B, J, 3), float32, body frame.
         """
-        raise NotImplementedError
 
     def region_faces(self, region: str = "face_hands") -> torch.Tensor:
         """(F,) bool faces of a named region: "face", "hands", "face_hands" or a `COARSE_PARTS` name."""

@@ -91,74 +91,16 @@ def corner_uvs_from_layout(vt: torch.Tensor | np.ndarray, ft: torch.Tensor | np.
     return uv[ft].clamp(0.0, 1.0).float()
 
 
-def rasterize_uv(corner_uvs: torch.Tensor, size: int, max_candidates: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill triangles given in UV space into a `size x size` texel grid.
+def rasterize_uv(corner_uvs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which face covers each texel centre of a `size` x `size` atlas, and where.
 
-    Args:
-        corner_uvs: (F, 3, 2) per-corner UVs in [0, 1], v down (zoo convention).
-        size: texels per side.
-        max_candidates: most (face, texel) candidate pairs tested in one batch (memory bound).
-
-    Returns:
-        face_index: (size, size) int64, the covering face per texel, -1 where none. Where
-            faces overlap in UV space the largest face index wins (deterministic).
-        barycentric: (size, size, 3) float32 barycentric coordinates of the texel centre
-            in that face (zeros where none).
+    A thin view of `zoo.render.rasterize_uv_atlas` (the exact screen rasteriser run on the UV
+    layout): returns face_index (size, size) int64 (-1 = no face) and barycentrics (size, size, 3).
     """
-    if corner_uvs.ndim != 3 or corner_uvs.shape[1:] != (3, 2):
-        raise ValueError(f"corner_uvs must be (F, 3, 2), got {tuple(corner_uvs.shape)}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    device = corner_uvs.device
-    face_index = torch.full((size * size,), -1, dtype=torch.int64, device=device)
-    bary_out = torch.zeros(size * size, 3, dtype=torch.float32, device=device)
-    if corner_uvs.shape[0] == 0:
-        return face_index.view(size, size), bary_out.view(size, size, 3)
-    # Texel space: texel (row, col) has its centre at (col + 0.5, row + 0.5).
-    pts = corner_uvs.detach().double() * size
-    lo = torch.ceil(pts.min(dim=1).values - 0.5).clamp(0, size - 1).long()  # first centre >= min
-    hi = torch.floor(pts.max(dim=1).values - 0.5).clamp(-1, size - 1).long()
-    extent = (hi - lo + 1).clamp(min=0)  # (F, 2) as (cols, rows)
-    nonempty = (extent > 0).all(dim=1)
-    longest = extent.max(dim=1).values
-    bucket = torch.ceil(torch.log2(longest.clamp(min=1).double())).long()
-    for b in torch.unique(bucket[nonempty]).tolist():
-        faces = torch.nonzero(nonempty & (bucket == b)).squeeze(1)
-        w = int(extent[faces, 0].max())
-        h = int(extent[faces, 1].max())
-        chunk = max(1, max_candidates // (w * h))
-        dy, dx = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-        for start in range(0, len(faces), chunk):
-            f = faces[start:start + chunk]
-            cols = lo[f, 0, None] + dx.reshape(1, -1)
-            rows = lo[f, 1, None] + dy.reshape(1, -1)
-            inside_box = (cols <= hi[f, 0, None]) & (rows <= hi[f, 1, None])
-            centre = torch.stack([cols + 0.5, rows + 0.5], dim=-1).double()  # (n, h*w, 2)
-            bary = _barycentric(pts[f], centre)
-            hit = inside_box & (bary >= -_INSIDE_EPS).all(dim=-1)
-            if not hit.any():
-                continue
-            texel = (rows * size + cols)[hit]
-            fid = f[:, None].expand_as(hit)[hit]
-            face_index.scatter_reduce_(0, texel, fid, reduce="amax")
-            won = face_index[texel] == fid
-            bary_out[texel[won]] = bary[hit][won].float()
-    return face_index.view(size, size), bary_out.view(size, size, 3)
+    from zoo.render.uv_space import rasterize_uv_atlas  # render imports nothing from body
 
-
-def _barycentric(tri: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Barycentric coordinates (n, m, 3) of points p (n, m, 2) in triangles tri (n, 3, 2).
-
-    Degenerate (zero-area) triangles give -inf, i.e. cover nothing."""
-    a, b, c = tri[:, None, 0], tri[:, None, 1], tri[:, None, 2]
-    v0, v1, v2 = b - a, c - a, p - a
-    den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
-    ok = den.abs() > 1e-12
-    safe = torch.where(ok, den, torch.ones_like(den))
-    l1 = (v2[..., 0] * v1[..., 1] - v1[..., 0] * v2[..., 1]) / safe
-    l2 = (v0[..., 0] * v2[..., 1] - v2[..., 0] * v0[..., 1]) / safe
-    bary = torch.stack([1.0 - l1 - l2, l1, l2], dim=-1)
-    return torch.where(ok[..., None], bary, torch.full_like(bary, -float("inf")))
+    frags = rasterize_uv_atlas(corner_uvs, size)
+    return frags.face_index[0], frags.bary[0]
 
 
 def rasterize_uv_mask(corner_uvs: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,4 +1,11 @@
-"""LightningDataModules; datasets live in zoo.datamodules.datasets."""
+"""LightningDataModules; datasets live in zoo.datamodules.datasets.
+
+- `SyntheticPeopleDataModule`: the embedded synthetic people (Anny), generated once and cached.
+- `Market1501DataModule`: Market-1501 in Texformer's SMPLMarket layout (user-provided).
+- `DeepFashionDataModule`: DeepFashion in-shop images with body fits (user-provided).
+"""
+from zoo.datamodules.deepfashion import DeepFashionDataModule
+from zoo.datamodules.market1501 import Market1501DataModule
 from zoo.datamodules.synthetic import PRESETS, SyntheticPeopleDataModule
 
-__all__ = ["PRESETS", "SyntheticPeopleDataModule"]
+__all__ = ["PRESETS", "SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule"]

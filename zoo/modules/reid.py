@@ -17,6 +17,8 @@ Frozen use (losses, metrics): call `freeze(network)`; `check_frozen` is what the
 """
 from __future__ import annotations
 
+import abc
+
 import os
 import re
 from dataclasses import dataclass
@@ -88,7 +90,7 @@ class ReIDOutput:
     logits: torch.Tensor
 
 
-class ReIDNetwork(PretrainedMixin, nn.Module):
+class ReIDNetwork(PretrainedMixin, nn.Module, abc.ABC):
     """Shared preprocessing and the `features` interface; not used on its own.
 
     Args:
@@ -114,8 +116,9 @@ class ReIDNetwork(PretrainedMixin, nn.Module):
             x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         return x
 
+    @abc.abstractmethod
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+        """The four stage outputs (layers 1-4) of a preprocessed batch."""
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
         """The four stage feature maps [layer1, ..., layer4] of a [-1, 1] image batch."""

@@ -139,6 +139,13 @@ class TextureCompletionSystem(pl.LightningModule):
                             unavailable=self.image_metrics.unavailable if self.image_metrics else {})
         self._test_rows = []
 
+    def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The completed textures (B, C, T, T) in [-1, 1] with the batch's person ids."""
+        out = {"texture": self(batch["partial"], batch["known_mask"])}
+        if "person_id" in batch:
+            out["person_id"] = batch["person_id"]
+        return out
+
     def configure_optimizers(self):
         return torch.optim.Adam(self.network.parameters(), lr=self.hparams.lr)
 
