@@ -33,8 +33,8 @@ def main() -> None:
     system, dm = cli.model, cli.datamodule
     system.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["state_dict"])
     dm.setup("test")
-    system.trainer = cli.trainer
-    system.setup("test")
+    if system.hparams.use_position_code:
+        system.position_code = dm.uv_maps()["position_code"]
     system.eval()
     ds = dm.datasets["test"]
     step = max(1, len(ds) // args.rows)
@@ -44,7 +44,7 @@ def main() -> None:
         novel = render_in_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
     rows = []
     for b in range(texture.shape[0]):
-        pics = [batch["image"][b], batch["partial"][b], texture[b], batch["texture"][b], novel[b], batch["novel_image"][b]]
+        pics = [batch["image"][b], batch["partial"][b], texture[b] * batch["texture_mask"][b], batch["texture"][b], novel[b], batch["novel_image"][b]]
         rows.append([upscale(to_uint8(p), args.scale) for p in pics])
     path = save_png(grid(rows), args.out)
     print(f"wrote {path}")

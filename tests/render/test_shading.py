@@ -103,3 +103,15 @@ def test_camera_conventions():
     K = texformer_intrinsics((128, 64))
     assert math.isclose(K[0, 0, 0].item(), 5000 * 128 / 224, rel_tol=1e-6)
     assert K[0, 0, 2].item() == 31.5 and K[0, 1, 2].item() == 63.5
+
+
+def test_dilate_texture_pads_outside_and_keeps_inside():
+    from zoo.render import dilate_texture
+
+    tex = torch.zeros(1, 1, 5, 5)
+    tex[0, 0, 2, 2] = 4.0
+    mask = torch.zeros(1, 1, 5, 5)
+    mask[0, 0, 2, 2] = 1
+    out = dilate_texture(tex, mask, iterations=1)
+    assert out[0, 0, 2, 2] == 4.0
+    assert (out[0, 0, 1:4, 1:4] == 4.0).all() and out[0, 0, 0].abs().sum() == 0

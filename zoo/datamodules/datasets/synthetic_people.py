@@ -35,13 +35,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, look_at_body, rasterize, render_labels, render_uv, sample_texture,
+from zoo.render import (composite, dilate_texture, look_at_body, rasterize, render_labels, render_uv, sample_texture,
                         scatter_to_uv, to_camera)
 from zoo.render.body_maps import body_uv_maps
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: renders sample a seam-padded texture
 SPLITS = ("train", "val", "test")
 
 
@@ -157,6 +157,7 @@ def generate(body, settings: GenerationSettings, folder: Path, progress: bool = 
         for local, pid in enumerate(ids):
             g = torch.Generator().manual_seed(settings.seed * 1_000_003 + pid)
             texture, desc = paint_texture(maps, g)
+            padded = dilate_texture(texture, maps["mask"])  # no dark seams in the renders
             sliders = {name: 0.5 + 0.35 * (torch.rand((), generator=g).item() - 0.5) * 2
                        for name in getattr(body, "phenotype_labels", [])}
             betas = body.betas_from_phenotype(**sliders) if sliders else torch.zeros(1, body.num_betas)
@@ -164,7 +165,7 @@ def generate(body, settings: GenerationSettings, folder: Path, progress: bool = 
             descriptions.append(desc)
             posed = _pose_views(body, betas, settings.views_per_identity, g, settings)
             for v in range(settings.views_per_identity):
-                view = _render_view(body, posed[v:v + 1], texture, g, settings)
+                view = _render_view(body, posed[v:v + 1], padded, g, settings)
                 for k, v in view.items():
                     arrays[k].append(v)
                 arrays["view_person"].append(local)
