@@ -14,6 +14,7 @@ from torch import nn
 
 from zoo.render import composite, focal_to_fit, intrinsics, look_at_body, rasterize, render_uv, sample_texture, to_camera
 from zoo.utils.images import grid, save_png, to_uint8
+from zoo.utils.runs import run_dir  # noqa: F401 (re-exported for the systems)
 
 
 class FrozenNetworks:
@@ -35,15 +36,6 @@ class FrozenNetworks:
             module._apply(fn, *args, **kwargs)
         return result
 
-
-def run_dir(trainer: pl.Trainer) -> Path:
-    """Where a run writes its own files: the logger's folder when it has one, else default_root_dir."""
-    folder = None
-    try:
-        folder = trainer.log_dir
-    except (AttributeError, TypeError):
-        folder = None
-    return Path(folder or trainer.default_root_dir)
 
 
 def image_grid(columns: Sequence[torch.Tensor], max_items: int = 4) -> torch.Tensor:
@@ -141,3 +133,22 @@ def render_turntable(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: to
     uv, mask = render_uv(frags, corner_uvs.float().cpu())
     person = sample_texture(texture.detach().float().cpu()[None].expand(n, -1, -1, -1), uv, mask)
     return composite(person, mask, background)
+
+
+def export_textures(folder: str | Path, textures: torch.Tensor, view_ids: Sequence[int], person_ids: Sequence[int],
+                    body, seen: set, render_size: Sequence[int] = (256, 128)) -> list[str]:
+    """Write `textures/view_<id>.png` for every texture (B, 3, T, T) in [-1, 1] and, for each person
+    not in `seen` (updated), `person_<id>/mesh.{obj,mtl,png}` on `body`'s template mesh (any
+    `zoo.body.BodyModel`) plus its front / side / back renders; `body=None` writes textures only."""
+    folder, written = Path(folder), []
+    for texture, view, person in zip(textures, view_ids, person_ids):
+        written.append(str(save_png(to_uint8(texture), folder / "textures" / f"view_{int(view):05d}.png")))
+        if body is None or person in seen:
+            continue
+        seen.add(person)
+        target = folder / f"person_{int(person):05d}"
+        written.append(str(write_textured_obj(target, body.template_vertices, body.faces, body.corner_uvs, texture)))
+        renders = render_turntable(body.template_vertices, body.faces, body.corner_uvs, texture, image_size=render_size)
+        for side, picture in zip(("front", "side", "back"), renders):
+            written.append(str(save_png(to_uint8(picture), target / f"render_{side}.png")))
+    return written

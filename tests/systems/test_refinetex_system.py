@@ -1,0 +1,207 @@
+"""RefineTexSystem: gradients through one training step, loss bookkeeping against the library
+losses, test metrics, and fit / test / predict through the zoo CLI on tiny synthetic people."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.losses import face_structure_loss, part_style_loss, reid_perceptual_loss
+from zoo.modules.refiners import ConvRefiner, DeformableRefiner
+from zoo.modules.reid import SmallReID
+from zoo.modules.texformer import TexformerBackbone
+from zoo.modules.uncertainty import UncertaintyHead
+from zoo.render import sample_texture
+from zoo.systems.refinetex import RefineTexSystem, deep_supervision_scale, render_view
+
+torch.set_num_threads(1)
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "refinetex" / "cpu" / "full.yaml"
+H, W, T, UV = 32, 16, 32, 16
+
+
+@pytest.fixture(scope="module")
+def reid_dir(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("reid") / "tiny-reid"
+    SmallReID(num_classes=6, widths=(4, 4, 8, 8), embedding_dim=8, input_size=(H, W)).save_pretrained(folder)
+    return str(folder)
+
+
+def random_batch(batch: int = 2, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for prefix in ("", "novel_"):
+        out[prefix + "image"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
+        out[prefix + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
+        out[prefix + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
+        out[prefix + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
+    out["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
+    out["texture_mask"] = torch.ones(batch, 1, T, T)
+    out["known_mask"] = (torch.rand(batch, 1, T, T, generator=g) > 0.5).float()
+    return out
+
+
+UV_MAPS = {"position_code": torch.linspace(-1, 1, 3 * T * T).view(3, T, T),
+           "face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
+           "texture_mask": torch.ones(1, T, T)}
+
+
+def tiny_system(reid: str | None, refiner: str | None = "deformable", **kwargs) -> RefineTexSystem:
+    torch.manual_seed(0)
+    modules = {"deformable": DeformableRefiner(hidden_channels=8, feature_channels=8),
+               "conv": ConvRefiner(hidden_channels=8), None: None}
+    system = RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), refiner=modules[refiner],
+                             uncertainty=UncertaintyHead(width=8), reid=reid,
+                             **{"texture_l1_weight": 1.0, "deep_supervision_steps": 10, **kwargs})
+    system.configure_data(UV_MAPS)
+    system.load_reid()
+    return system
+
+
+@pytest.mark.parametrize("refiner", ["deformable", "conv", None])
+def test_one_training_step_reaches_every_parameter(reid_dir, refiner):
+    system = tiny_system(reid_dir, refiner)
+    for batch_size in (1, 3):
+        out = system(random_batch(batch_size)["image"], random_batch(batch_size)["parts"])
+        assert out["texture"].shape == out["backbone_texture"].shape == (batch_size, 3, UV, UV)
+    system.zero_grad(set_to_none=True)
+    loss = system.training_step(random_batch(2), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    trainable = [(n, p) for n, p in system.named_parameters() if p.requires_grad]
+    assert trainable and not any(n.startswith("reid") for n, _ in trainable)
+    for name, param in trainable:
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
+    assert all(not p.requires_grad for p in system.frozen("reid").parameters())
+    assert not any("reid" in key for key in system.state_dict())  # the frozen ReID is not checkpointed
+
+
+def test_loss_terms_match_the_library_losses(reid_dir):
+    system = tiny_system(reid_dir, "deformable", deep_supervision_weight=0.5).eval()
+    batch = random_batch(3)
+    with torch.no_grad():
+        total, terms = system.compute_losses(batch, step=5)
+        texture = system(batch["image"], batch["parts"])["texture"]
+    reid = system.frozen("reid")
+    for view, prefix in (("sv", ""), ("nv", "novel_")):
+        render = render_view(texture, batch[prefix + "uv"], batch[prefix + "mask"], batch[prefix + "image"])
+        torch.testing.assert_close(terms[f"{view}/reid"], reid_perceptual_loss(reid, render, batch[prefix + "image"]))
+        torch.testing.assert_close(terms[f"{view}/style"], part_style_loss(reid, render, batch[prefix + "parts"],
+                                                                           batch[prefix + "image"], batch[prefix + "parts"]))
+    reference = torch.nn.functional.interpolate(batch["texture"].roll(1, 0), size=(UV, UV), mode="bilinear",
+                                                align_corners=False, antialias=True)
+    torch.testing.assert_close(terms["face"], face_structure_loss(texture, reference, UV_MAPS["face_hands_mask"][::2, ::2]))
+    assert terms["deep_supervision_scale"].item() == pytest.approx(0.5)  # linear, step 5 of 10
+    # URL: eq. 6 summed over the person's pixels, batch mean; sigma from [SV render, image]
+    sv = render_view(texture, batch["uv"], batch["mask"], batch["image"])
+    with torch.no_grad():
+        sigma = system.uncertainty(torch.cat([sv, batch["image"]], 1))
+        nll = math.sqrt(2) * (batch["image"] - sv).abs() / sigma.clamp(min=1e-3) + sigma.clamp(min=1e-3).log()
+        torch.testing.assert_close(terms["url"], (nll * batch["mask"]).sum() / 3)
+        # cycle: the L2 norm of each texture difference (eq. 7), batch mean
+        nv = render_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
+        again = system(nv, batch["novel_parts"])["texture"]
+    torch.testing.assert_close(terms["cycle"], (texture - again).flatten(1).norm(dim=1).mean())
+    w = system.weights
+    expected = sum(w[t] * terms[f"{v}/{t}"] for v in ("sv", "nv") for t in ("reid", "style"))
+    expected = expected + w["face"] * terms["face"] + w["texture_l1"] * terms["texture_l1"]
+    expected = expected + 0.5 * 0.5 * (sum(w[t] * terms[f"deep/{v}/{t}"] for v in ("sv", "nv") for t in ("reid", "style"))
+                                       + w["face"] * terms["deep/face"] + w["texture_l1"] * terms["deep/texture_l1"])
+    expected = expected + w["url"] * terms["url"] + w["cycle"] * terms["cycle"]
+    torch.testing.assert_close(total, expected)
+
+
+def test_render_view_composites_over_the_real_background():
+    batch = random_batch(2)
+    texture = torch.rand(2, 3, UV, UV) * 2 - 1
+    render = render_view(texture, batch["uv"], batch["mask"], batch["image"])
+    inside = batch["mask"].expand_as(render) > 0
+    torch.testing.assert_close(render[~inside], batch["image"][~inside])
+    torch.testing.assert_close(render[inside], sample_texture(texture, batch["uv"])[inside])
+
+
+def test_deep_supervision_schedules():
+    assert [deep_supervision_scale(s, "linear", 4) for s in (0, 1, 2, 4, 9)] == [1.0, 0.75, 0.5, 0.0, 0.0]
+    assert deep_supervision_scale(2, "cosine", 4) == pytest.approx(0.5)
+    assert [deep_supervision_scale(s, "step", 4) for s in (3, 4)] == [1.0, 0.0]
+    assert deep_supervision_scale(10 ** 6, "constant", 4) == 1.0
+    with pytest.raises(ValueError, match="deep_supervision_schedule"):
+        deep_supervision_scale(0, "exp", 4)
+
+
+def test_without_reid_the_reid_losses_are_off(caplog):
+    with caplog.at_level(logging.WARNING, logger="zoo.systems.refinetex"):
+        system = tiny_system(None)
+    assert system.weights["reid"] == system.weights["style"] == 0.0
+    assert "reid=None" in caplog.text
+    _, terms = system.compute_losses(random_batch(2))
+    assert not any(k.endswith(("/reid", "/style")) for k in terms) and "cycle" in terms
+
+
+def test_bad_batches_and_arguments(reid_dir):
+    system = tiny_system(reid_dir)
+    batch = random_batch(2)
+    del batch["novel_uv"]
+    with pytest.raises(ValueError, match="novel_uv"):
+        system.compute_losses(batch)
+    with pytest.raises(ValueError, match="in_channels=6"):
+        RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), uncertainty=UncertaintyHead(in_channels=3))
+    with pytest.raises(ValueError, match="loss weights"):
+        RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), cycle_weight=-1.0)
+
+
+@pytest.mark.parametrize("variant", ["standard", "texformer"])
+def test_test_step_metric_keys(reid_dir, variant):
+    system = tiny_system(reid_dir, metric_variant=variant, use_lpips=False).eval()
+    system.on_test_start()
+    with torch.no_grad():
+        for i in range(2):
+            system.test_step(random_batch(2, seed=i), i)
+    system.on_test_epoch_end()
+    r = system.test_results
+    image = ("ssim", "psnr", "cossim") if variant == "standard" else ("ssim", "cossim")
+    for name in [f"{v}/{m}" for v in ("sv", "nv") for m in image] + [
+            f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("all", "visible", "invisible")]:
+        assert name in r and math.isfinite(r[name]), name
+    assert "sv/lpips" not in r and "lpips" in system.frozen("test_metrics").unavailable
+
+
+def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
+    import yaml
+
+    from zoo.cli import main
+
+    monkeypatch.setattr("sys.argv", ["zoo"])
+
+    data_dir, out = tmp_path / "data", tmp_path / "run"
+    tiny = ["--config", str(CONFIG), f"--data.init_args.data_dir={data_dir}", "--data.init_args.preset=tiny",
+            "--data.init_args.batch_size=4", f"--model.init_args.reid={reid_dir}",
+            "--model.init_args.backbone.init_args.feat_dim=8", "--model.init_args.backbone.init_args.num_heads=2",
+            f"--model.init_args.backbone.init_args.uv_size=[{UV}, {UV}]",
+            "--model.init_args.refiner.init_args.hidden_channels=8",
+            "--model.init_args.refiner.init_args.feature_channels=8",
+            "--model.init_args.uncertainty.init_args.width=8", "--model.init_args.use_lpips=false",
+            "--trainer.logger=false", f"--trainer.default_root_dir={out}"]
+    main(["fit", *tiny, "--trainer.max_steps=2", "--trainer.val_check_interval=2"])
+    ckpt = next((out / "checkpoints").glob("*.ckpt"))
+    main(["test", *tiny, f"--ckpt_path={ckpt}", "--model.init_args.metric_variant=texformer"])
+    table = (out / "refinetex_test_metrics.md").read_text()
+    assert "Image metrics (texformer)" in table and "| cossim |" in table and "invisible" in table
+    assert "Image metrics (texformer),ssim,SV," in (out / "refinetex_test_metrics.csv").read_text()
+    main(["predict", *tiny, f"--ckpt_path={ckpt}", f"--model.init_args.predict_dir={tmp_path / 'pred'}",
+          "--model.init_args.predict_render_size=[64, 32]"])
+    people = sorted((tmp_path / "pred").glob("person_*"))
+    assert people and len(list((tmp_path / "pred" / "textures").glob("view_*.png"))) == 3  # tiny test split: 1 x 3
+    for name in ("mesh.obj", "mesh.mtl", "mesh.png", "render_front.png", "render_side.png", "render_back.png"):
+        assert (people[0] / name).is_file(), name
+    obj = (people[0] / "mesh.obj").read_text().splitlines()
+    from zoo.body import AnnyBody
+
+    body = AnnyBody()
+    assert sum(line.startswith("v ") for line in obj) == body.template_vertices.shape[0]
+    assert sum(line.startswith("f ") for line in obj) == body.faces.shape[0]
+    assert yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["reid"] == reid_dir
