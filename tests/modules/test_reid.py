@@ -175,3 +175,15 @@ def test_pcb_gradients_and_batch_sizes():
             out = net(torch.rand(batch, 3, 128, 64) * 2 - 1)
             assert out.logits.shape == (batch, 6, 3) and out.embedding.shape == (batch, 6 * 2048)
             assert out.features[3].shape == (batch, 2048, 6, 2)
+
+
+def test_convert_command_writes_a_loadable_registry_folder(original_checkpoint, tmp_path, monkeypatch):
+    from zoo.pretrained import load_pretrained
+    from zoo.pretrained.convert import main as convert
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    _, path = original_checkpoint
+    folder = convert(["pcb", str(path)])
+    assert folder == tmp_path / "reid-pcb-market1501"
+    net = load_pretrained("reid-pcb-market1501")
+    assert isinstance(net, PCBReID) and net.num_classes == 7
