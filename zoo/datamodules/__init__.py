@@ -3,9 +3,11 @@
 - `SyntheticPeopleDataModule`: the embedded synthetic people (Anny), generated once and cached.
 - `Market1501DataModule`: Market-1501 in Texformer's SMPLMarket layout (user-provided).
 - `DeepFashionDataModule`: DeepFashion in-shop images with body fits (user-provided).
+- `ImageFolderDataModule`: predict on a folder of images with their body fits.
 """
 from zoo.datamodules.deepfashion import DeepFashionDataModule
+from zoo.datamodules.image_folder import ImageFolderDataModule
 from zoo.datamodules.market1501 import Market1501DataModule
 from zoo.datamodules.synthetic import PRESETS, SyntheticPeopleDataModule
 
-__all__ = ["PRESETS", "SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule"]
+__all__ = ["PRESETS", "SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule", "ImageFolderDataModule"]
