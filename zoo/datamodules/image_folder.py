@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.datamodules.datasets.deepfashion import DeepFashionInShop
+from zoo.datamodules.datasets.deepfashion import read_fit
 from zoo.datamodules.datasets.smpl_market import read_labels, read_rgb
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file
 
@@ -88,10 +88,6 @@ class ImageFolderPhotos(Dataset):
         ids: the photo ids; None lists root/rgb.
     """
 
-    # The DeepFashion fit reader: root/smpl/<key>.pkl in every format it documents, camera scaled
-    # to `image_size`; it needs `root`, `topology`, `image_size` and `_file`.
-    _fit = DeepFashionInShop._fit
-
     def __init__(self, root: str | Path, topology: SMPLTopology, image_size: Sequence[int] = (128, 64),
                  ids: Sequence[str] | None = None) -> None:
         self.root, self.topology = Path(root).expanduser(), topology
@@ -129,7 +125,7 @@ class ImageFolderPhotos(Dataset):
         image_path = self._images[key]
         with Image.open(image_path) as img:
             stored_size = (img.height, img.width)
-        vertices, K = self._fit(key, stored_size)
+        vertices, K = read_fit(self.root / "smpl" / f"{key}.pkl", self.topology, stored_size, self.image_size)
         rendered = render_fit(self.topology, vertices, K, self.image_size, str(self.root / "smpl" / f"{key}.pkl"))
         parser, segm = self.root / "parts" / f"{key}.png", self.root / "segm" / f"{key}.png"
         parts = read_labels(parser, self.image_size, 7) if parser.is_file() else rendered["mesh_parts"]

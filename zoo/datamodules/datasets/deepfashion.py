@@ -172,27 +172,7 @@ class DeepFashionInShop(PairedViews):
 
     def _fit(self, key: str, stored_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         path = self._file(self.root / "smpl" / f"{key}.pkl", "SMPL fit")
-        fit = read_pickle(path)
-        if isinstance(fit, (list, tuple)):
-            if len(fit) < 2:
-                raise ValueError(f"{path}: a list fit must be [vertices (6890, 3), cam_t (3,)]")
-            fit = {"vertices": fit[0], "cam_t": fit[1]}
-        if not isinstance(fit, Mapping):
-            raise ValueError(f"{path} must pickle [vertices, cam_t] or a dict, got {type(fit).__name__}")
-        if "vertices" in fit:
-            vertices = torch.as_tensor(np.asarray(fit["vertices"], dtype=np.float32)).reshape(-1, 3)
-        elif "betas" in fit or "body_pose" in fit or "global_orient" in fit:
-            vertices = vertices_from_params(self.topology.body, fit, str(path))
-        else:
-            raise ValueError(f"{path}: a fit needs 'vertices' or SMPL parameters (betas, global_orient, body_pose), "
-                             f"found {sorted(fit)}")
-        for name in ("cam_t", "camera_translation"):
-            if fit.get(name) is not None:
-                shift = torch.as_tensor(np.asarray(fit[name], dtype=np.float32)).reshape(-1)
-                if shift.numel() != 3:
-                    raise ValueError(f"{path}: {name} must hold 3 values, got {shift.numel()}")
-                vertices = vertices + shift
-        return vertices, _camera(fit, stored_size, self.image_size, str(path))
+        return read_fit(path, self.topology, stored_size, self.image_size)
 
     def load_view(self, key: str) -> dict[str, torch.Tensor]:
         image_path = self._image_file(key)
@@ -218,3 +198,36 @@ class DeepFashionInShop(PairedViews):
 
 
 __all__ = ["DeepFashionInShop", "default_identity", "entry_key", "read_deepfashion_split"]
+
+
+def read_fit(path, topology: SMPLTopology, stored_size: tuple[int, int],
+             image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-space vertices (V, 3) and intrinsics (3, 3) of one body-fit pickle.
+
+    Accepted fits: `[vertices, cam_t]`, `{vertices, cam_t?}` or SMPL parameters
+    `{betas, global_orient, body_pose, transl?, cam_t?}` (needs the SMPL model in `topology`);
+    optional `focal` / `centre` in pixels of the stored image (`stored_size`), rescaled to
+    `image_size`, else the SPIN / Texformer camera.
+    """
+    path = Path(path)
+    fit = read_pickle(path)
+    if isinstance(fit, (list, tuple)):
+        if len(fit) < 2:
+            raise ValueError(f"{path}: a list fit must be [vertices (6890, 3), cam_t (3,)]")
+        fit = {"vertices": fit[0], "cam_t": fit[1]}
+    if not isinstance(fit, Mapping):
+        raise ValueError(f"{path} must pickle [vertices, cam_t] or a dict, got {type(fit).__name__}")
+    if "vertices" in fit:
+        vertices = torch.as_tensor(np.asarray(fit["vertices"], dtype=np.float32)).reshape(-1, 3)
+    elif "betas" in fit or "body_pose" in fit or "global_orient" in fit:
+        vertices = vertices_from_params(topology.body, fit, str(path))
+    else:
+        raise ValueError(f"{path}: a fit needs 'vertices' or SMPL parameters (betas, global_orient, body_pose), "
+                         f"found {sorted(fit)}")
+    for name in ("cam_t", "camera_translation"):
+        if fit.get(name) is not None:
+            shift = torch.as_tensor(np.asarray(fit[name], dtype=np.float32)).reshape(-1)
+            if shift.numel() != 3:
+                raise ValueError(f"{path}: {name} must hold 3 values, got {shift.numel()}")
+            vertices = vertices + shift
+    return vertices, _camera(fit, stored_size, image_size, str(path))
