@@ -1,0 +1,69 @@
+"""configs/inpainting: DINAR's sizes where the paper gives them, and each diffusion config matches
+the VQGAN config that produces its first stage (built on the meta device: nothing is allocated)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.cli import ZooCLI
+from zoo.modules.diffusion_unet import DINAR_UNET_INIT_ARGS
+from zoo.modules.vqgan import DINAR_VQGAN_INIT_ARGS, count_parameters
+from zoo.pretrained import REGISTRY
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "inpainting"
+PAIRS = [("vqgan_dinar.yaml", "diffusion_dinar.yaml", "vqgan-dinar-avatar-rgb"),
+         ("vqgan_small.yaml", "diffusion_small.yaml", "vqgan-synthetic-rgb-small")]
+
+
+def build(name: str, tmp_path, monkeypatch, *extra: str) -> ZooCLI:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo_home"))
+    with torch.device("meta"):
+        return ZooCLI(args=["--config", str(CONFIGS / name), "--trainer.logger=false", *extra], run=False)
+
+
+def test_dinar_vqgan_has_the_paper_sizes_except_rgb_channels(tmp_path, monkeypatch):
+    vqgan = build("vqgan_dinar.yaml", tmp_path, monkeypatch).model.vqgan
+    args = vqgan.config["init_args"]
+    for key, value in DINAR_VQGAN_INIT_ARGS.items():
+        if key not in ("in_channels", "out_channels"):
+            assert args[key] == value, key
+    assert (args["in_channels"], args["out_channels"]) == (3, 3)  # RGB synthetic textures for now
+    assert vqgan.encode(torch.empty(1, 3, 256, 256, device="meta"), quantize=False).shape == (1, 6, 64, 64)
+
+
+def test_dinar_diffusion_has_the_paper_sizes(tmp_path, monkeypatch):
+    cli = build("diffusion_dinar.yaml", tmp_path, monkeypatch)
+    system, data = cli.model, cli.datamodule
+    assert system.denoiser.config["init_args"] == {**DINAR_UNET_INIT_ARGS}
+    assert 350e6 < count_parameters(system.denoiser) < 430e6  # "about 390 M parameters"
+    hp = system.hparams
+    assert (hp.lr, hp.num_train_timesteps, hp.beta_schedule, hp.beta_start, hp.beta_end, hp.prediction_type) == (
+        1e-6, 1000, "scaled_linear", 3e-4, 2e-2, "epsilon")
+    assert data.batch_size == 128 and data.settings.texture_size == 256
+    assert cli.trainer.max_steps == 50000
+
+
+@pytest.mark.parametrize("vqgan_config, diffusion_config, name", PAIRS)
+def test_diffusion_config_uses_the_exported_vqgan(vqgan_config, diffusion_config, name, tmp_path, monkeypatch):
+    vq_cli = build(vqgan_config, tmp_path, monkeypatch)
+    export = Path(vq_cli.model.hparams.export_path).expanduser()
+    assert export == tmp_path / "zoo_home" / name  # resolved under $ZOO_HOME, never the working directory
+    diffusion = build(diffusion_config, tmp_path, monkeypatch).model
+    assert diffusion.hparams.vqgan == name
+    vqgan = vq_cli.model.vqgan
+    assert diffusion.denoiser.in_channels == 2 * vqgan.code_dim + 1
+    assert diffusion.denoiser.out_channels == vqgan.code_dim
+    side = vq_cli.datamodule.settings.texture_size // vqgan.downsampling
+    assert diffusion.denoiser.config["init_args"]["resolution"] == side
+    assert side % diffusion.denoiser.downsampling == 0
+
+
+def test_small_vqgan_is_the_registry_entry(tmp_path, monkeypatch):
+    entry = REGISTRY["vqgan-synthetic-rgb-small"]
+    assert "configs/inpainting/vqgan_small.yaml" in entry.how_to_get
+    vqgan = build("vqgan_small.yaml", tmp_path, monkeypatch).model.vqgan
+    assert f"{type(vqgan).__module__}.{type(vqgan).__name__}" == entry.class_path
+    assert vqgan.encode(torch.empty(2, 3, 64, 64, device="meta"), quantize=False).shape == (2, 6, 16, 16)
