@@ -18,7 +18,7 @@ ABLATIONS = {"baseline": (None, False, False), "conv_refine": (ConvRefiner, Fals
              "deformable_refine": (DeformableRefiner, False, False), "url": (None, True, False),
              "cycle": (None, False, True), "full": (DeformableRefiner, True, True),
              "synthetic": (DeformableRefiner, True, True), "market1501": (DeformableRefiner, True, True),
-             "deepfashion": (DeformableRefiner, True, True)}
+             "deepfashion": (DeformableRefiner, True, True), "predict_folder": (DeformableRefiner, True, True)}
 
 
 def tiny_overrides(config: dict, tmp_path: Path) -> list[str]:
@@ -44,7 +44,7 @@ def test_every_table3_row_and_paper_setting_has_a_config():
     names = {p.stem.removeprefix("ablation_") for p in REFINETEX}
     assert set(ABLATIONS) <= names
     assert {p.stem for p in (CONFIGS / "refinetex" / "cpu").glob("*.yaml")} == set(ABLATIONS) - {
-        "synthetic", "market1501", "deepfashion"}
+        "synthetic", "market1501", "deepfashion", "predict_folder"}
 
 
 @pytest.mark.parametrize("path", REFINETEX, ids=lambda p: str(p.relative_to(CONFIGS)))
@@ -65,7 +65,8 @@ def test_refinetex_config_instantiates(path, tmp_path, monkeypatch):
     assert (model.weights["reid"], model.weights["style"], model.weights["face"], model.weights["novel_view"]) == (
         5000.0, 0.4, 0.01, 1.0)
     assert model.weights["texture_l1"] == 0.0 and model.hparams.lr == 1e-3
-    assert type(cli.datamodule).__name__ in ("SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule")
+    assert type(cli.datamodule).__name__ in ("SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule",
+                                             "ImageFolderDataModule")
 
 
 def test_reid_synthetic_config_instantiates(tmp_path, monkeypatch):
