@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from zoo.render import composite, focal_to_fit, intrinsics, look_at_body, rasterize, render_uv, sample_texture, to_camera
-from zoo.utils.images import grid, save_png, to_uint8
-from zoo.utils.runs import run_dir  # noqa: F401 (re-exported for the systems)
+from zoo.utils.images import grid, log_picture, save_png, to_uint8
+from zoo.utils.runs import run_dir
 
 
 class FrozenNetworks:
@@ -47,16 +47,13 @@ def image_grid(columns: Sequence[torch.Tensor], max_items: int = 4) -> torch.Ten
 
 def log_image_grid(module: pl.LightningModule, key: str, columns: Sequence[torch.Tensor],
                    caption: str | None = None) -> None:
-    """Send `image_grid(columns)` to every logger that takes images (WandbLogger.log_image)."""
+    """Send `image_grid(columns)` to the trainer's loggers (see `zoo.utils.images.log_picture`)."""
     trainer = module._trainer
-    if trainer is None or not trainer.is_global_zero:
+    if trainer is None or not trainer.is_global_zero or not trainer.loggers:
         return
-    picture = None
-    for logger in trainer.loggers:
-        if hasattr(logger, "log_image"):
-            picture = image_grid(columns).numpy() if picture is None else picture
-            kwargs = {"caption": [caption]} if caption else {}
-            logger.log_image(key=key, images=[picture], step=module.global_step, **kwargs)
+    takes_images = any(hasattr(logger, "log_image") for logger in trainer.loggers)
+    fallback = None if takes_images else run_dir(trainer)  # loggers without images: PNG files
+    log_picture(trainer.loggers, key, image_grid(columns), module.global_step, fallback, caption=caption)
 
 
 def _format(value: float | str) -> str:

@@ -62,7 +62,8 @@ def save_png(picture: torch.Tensor, path: str | Path) -> Path:
     return path
 
 
-def log_picture(loggers, key: str, picture: torch.Tensor, step: int, fallback_dir: str | Path | None = None) -> None:
+def log_picture(loggers, key: str, picture: torch.Tensor, step: int, fallback_dir: str | Path | None = None,
+                caption: str | None = None) -> None:
     """Send one (H, W, 3) uint8 picture to every logger that takes images.
 
     W&B (`log_image`) and TensorBoard (`add_image`) get it directly; for loggers without image
@@ -71,7 +72,8 @@ def log_picture(loggers, key: str, picture: torch.Tensor, step: int, fallback_di
     written = False
     for logger in loggers:
         if hasattr(logger, "log_image"):
-            logger.log_image(key=key, images=[picture.numpy()], step=step)
+            extra = {"caption": [caption]} if caption else {}
+            logger.log_image(key=key, images=[picture.numpy()], step=step, **extra)
             written = True
         elif hasattr(getattr(logger, "experiment", None), "add_image"):
             logger.experiment.add_image(key, picture.permute(2, 0, 1), global_step=step)
