@@ -1,6 +1,6 @@
 """Saving, loading and naming pretrained modules (local files only, strict loading)."""
 from zoo.pretrained.mixin import CONFIG_NAME, WEIGHTS_NAME, PretrainedMixin, load_pretrained
-from zoo.pretrained.registry import REGISTRY, PretrainedEntry, resolve, zoo_home
+from zoo.pretrained.registry import REGISTRY, PretrainedEntry, export_folder, resolve, zoo_home
 
 __all__ = [
     "CONFIG_NAME",
@@ -10,5 +10,6 @@ __all__ = [
     "REGISTRY",
     "PretrainedEntry",
     "resolve",
+    "export_folder",
     "zoo_home",
 ]

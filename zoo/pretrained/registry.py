@@ -62,6 +62,17 @@ def zoo_home() -> Path:
     return Path(os.environ.get("ZOO_HOME", Path.home() / ".cache" / "zoo")).expanduser()
 
 
+def _looks_like_path(text: str) -> bool:
+    return os.path.isabs(text) or os.sep in text or text.startswith((".", "~"))
+
+
+def export_folder(name_or_path: str | os.PathLike) -> Path:
+    """Where to save a module: a bare name means `$ZOO_HOME/<name>` (so `from_pretrained(name)`
+    finds it); anything with a separator, `~`, `.` or absolute is a path."""
+    text = os.fspath(name_or_path)
+    return Path(text).expanduser() if _looks_like_path(text) else zoo_home() / text
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """Return the folder of a pretrained module given a path or a registry name.
 

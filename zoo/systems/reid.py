@@ -10,7 +10,6 @@ Batch contract (the synthetic people datamodule): a dict with
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.modules.reid import SmallReID
-from zoo.pretrained import zoo_home
+from zoo.pretrained import export_folder
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,7 @@ def batch_hard_triplet_loss(embedding: torch.Tensor, labels: torch.Tensor, margi
 
 def export_dir(name_or_path: str) -> Path:
     """A bare name means `$ZOO_HOME/<name>`; anything with a separator, `~`, `.` or absolute is a path."""
-    looks_like_path = os.path.isabs(name_or_path) or os.sep in name_or_path or name_or_path.startswith((".", "~"))
-    return Path(name_or_path).expanduser() if looks_like_path else zoo_home() / name_or_path
+    return export_folder(name_or_path)
 
 
 class ReIDSystem(pl.LightningModule):

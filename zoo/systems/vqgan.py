@@ -18,6 +18,7 @@ from torch import nn
 
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
+from zoo.pretrained import export_folder
 from zoo.systems.common import FrozenNetworks, log_image_grid
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         dead_code_min_count: codes used fewer times than this are dead.
         image_log_every_n_steps: image grid period in generator steps (0 disables).
         preview_channels: 3 (or 1) channels shown in image grids (default the first 3).
-        export_path: folder where `on_train_end` saves the VQGAN with `save_pretrained`.
+        export_path: where `on_train_end` saves the VQGAN with `save_pretrained`: a folder, or a
+            bare name for `$ZOO_HOME/<name>` (then `from_pretrained(name)` finds it).
     """
 
     def __init__(self, vqgan: VQGAN, discriminator: PatchDiscriminator, lr: float = 1e-4, disc_lr: float | None = None,
@@ -232,5 +234,5 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
     def on_train_end(self) -> None:
         path = self.hparams.export_path
         if path and self.trainer.is_global_zero:
-            self.vqgan.save_pretrained(os.path.expanduser(path))
-            log.info("VQGANSystem: exported the VQGAN to %s", path)
+            folder = self.vqgan.save_pretrained(export_folder(path))
+            log.info("VQGANSystem: exported the VQGAN to %s", folder)
