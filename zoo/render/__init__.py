@@ -14,6 +14,7 @@ from zoo.render.shading import (
     interpolate,
     render_labels,
     render_normals,
+    render_over_image,
     render_uv,
     sample_texture,
     vertex_normals,
@@ -21,7 +22,7 @@ from zoo.render.shading import (
 from zoo.render.uv_space import dilate_texture, rasterize_uv_atlas, scatter_to_uv, uv_attribute_map
 
 __all__ = [
-    "Fragments", "rasterize", "interpolate", "render_uv", "sample_texture", "render_normals",
+    "Fragments", "rasterize", "interpolate", "render_uv", "sample_texture", "render_normals", "render_over_image",
     "vertex_normals", "render_labels", "composite", "rasterize_uv_atlas", "uv_attribute_map",
     "scatter_to_uv", "dilate_texture", "intrinsics", "texformer_intrinsics", "dinar_intrinsics", "look_at_body",
     "rotation_yaw_pitch", "to_camera", "focal_to_fit",

@@ -91,6 +91,12 @@ def render_labels(fragments: Fragments, face_labels: torch.Tensor) -> torch.Tens
     return torch.where(fragments.mask, labels, torch.zeros_like(labels))
 
 
+def render_over_image(texture: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """The texture seen through a view's UV render (`render_uv`), over that view's real image:
+    only the person's pixels change, so image losses compare the person alone."""
+    return composite(sample_texture(texture, uv, mask), mask, image)
+
+
 def composite(foreground: torch.Tensor, mask: torch.Tensor, background: torch.Tensor | float) -> torch.Tensor:
     """mask * foreground + (1 - mask) * background; background is an image or a constant."""
     return foreground * mask + (1.0 - mask) * background

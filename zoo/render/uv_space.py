@@ -43,6 +43,16 @@ def uv_attribute_map(corner_uvs: torch.Tensor, face_attributes: torch.Tensor, si
     return values, frags.mask.float()
 
 
+def _fill_from_neighbours(texture: torch.Tensor, filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One 3x3 splat: empty texels with filled neighbours take their mean. Returns the texture
+    and the mask of texels filled by this step."""
+    C = texture.shape[1]
+    ones = torch.ones(C + 1, 1, 3, 3, dtype=texture.dtype, device=texture.device)
+    acc = F.conv2d(torch.cat([texture * filled, filled], 1), ones, padding=1, groups=C + 1)
+    grow = ((acc[:, C:] > 0) & (filled == 0)).to(texture.dtype)
+    return texture * filled + grow * acc[:, :C] / acc[:, C:].clamp(min=1), grow
+
+
 def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_size: int | tuple[int, int],
                   erode: int = 0, fill_gaps: bool = True) -> dict[str, torch.Tensor]:
     """Scatter visible pixels into UV space (DINAR's RGB texture; the partial texture of a view).
@@ -86,11 +96,7 @@ def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, tex
     texture = (sums / counts.clamp(min=1)[:, None]).view(B, Ht, Wt, C).permute(0, 3, 1, 2)
     filled = torch.zeros_like(known)
     if fill_gaps:
-        ones = torch.ones(C + 1, 1, 3, 3, dtype=image.dtype, device=image.device)
-        acc = F.conv2d(torch.cat([texture * known, known], 1), ones, padding=1, groups=C + 1)
-        neighbour_sum, neighbour_n = acc[:, :C], acc[:, C:]
-        filled = ((neighbour_n > 0) & (known == 0)).to(image.dtype)
-        texture = texture * known + filled * neighbour_sum / neighbour_n.clamp(min=1)
+        texture, filled = _fill_from_neighbours(texture, known)
     return {"texture": texture, "known_mask": known, "filled_mask": filled}
 
 
@@ -111,11 +117,7 @@ def dilate_texture(texture: torch.Tensor, mask: torch.Tensor, iterations: int = 
     tex, filled = (texture[None], mask[None]) if squeeze else (texture, mask)
     filled = (filled > 0.5).to(tex.dtype)
     tex = tex * filled
-    C = tex.shape[1]
-    ones = torch.ones(C + 1, 1, 3, 3, dtype=tex.dtype, device=tex.device)
     for _ in range(iterations):
-        acc = F.conv2d(torch.cat([tex * filled, filled], 1), ones, padding=1, groups=C + 1)
-        grow = ((acc[:, C:] > 0) & (filled == 0)).to(tex.dtype)
-        tex = tex * filled + grow * acc[:, :C] / acc[:, C:].clamp(min=1)
+        tex, grow = _fill_from_neighbours(tex, filled)
         filled = filled + grow
     return tex[0] if squeeze else tex

@@ -51,6 +51,7 @@ from zoo.modules.reid import freeze
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
+from zoo.render import render_over_image as render_view
 from zoo.render import sample_texture
 from zoo.systems.common import FrozenNetworks, export_textures, log_image_grid, run_dir, write_metric_tables
 
@@ -71,11 +72,6 @@ def deep_supervision_scale(step: int, schedule: str, steps: int) -> float:
         return 0.0
     t = step / steps
     return {"linear": 1.0 - t, "cosine": 0.5 * (1.0 + math.cos(math.pi * t)), "step": 1.0}[schedule]
-
-
-def render_view(texture: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """The texture seen through a view's UV render, over that real image's background."""
-    return image * (1 - mask) + sample_texture(texture, uv, mask) * mask
 
 
 def _resize(x: torch.Tensor, size, mode: str = "bilinear") -> torch.Tensor:

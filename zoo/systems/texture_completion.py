@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -18,16 +17,12 @@ import torch.nn.functional as F
 
 from zoo.metrics import build_image_metrics, texture_metrics
 from zoo.modules.texture_unet import TextureUNet
-from zoo.render import composite, sample_texture
+from zoo.render import render_over_image as render_in_view
 from zoo.utils.images import grid, log_picture, to_uint8
+from zoo.systems.common import write_metric_tables
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
-
-
-def render_in_view(texture: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """The texture rendered at a view's UV render, over that view's real background."""
-    return composite(sample_texture(texture, uv, mask), mask, image)
 
 
 class TextureCompletionSystem(pl.LightningModule):
@@ -135,8 +130,12 @@ class TextureCompletionSystem(pl.LightningModule):
             summary[name] = float(values.mean()) if len(values) else math.nan
         self.log_dict({f"test/{k}": v for k, v in summary.items()})
         out_dir = run_dir(self.trainer)
-        write_metrics_table(summary, out_dir / "test_metrics", n=len(self._test_rows),
-                            unavailable=self.image_metrics.unavailable if self.image_metrics else {})
+        unavailable = self.image_metrics.unavailable if self.image_metrics else {}
+        md, _ = write_metric_tables(
+            out_dir, "test_metrics", {f"Test metrics (mean over {len(self._test_rows)} items)":
+                                      (["value"], {k: {"value": v} for k, v in summary.items()})},
+            notes=[f"{k}: {why}" for k, why in unavailable.items()])
+        log.info("test metrics written to %s (and .csv)", md)
         self._test_rows = []
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -164,14 +163,3 @@ class TextureCompletionSystem(pl.LightningModule):
             rows.append(row)
         log_picture(self.loggers, key, grid(rows), self.global_step, run_dir(self.trainer))
 
-
-def write_metrics_table(summary: dict[str, float], path_stem: Path, n: int, unavailable: dict[str, str]) -> None:
-    """Write `<stem>.csv` and `<stem>.md`: one row per metric (mean over `n` test items)."""
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["metric,value"] + [f"{k},{v:.6g}" for k, v in summary.items()]
-    path_stem.with_suffix(".csv").write_text("\n".join(lines) + "\n")
-    md = [f"Test metrics (mean over {n} items)", "", "| metric | value |", "|---|---|"]
-    md += [f"| {k} | {v:.4f} |" for k, v in summary.items()]
-    md += [f"| {k} | {why} |" for k, why in unavailable.items()]
-    path_stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    log.info("test metrics written to %s.{csv,md}", path_stem)
