@@ -38,3 +38,9 @@ def tiny_data_dir(zoo_home):
     root = zoo_home / "data"
     SyntheticPeopleDataModule("tiny", data_dir=str(root), progress=False).prepare_data()
     return root
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "bad_input(case, answer): a bad input or fault and what the zoo answers; "
+                   "docs/robustness.md is generated from these (scripts/robustness_table.py)")

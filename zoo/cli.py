@@ -9,7 +9,13 @@ Defaults that differ from Lightning's:
   uploads later). `--trainer.logger.init_args.offline=false` goes online, a CSVLogger or
   `--trainer.logger=false` replace it;
 - runs are written under `./outputs` (the directory the command runs in), and every fit saves
-  its resolved config next to its checkpoints and into the W&B run.
+  its resolved config next to its checkpoints and into the W&B run;
+- every run gets three guards (`zoo.callbacks`), configurable as top-level keys:
+  `nonfinite` (a NaN / inf loss stops the run naming the step and batch; `--nonfinite.action=skip`
+  skips such steps), `interrupt` (Ctrl-C / SIGTERM save a newest `last.ckpt`) and
+  `checkpoint_guard` (checkpoints are stamped with their system and zoo version, loaded with
+  `weights_only=True`, and refused with a reason when they do not fit the run);
+- the output folders are checked to be writable before anything runs.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ import os
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteGuard
+from zoo.utils.files import require_writable
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,26 @@ class ZooCLI(LightningCLI):
             **kwargs,
         )
 
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
+        parser.add_lightning_class_args(CheckpointGuard, "checkpoint_guard")
+
+    def before_instantiate_classes(self) -> None:
+        """Fail before any data is generated or any step runs if the run could not save its results."""
+        config = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
+        trainer = config.get("trainer") or {}
+        how = ("Run from a writable folder, or set --trainer.default_root_dir (and the logger's save_dir, "
+               "e.g. --trainer.logger.init_args.save_dir) to a writable folder.")
+        folders = {trainer.get("default_root_dir") or DEFAULT_OUTPUT_DIR}
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            args = getattr(logger, "init_args", None) or (logger.get("init_args") if isinstance(logger, dict) else None)
+            save_dir = args.get("save_dir") if args is not None and hasattr(args, "get") else None
+            if save_dir:
+                folders.add(save_dir)
+        for folder in sorted(str(f) for f in folders):
+            require_writable(folder, "the run output folder", how)
 
     # Close the W&B run once a subcommand is done, so that a second command in the same process
     # (a notebook, a test) starts its own run instead of silently reusing this one.

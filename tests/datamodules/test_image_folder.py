@@ -34,7 +34,8 @@ def _pickle(obj, path: Path) -> None:
 def write_folder(root: Path, smpl: dict) -> dict:
     """Three photos, sorted ids a, b, sub/c:
     a (png, 128x64): [vertices, cam_t] fit, parser labels and a segm mask (left half);
-    b (jpg, 96x96): SMPL parameters with an explicit camera, nothing else;
+    b (jpg, 96x96, centre-cropped to 96x48 with `aspect="crop"`): SMPL parameters with an explicit camera,
+      nothing else;
     sub/c (png, 128x64): {"vertices"} dict fit, parser labels."""
     template = smpl["data"]["v_template"]
     a_vertices = camera_vertices(template, 20.0, (0.0, -0.17, 44.0))
@@ -67,7 +68,8 @@ def folder(tmp_path_factory):
 
 def _module(folder, root=None, **kwargs) -> ImageFolderDataModule:
     smpl = folder["smpl"]
-    args = {"smpl_model_path": smpl["model"], "smpl_uv_path": smpl["uv"], "image_size": SIZE, **kwargs}
+    args = {"smpl_model_path": smpl["model"], "smpl_uv_path": smpl["uv"], "image_size": SIZE, "aspect": "crop",
+            **kwargs}
     return ImageFolderDataModule(str(root or folder["root"]), **args)
 
 
@@ -91,10 +93,11 @@ def test_batches_have_the_predict_keys(folder):
     assert not any(k.startswith("novel_") for k in batch)
     for key, vertices in zip(batch["id"], batch["vertices"]):
         np.testing.assert_allclose(vertices.numpy(), folder["written"][key], atol=1e-4)
-    # b's camera: focal / centre of the 96x96 photo, scaled to 128x64 about pixel corners.
-    sy, sx = SIZE[0] / 96, SIZE[1] / 96
-    expected_b = [[PARAMS_FOCAL * sx, 0, (PARAMS_CENTRE[0] + 0.5) * sx - 0.5],
-                  [0, PARAMS_FOCAL * sy, (PARAMS_CENTRE[1] + 0.5) * sy - 0.5], [0, 0, 1]]
+    # b's camera: focal / centre of the 96x96 photo, moved to its centre 48 columns (crop), then scaled
+    # by 128 / 96 about pixel corners (one scale: nothing squashed).
+    s, left = SIZE[0] / 96, 24
+    expected_b = [[PARAMS_FOCAL * s, 0, (PARAMS_CENTRE[0] - left + 0.5) * s - 0.5],
+                  [0, PARAMS_FOCAL * s, (PARAMS_CENTRE[1] + 0.5) * s - 0.5], [0, 0, 1]]
     np.testing.assert_allclose(batch["K"][1].numpy(), expected_b, atol=1e-4)
     np.testing.assert_allclose(batch["K"][0].numpy(), [[SPIN_F, 0, SPIN_C[0]], [0, SPIN_F, SPIN_C[1]], [0, 0, 1]],
                                atol=1e-4)

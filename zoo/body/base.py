@@ -194,6 +194,10 @@ class BodyModel(PretrainedMixin, nn.Module, abc.ABC):
             raise ValueError(f"{name} must be (B, {width}), got {tuple(value.shape)}{hint}")
         if not value.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype} with shape {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            rows = (~torch.isfinite(value)).any(-1).nonzero().flatten().tolist()[:4]
+            raise ValueError(f"{name} holds NaN or inf (batch rows {rows}): the body would be NaN everywhere; "
+                             "check the fit or the optimisation that produced these parameters")
         return value.to(self._param_dtype)
 
     @staticmethod

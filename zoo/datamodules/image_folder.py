@@ -12,6 +12,12 @@ Layout (DINAR's input folder, implementation notes sec. 4, with SMPL fits in the
     <root>/parts/<id>.png            optional 2D parser labels 0..7; without it the mesh's rendered
                                      part labels (needs `smpl_model_path`)
 
+Odd photos (`photo_files`): 16-bit, grey, palette or alpha images are converted, EXIF rotation is
+applied; unreadable or truncated files and images above `max_pixels` are refused naming the file.
+A photo whose aspect ratio differs from `image_size` is refused unless `aspect` is "pad" or "crop"
+(applied alike to its mask, part labels and the fit's camera), and a fit whose body covers no pixel
+of its photo is refused: its texture would be empty.
+
 Items have no partner view: each photo is its own person (person_id = view_id = its index in the
 sorted id list, `ImageFolderDataModule.ids`), which is what `RefineTexSystem.predict_step` names the
 written textures by (`textures/view_<index>.png`).
@@ -24,12 +30,13 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.datamodules.datasets.deepfashion import read_fit
-from zoo.datamodules.datasets.smpl_market import read_labels, read_rgb
-from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file
+from zoo.datamodules.datasets.photo_files import (ASPECT_CHOICES, DEFAULT_MAX_PIXELS, box_for_aspect, boxed,
+                                                  open_photo)
+from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file, scale_intrinsics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FOLDER_HOWTO = ("An image folder holds rgb/<id>.png|jpg photos and one body fit smpl/<id>.pkl per photo "
@@ -59,17 +66,43 @@ def list_image_ids(root: Path) -> list[str]:
     return sorted(found)
 
 
-def read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """(1, H, W) float {0, 1}: non-zero pixels (the alpha channel when there is one), nearest-resized."""
-    with Image.open(path) as img:
-        if img.mode in ("RGBA", "LA", "PA"):
-            img = img.getchannel("A")
-        array = np.asarray(img)
-    person = (array.reshape(*array.shape[:2], -1) > 0).any(-1).astype(np.uint8)
-    H, W = size
-    if person.shape != (H, W):
-        person = np.asarray(Image.fromarray(person).resize((W, H), Image.NEAREST))
+def _open_map(path: Path, stored: tuple[int, int] | None) -> Image.Image:
+    """A mask / label image, loaded, upright, with a named error when unreadable or of the wrong size."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read {path} ({err}): re-export or remove it") from err
+    if stored is not None and img.size != (stored[1], stored[0]):
+        raise ValueError(f"{path} is {img.width}x{img.height} but its photo is {stored[1]}x{stored[0]}: "
+                         "masks and part labels must have their photo's size")
+    return img
+
+
+def read_mask(path: Path, size: tuple[int, int], box: tuple[int, int, int, int] | None = None,
+              stored: tuple[int, int] | None = None) -> torch.Tensor:
+    """(1, H, W) float {0, 1}: non-zero pixels (the alpha channel when there is one), cut to `box`
+    (see `photo_files.box_for_aspect`) and nearest-resized."""
+    img = _open_map(path, stored)
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.getchannel("A")
+    array = np.asarray(img)
+    person = Image.fromarray((array.reshape(*array.shape[:2], -1) > 0).any(-1).astype(np.uint8))
+    person = np.asarray(boxed(person, box, size, Image.NEAREST))
     return torch.from_numpy(person.astype(np.float32))[None]
+
+
+def read_parts(path: Path, size: tuple[int, int], box: tuple[int, int, int, int] | None,
+               stored: tuple[int, int] | None) -> torch.Tensor:
+    """(H, W) int64 parser labels 0..7 (first channel), cut to `box` and nearest-resized."""
+    array = np.asarray(_open_map(path, stored))
+    if array.ndim == 3:
+        array = array[..., 0]
+    if array.min() < 0 or array.max() > 7:
+        raise ValueError(f"{path}: labels must be in 0..7, got [{int(array.min())}, {int(array.max())}]")
+    labels = boxed(Image.fromarray(array.astype(np.uint8)), box, size, Image.NEAREST)
+    return torch.from_numpy(np.asarray(labels).astype(np.int64))
 
 
 class ImageFolderPhotos(Dataset):
@@ -86,10 +119,18 @@ class ImageFolderPhotos(Dataset):
         topology: the loaded SMPL topology (`load_smpl_topology`).
         image_size: (H, W) every photo, mask and label map is resized to; intrinsics are scaled.
         ids: the photo ids; None lists root/rgb.
+        aspect: a photo whose aspect ratio differs from `image_size` by more than `aspect_tolerance`
+            is "refuse"d (default), "pad"ded with black or centre-"crop"ped to it.
+        aspect_tolerance: relative aspect difference resized without padding or cropping.
+        max_pixels: larger photos are refused (decoding them costs memory for nothing).
     """
 
     def __init__(self, root: str | Path, topology: SMPLTopology, image_size: Sequence[int] = (128, 64),
-                 ids: Sequence[str] | None = None) -> None:
+                 ids: Sequence[str] | None = None, aspect: str = "refuse", aspect_tolerance: float = 0.02,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        if aspect not in ASPECT_CHOICES:
+            raise ValueError(f"aspect must be one of {ASPECT_CHOICES}, got {aspect!r}")
+        self.aspect, self.aspect_tolerance, self.max_pixels = aspect, float(aspect_tolerance), int(max_pixels)
         self.root, self.topology = Path(root).expanduser(), topology
         self.image_size = tuple(int(s) for s in image_size)
         self.ids = list(ids) if ids is not None else list_image_ids(self.root)
@@ -123,16 +164,29 @@ class ImageFolderPhotos(Dataset):
     def __getitem__(self, index: int) -> dict:
         key = self.ids[index]
         image_path = self._images[key]
-        with Image.open(image_path) as img:
-            stored_size = (img.height, img.width)
-        vertices, K = read_fit(self.root / "smpl" / f"{key}.pkl", self.topology, stored_size, self.image_size)
-        rendered = render_fit(self.topology, vertices, K, self.image_size, str(self.root / "smpl" / f"{key}.pkl"))
+        photo = open_photo(image_path, self.max_pixels)
+        stored_size = (photo.height, photo.width)
+        box = box_for_aspect(stored_size, self.image_size, self.aspect, self.aspect_tolerance, image_path)
+        fit_path = self.root / "smpl" / f"{key}.pkl"
+        if box is None:
+            vertices, K = read_fit(fit_path, self.topology, stored_size, self.image_size)
+        else:  # the camera of the stored photo, moved to the box and scaled to the input size
+            vertices, K = read_fit(fit_path, self.topology, stored_size, stored_size)
+            K = K.clone().float()
+            K[0, 2], K[1, 2] = K[0, 2] - box[0], K[1, 2] - box[1]
+            K = scale_intrinsics(K, (box[3], box[2]), self.image_size)
+        rendered = render_fit(self.topology, vertices, K, self.image_size, str(fit_path))
+        if not rendered["mask"].any():
+            raise ValueError(f"the body of {fit_path} covers 0 pixels of {image_path} (at {self.image_size[1]}x"
+                             f"{self.image_size[0]}): the fit's camera (cam_t, focal, centre) puts the mesh outside "
+                             "the photo or behind the camera. Fix the fit or remove the photo.")
         parser, segm = self.root / "parts" / f"{key}.png", self.root / "segm" / f"{key}.png"
-        parts = read_labels(parser, self.image_size, 7) if parser.is_file() else rendered["mesh_parts"]
+        parts = read_parts(parser, self.image_size, box, stored_size) if parser.is_file() else rendered["mesh_parts"]
+        image = np.asarray(boxed(photo, box, self.image_size, Image.BILINEAR), dtype=np.float32)
         item = {
-            "image": read_rgb(image_path, self.image_size),
+            "image": torch.from_numpy(image).permute(2, 0, 1) / 127.5 - 1.0,
             "parts": parts,
-            "mask": read_mask(segm, self.image_size) if segm.is_file() else rendered["mask"],
+            "mask": read_mask(segm, self.image_size, box, stored_size) if segm.is_file() else rendered["mask"],
             "render_mask": rendered["mask"],
             "uv": rendered["uv"],
             "K": K,
@@ -156,11 +210,18 @@ class ImageFolderDataModule(pl.LightningDataModule):
         smpl_uv_path: SMPL UV layout (smpl_uv.obj or .npz); None: `zoo_home()/body/smpl/smpl_uv.obj`.
         image_size: (H, W) the model's input; 128x64 is RefineTex's synthetic / Market-1501 size.
         batch_size: photos per predict batch. num_workers: DataLoader workers.
+        aspect: photos of another aspect ratio than `image_size`: "refuse" (default), "pad" or "crop".
+        aspect_tolerance: relative aspect difference that is resized as is.
+        max_pixels: larger photos are refused naming the file.
     """
 
     def __init__(self, root: str, smpl_model_path: str | None = None, smpl_uv_path: str | None = None,
-                 image_size: Sequence[int] = (128, 64), batch_size: int = 8, num_workers: int = 0) -> None:
+                 image_size: Sequence[int] = (128, 64), batch_size: int = 8, num_workers: int = 0,
+                 aspect: str = "refuse", aspect_tolerance: float = 0.02, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         super().__init__()
+        if aspect not in ASPECT_CHOICES:
+            raise ValueError(f"aspect must be one of {ASPECT_CHOICES}, got {aspect!r}")
+        self.aspect, self.aspect_tolerance, self.max_pixels = aspect, aspect_tolerance, max_pixels
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
@@ -184,7 +245,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         if self.dataset is None:
             ids = list_image_ids(Path(self.root).expanduser())  # folder errors before the SMPL files'
             topology = load_smpl_topology(self.smpl_model_path, self.smpl_uv_path)
-            self.dataset = ImageFolderPhotos(self.root, topology, self.image_size, ids)
+            self.dataset = ImageFolderPhotos(self.root, topology, self.image_size, ids, aspect=self.aspect,
+                                             aspect_tolerance=self.aspect_tolerance, max_pixels=self.max_pixels)
 
     @staticmethod
     def _predict_only(what: str):
@@ -207,4 +269,4 @@ class ImageFolderDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
 
-__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "list_image_ids", "read_mask"]
+__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "list_image_ids", "read_mask", "read_parts"]

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
+from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate, is_generated
 from zoo.pretrained import zoo_home
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,15 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         return self.root / self.settings.key(name)
 
     def prepare_data(self) -> None:
-        if (self.folder / "meta.json").is_file():
+        if is_generated(self.folder):
             return
         from zoo.body import AnnyBody  # the body is only needed to generate
 
-        log.info("generating synthetic people into %s (one-time)", self.folder)
-        generate(AnnyBody(**self.body_options), self.settings, self.folder, progress=self.progress)
+        log.info("generating synthetic people into %s (one-time; other processes wait for it)", self.folder)
+        generate(lambda: AnnyBody(**self.body_options), self.settings, self.folder, progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
-        if not (self.folder / "meta.json").is_file():
+        if not is_generated(self.folder):
             self.prepare_data()
         for split in ("train", "val", "test"):
             if split not in self.datasets:
@@ -99,7 +99,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         """UV-space maps of the body the data was rendered with (generated if needed):
         texture_mask (1, T, T), face_hands_mask (T, T) bool, position_code (3, T, T) in [-1, 1]
         (the Texformer query colour code)."""
-        if not (self.folder / "meta.json").is_file():
+        if not is_generated(self.folder):
             self.prepare_data()
         load = lambda name: torch.from_numpy(np.load(self.folder / f"{name}.npy"))  # noqa: E731
         return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),

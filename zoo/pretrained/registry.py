@@ -73,6 +73,34 @@ def export_folder(name_or_path: str | os.PathLike) -> Path:
     return Path(text).expanduser() if _looks_like_path(text) else zoo_home() / text
 
 
+def check_folder(folder: Path, how: str) -> Path:
+    """`folder` if its config.yaml is a YAML mapping with a class_path and its model.safetensors
+    exists with a readable header and the size that header announces; else an error naming the
+    file (a copy cut short, a save killed half-way, a file that is not what its name says)."""
+    import yaml
+    from safetensors import safe_open
+
+    config = folder / "config.yaml"
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config} is not valid YAML ({str(err).splitlines()[0]}): {how}") from err
+    if not isinstance(data, dict) or not isinstance(data.get("class_path"), str):
+        raise ValueError(f"{config} must be a mapping with a class_path and init_args (written by "
+                         f"save_pretrained), got {type(data).__name__}: {how}")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing next to {config} (a save_pretrained that did not finish, "
+                                f"or an incomplete copy): {how}")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise ValueError(f"{weights} is truncated or not a safetensors file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}): {how}") from err
+    return folder
+
+
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """Return the folder of a pretrained module given a path or a registry name.
 
@@ -88,10 +116,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
                 f"{path} is not a saved zoo module: expected {path / 'config.yaml'} and "
                 f"{path / 'model.safetensors'} (written by save_pretrained)"
             )
-        return path
+        return check_folder(path, "re-save it with save_pretrained")
     folder = zoo_home() / text
     if (folder / "config.yaml").is_file():
-        return folder
+        how = REGISTRY[text].how_to_get if text in REGISTRY else "re-save it with save_pretrained"
+        return check_folder(folder, f"delete the folder and re-create it: {how}")
     if text in REGISTRY:
         entry = REGISTRY[text]
         raise FileNotFoundError(

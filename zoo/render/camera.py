@@ -24,6 +24,8 @@ def intrinsics(focal: float | torch.Tensor, image_size: tuple[int, int], batch_s
         focal = focal.expand(batch_size)
     if focal.numel() != batch_size:
         raise ValueError(f"focal has {focal.numel()} values for a batch of {batch_size}")
+    if not torch.isfinite(focal).all() or (focal <= 0).any():
+        raise ValueError(f"focal must be positive and finite (pixels), got {focal.tolist()[:4]}")
     K = torch.zeros(batch_size, 3, 3, dtype=dtype, device=device)
     K[:, 0, 0] = focal
     K[:, 1, 1] = focal

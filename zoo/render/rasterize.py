@@ -69,6 +69,26 @@ def _check_inputs(vertices, faces, K, image_size):
         raise ValueError(
             f"vertices ({vertices.device}), faces ({faces.device}) and K ({K.device}) must share a device"
         )
+    _check_values(vertices, K)
+
+
+def _check_values(vertices, K):
+    """NaN / inf geometry or a zero / negative focal would rasterise to garbage without an error."""
+    if not torch.isfinite(K).all():
+        raise ValueError(f"K holds NaN or inf (batch items {_bad_items(K)}): check the camera (focal, centre)")
+    focal = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)
+    if (focal <= 0).any():
+        items = (focal <= 0).any(-1).nonzero().flatten().tolist()[:4]
+        raise ValueError(f"K must have positive focal lengths fx, fy; batch items {items} have "
+                         f"{focal[items].tolist()}: a zero focal collapses the image to the principal point, a "
+                         "negative one mirrors it. Check the camera's focal (in pixels).")
+    if not torch.isfinite(vertices).all():
+        raise ValueError(f"vertices hold NaN or inf (batch items {_bad_items(vertices)}): check the body "
+                         "parameters and the camera translation that produced them")
+
+
+def _bad_items(x):
+    return (~torch.isfinite(x)).reshape(x.shape[0], -1).any(-1).nonzero().flatten().tolist()[:4]
 
 
 def _candidate_pairs(bw, bh):

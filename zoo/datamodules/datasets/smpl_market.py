@@ -24,7 +24,6 @@ import abc
 
 import logging
 import os
-import pickle
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from zoo.body import coarse_from_smpl12
+from zoo.datamodules.datasets.photo_files import open_photo, safe_unpickle
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file, spin_intrinsics
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,13 @@ TEXTURES_HOWTO = ("Texformer uses the SURREAL textures (smpl_data/textures, SURR
 
 # -- file readers ----------------------------------------------------------------------------
 def read_rgb(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """(3, H, W) float in [-1, 1]; resized (bilinear) to `size` = (H, W) when it differs."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
-        array = np.asarray(img, dtype=np.float32)
+    """(3, H, W) float in [-1, 1]; resized (bilinear) to `size` = (H, W) when it differs.
+
+    Read by `photo_files.open_photo`: upright (EXIF), 16-bit grey scaled, errors name the file."""
+    img = open_photo(path)
+    if img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BILINEAR)
+    array = np.asarray(img, dtype=np.float32)
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
 
 
@@ -82,9 +83,9 @@ def read_labels(path: Path, size: tuple[int, int], max_label: int, square_render
 
 
 def read_pickle(path: Path):
-    """Unpickle a data file (latin1 so that Python 2 pickles of numpy arrays load too)."""
-    with open(path, "rb") as handle:
-        return pickle.load(handle, encoding="latin1")
+    """Unpickle a data file (latin1 so that Python 2 pickles of numpy arrays load too); only plain data
+    and numpy arrays are accepted, errors name the file (`photo_files.safe_unpickle`)."""
+    return safe_unpickle(path)
 
 
 class ImagePool:

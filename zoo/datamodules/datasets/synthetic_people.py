@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from zoo.datamodules.datasets.procedural import background, paint_texture
 from zoo.render import (composite, dilate_texture, look_at_body, rasterize, render_labels, render_uv, sample_texture,
                         scatter_to_uv, to_camera)
 from zoo.render.body_maps import body_uv_maps
+from zoo.utils.files import build_once
 
 log = logging.getLogger(__name__)
 
@@ -140,25 +140,38 @@ def _render_view(body, verts, texture, g, settings: GenerationSettings):
     }
 
 
+def is_generated(folder: Path) -> bool:
+    """True when `folder` holds a finished dataset (meta.json is the last file written)."""
+    return (Path(folder) / "meta.json").is_file()
+
+
 def generate(body, settings: GenerationSettings, folder: Path, progress: bool = True) -> Path:
-    """Render the dataset into `folder` (written to a temporary sibling, then renamed).
+    """Render the dataset into `folder` unless it already holds it; safe with concurrent callers.
+
+    `body` is a `zoo.body.BodyModel` or a function returning one (built only if generation is
+    needed). The folder is written by `zoo.utils.files.build_once`: one process generates under a
+    file lock into its own partial folder, renamed into place when complete; the others wait and
+    reuse it; leftovers of a killed generation are removed first.
 
     Runs on one torch thread: generation is many small tensor ops, where thread hand-offs cost
     more than they give (and, on a busy machine, 20x more); the caller's setting is restored.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _generate(body, settings, folder, progress)
-    finally:
-        torch.set_num_threads(threads)
+    def build(tmp: Path) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _generate(body() if callable(body) and not isinstance(body, torch.nn.Module) else body,
+                      settings, tmp, progress)
+        finally:
+            torch.set_num_threads(threads)
+
+    return build_once(folder, build, is_generated, what="synthetic people dataset",
+                      how="Set $ZOO_HOME or the datamodule's data_dir (YAML: data.init_args.data_dir) to a "
+                          "writable folder.")
 
 
-def _generate(body, settings: GenerationSettings, folder: Path, progress: bool) -> Path:
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+def _generate(body, settings: GenerationSettings, tmp: Path, progress: bool) -> None:
+    """Write the whole dataset into the (empty) folder `tmp`; meta.json last."""
     maps = body_uv_maps(body, settings.texture_size)
     start, n_views = time.perf_counter(), 0
     bar = tqdm(total=settings.num_identities * settings.views_per_identity, desc="synthetic people",
@@ -198,14 +211,11 @@ def _generate(body, settings: GenerationSettings, folder: Path, progress: bool) 
     elapsed = time.perf_counter() - start
     meta = {"settings": asdict(settings), "splits": sizes, "format": FORMAT_VERSION,
             "generation_seconds": elapsed, "views_per_second": n_views / max(elapsed, 1e-9)}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     np.save(tmp / "texture_mask.npy", maps["mask"][0].numpy().astype(np.uint8))
     np.save(tmp / "face_hands_mask.npy", maps["face_hands"].numpy().astype(np.uint8))
     np.save(tmp / "uv_position_code.npy", maps["position_code"].numpy().astype(np.float32))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    log.info("generated %d views in %.1f s (%.1f views/s) into %s", n_views, elapsed, n_views / elapsed, folder)
-    return folder
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the folder complete
+    log.info("generated %d views in %.1f s (%.1f views/s)", n_views, elapsed, n_views / max(elapsed, 1e-9))
 
 
 def _to_image(array: np.ndarray) -> torch.Tensor:
