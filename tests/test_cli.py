@@ -48,10 +48,14 @@ def test_csv_logger_is_a_config_change(tiny_data_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("--model.init_args.learning_rate=0.1", "learning_rate"),  # typo'd key
-        ("--model.init_args.lr=fast", "lr"),  # wrong type
-        ("--model.init_args.network.class_path=zoo.modules.texture_unet.NoSuchNet", "NoSuchNet"),  # unknown class
-        ("--data.init_args.batchsize=3", "batchsize"),
+        pytest.param("--model.init_args.learning_rate=0.1", "learning_rate", marks=pytest.mark.bad_input(
+            "a mistyped model option in a config / on the CLI", "exit 2 naming the key, before any data is touched")),
+        pytest.param("--model.init_args.lr=fast", "lr", marks=pytest.mark.bad_input(
+            "an option of the wrong type", "exit 2 naming the key and the expected type, before any work")),
+        pytest.param("--model.init_args.network.class_path=zoo.modules.texture_unet.NoSuchNet", "NoSuchNet",
+                     marks=pytest.mark.bad_input("an unknown class_path", "exit 2 naming the class, before any work")),
+        pytest.param("--data.init_args.batchsize=3", "batchsize", marks=pytest.mark.bad_input(
+            "a mistyped data option", "exit 2 naming the key, before any data is generated")),
     ],
 )
 def test_bad_configs_fail_before_any_data_is_touched(override, message, tmp_path, capsys):

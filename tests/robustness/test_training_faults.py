@@ -117,10 +117,10 @@ class _SendSignal(pl.Callback):
 
 
 @pytest.mark.parametrize("signum", [
-    pytest.param(signal.SIGINT, marks=bad_input("Ctrl-C (SIGINT) in the middle of an epoch",
+    pytest.param(signal.SIGINT, id="sigint", marks=bad_input("Ctrl-C (SIGINT) in the middle of an epoch",
                                                 "the step finishes, last.ckpt of that step is written, exit 1; "
                                                 "resuming from it continues the run")),
-    pytest.param(signal.SIGTERM, marks=bad_input("SIGTERM (scheduler kill) in the middle of an epoch",
+    pytest.param(signal.SIGTERM, id="sigterm", marks=bad_input("SIGTERM (scheduler kill) in the middle of an epoch",
                                                  "the step finishes, last.ckpt of that step is written")),
 ])
 def test_interrupt_saves_a_newest_last_checkpoint(tiny_data_dir, tmp_path, signum):

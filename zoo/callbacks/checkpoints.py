@@ -67,6 +67,14 @@ def check_checkpoint(checkpoint: Any, path: str | os.PathLike, module: pl.Lightn
         expected = set(module.state_dict())
         found = set(checkpoint["state_dict"])
         missing, unexpected = sorted(expected - found), sorted(found - expected)
+        shapes = {k: v.shape for k, v in module.state_dict().items()}
+        other = [f"{k} {tuple(v.shape)} vs {tuple(shapes[k])}" for k, v in checkpoint["state_dict"].items()
+                 if k in shapes and torch.is_tensor(v) and v.shape != shapes[k]]
+        if other:
+            raise CheckpointError(
+                f"{path} holds weights of other sizes than {class_path(module)} as configured ({len(other)} tensors, "
+                f"e.g. {other[:2]}, checkpoint vs configured): pass the config it was trained with (config.yaml in "
+                "its run folder).")
         if missing or unexpected:
             raise CheckpointError(
                 f"{path} does not hold the weights of {class_path(module)} as configured: "

@@ -1,0 +1,147 @@
+"""Checkpoints that cannot resume this run, and output folders a run could not write to."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.robustness.helpers import load, tiny_data, tiny_system, tiny_trainer
+from zoo.callbacks import CheckpointError, CheckpointGuard
+from zoo.cli import ZooCLI
+
+bad_input = pytest.mark.bad_input
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    tiny_trainer(folder, callbacks=[CheckpointGuard()], max_epochs=1).fit(tiny_system(), datamodule=tiny_data(tiny_data_dir))
+    return folder / "checkpoints" / "last.ckpt"
+
+
+def _resume(path, tiny_data_dir, tmp_path, system=None):
+    trainer = tiny_trainer(tmp_path / "resumed", callbacks=[CheckpointGuard()], max_epochs=2)
+    trainer.fit(system or tiny_system(), datamodule=tiny_data(tiny_data_dir), ckpt_path=path)
+    return trainer
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ['ZOO_MARKER']}",))
+
+
+def _write(kind: str, trained: Path, tmp_path: Path) -> Path:
+    path = tmp_path / f"{kind}.ckpt"
+    data = trained.read_bytes()
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif kind == "code":
+        os.environ["ZOO_MARKER"] = str(tmp_path / "ran")
+        path.write_bytes(pickle.dumps({"state_dict": {}, "x": _RunsCode()}))
+    elif kind == "bare_state_dict":
+        torch.save(load(trained)["state_dict"], path)
+    else:
+        checkpoint = load(trained)
+        if kind == "other_system":
+            checkpoint["zoo"]["system"] = "zoo.systems.reid.ReIDSystem"
+        elif kind == "other_version":
+            checkpoint["zoo"]["version"] = "0.0.1"
+        elif kind == "nan_weights":
+            name = next(iter(checkpoint["state_dict"]))
+            checkpoint["state_dict"][name] = checkpoint["state_dict"][name] * float("nan")
+        torch.save(checkpoint, path)
+    return path
+
+
+CASES = [
+    ("missing", "checkpoint not found", "--ckpt_path to a file that does not exist",
+     "CheckpointError: 'checkpoint not found: <path>' and where run checkpoints live"),
+    ("empty", "is empty", "empty checkpoint file (save killed, copy failed)",
+     "CheckpointError naming the file: empty, killed while saving"),
+    ("truncated", "truncated", "truncated checkpoint (half a file)",
+     "CheckpointError naming the file: truncated or not a PyTorch checkpoint"),
+    ("text", "cannot load checkpoint", "a text file passed as checkpoint",
+     "CheckpointError naming the file: not a readable PyTorch checkpoint"),
+    ("code", "never loads", "a checkpoint pickle that would run a command when loaded",
+     "CheckpointError: only weights_only loads; nothing runs"),
+    ("bare_state_dict", "not a Lightning checkpoint", "a bare state dict (torch.save(model.state_dict()))",
+     "CheckpointError: not a Lightning checkpoint, cannot resume a run"),
+    ("other_system", "written by the system zoo.systems.reid.ReIDSystem", "a checkpoint of another system",
+     "CheckpointError naming both systems and the config to use"),
+    ("other_version", "written by zoo 0.0.1", "a checkpoint of another zoo version",
+     "CheckpointError naming both versions"),
+    ("nan_weights", "NaN / inf weights", "a checkpoint holding NaN weights",
+     "CheckpointError: resume from an earlier checkpoint"),
+]
+
+
+@pytest.mark.parametrize("kind,message", [pytest.param(k, m, marks=bad_input(case, answer), id=k)
+                                          for k, m, case, answer in CASES])
+def test_unusable_checkpoints_are_refused_naming_the_file(trained, tiny_data_dir, tmp_path, kind, message):
+    path = tmp_path / "nowhere.ckpt" if kind == "missing" else _write(kind, trained, tmp_path)
+    with pytest.raises(CheckpointError, match=message) as err:
+        _resume(path, tiny_data_dir, tmp_path)
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "ran").exists(), "no code from a checkpoint may run"
+    assert not (tmp_path / "resumed" / "checkpoints").exists(), "nothing trained, nothing saved"
+
+
+@bad_input("a checkpoint of the same system with other network sizes",
+           "CheckpointError listing tensors of other shapes and the config to pass")
+def test_other_network_sizes_are_refused(trained, tiny_data_dir, tmp_path):
+    with pytest.raises(CheckpointError, match=r"weights of other sizes.*config.yaml"):
+        _resume(trained, tiny_data_dir, tmp_path, system=tiny_system(base_channels=8))
+
+
+@bad_input("a checkpoint without the zoo stamp (older zoo, plain Lightning) whose weights match",
+           "loaded, with a warning that it carries no stamp")
+def test_unstamped_matching_checkpoint_still_resumes(trained, tiny_data_dir, tmp_path):
+    checkpoint = load(trained)
+    del checkpoint["zoo"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    assert _resume(tmp_path / "old.ckpt", tiny_data_dir, tmp_path).global_step == 6
+
+
+def _cli_args(data_dir) -> list[str]:
+    return ["fit", "--config", str(ROOT / "configs" / "quickstart.yaml"), "--data.init_args.preset=tiny",
+            f"--data.init_args.data_dir={data_dir}", "--data.init_args.progress=false",
+            "--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false", "--trainer.logger=false",
+            "--model.init_args.network.init_args.base_channels=4", "--model.init_args.network.init_args.depth=2"]
+
+
+@bad_input("outputs/ (the run folder) not writable: a file in its place",
+           "PermissionError naming the folder and --trainer.default_root_dir, before data or training")
+def test_unwritable_output_folder_fails_at_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").write_text("a file where the run folder should be")
+    data_dir = tmp_path / "data"
+    with pytest.raises(PermissionError, match=r"run output folder outputs is not writable.*default_root_dir"):
+        ZooCLI(args=_cli_args(data_dir))
+    assert not data_dir.exists(), "nothing generated"
+
+
+@bad_input("the run folder on a read-only mount (--trainer.default_root_dir=/proc/...)",
+           "PermissionError naming the folder before any work")
+def test_read_only_output_folder_fails_at_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PermissionError, match=r"/proc/zoo-run-test is not writable"):
+        ZooCLI(args=[*_cli_args(tmp_path / "data"), "--trainer.default_root_dir=/proc/zoo-run-test"])
+
+
+def test_cli_runs_carry_the_guards_and_stamp_checkpoints(tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = ZooCLI(args=_cli_args(tiny_data_dir))
+    kinds = {type(c).__name__ for c in cli.trainer.callbacks}
+    assert {"NonFiniteGuard", "InterruptCheckpoint", "CheckpointGuard"} <= kinds
+    last = next((tmp_path / "outputs").rglob("last.ckpt"))
+    stamp = load(last)["zoo"]
+    assert stamp["system"] == "zoo.systems.texture_completion.TextureCompletionSystem"
