@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from zoo.cli import ZooCLI
+import zoo.datamodules.datasets.procedural  # noqa: F401 - its module-level tensors must not be made on the meta device
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml"))
