@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.cli import ZooCLI
 import zoo.datamodules.datasets.procedural  # noqa: F401 - its module-level tensors must not be made on the meta device
+from zoo.cli import ZooCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml"))
