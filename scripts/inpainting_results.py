@@ -42,10 +42,9 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from zoo.cli import ZooCLI
-from zoo.datamodules import SyntheticPeopleDataModule
 from zoo.metrics import texture_metrics
-from zoo.modules.vqgan import texture_with_masks
-from zoo.pretrained import load_pretrained, resolve, zoo_home
+from zoo.pretrained import resolve, zoo_home
+from zoo.render import texture_with_masks
 from zoo.utils.images import grid, save_png, to_uint8
 
 log = logging.getLogger("inpainting_results")

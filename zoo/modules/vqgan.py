@@ -403,7 +403,7 @@ class VQGAN(PretrainedMixin, nn.Module):
         dropout: residual-block dropout (0).
         activation: "leaky_relu" (LeakyReLU(0.01), DINAR's code) or "silu" (taming-transformers).
         output_heads: DINAR's decoder heads on output channels -5:-2 (RGB) and -2: (known and
-            gap masks); needs out_channels >= 5 (see `texture_with_masks`). False only for
+            gap masks); needs out_channels >= 5 (see `zoo.render.texture_with_masks`). False only for
             textures without mask channels.
     """
 
@@ -475,23 +475,3 @@ def count_parameters(module: nn.Module) -> int:
     """Number of scalar parameters (works on the meta device)."""
     return sum(math.prod(p.shape) for p in module.parameters())
 
-
-def texture_with_masks(rgb: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
-                       ) -> torch.Tensor:
-    """DINAR's texture layout for the VQGAN: colour channels, then the known mask and the gap-fill
-    mask as the last two channels (its neural texture ends with RGB, known, gap).
-
-    Args:
-        rgb: (B, C, H, W) texture, zero where unknown.
-        known_mask: (B, 1, H, W) 1 where a pixel landed; for a complete texture, the UV atlas.
-        gap_mask: (B, 1, H, W) 1 on gap-filled texels; None for none. The known channel is
-            known_mask | gap_mask (DINAR's closed mask), the last channel gap_mask.
-    """
-    if known_mask.shape != (rgb.shape[0], 1, *rgb.shape[2:]):
-        raise ValueError(f"known_mask must be (B, 1, H, W) matching rgb {tuple(rgb.shape)}, got {tuple(known_mask.shape)}")
-    gap = torch.zeros_like(known_mask) if gap_mask is None else gap_mask
-    if gap.shape != known_mask.shape:
-        raise ValueError(f"gap_mask must have known_mask's shape {tuple(known_mask.shape)}, got {tuple(gap.shape)}")
-    gap = (gap > 0.5).to(rgb.dtype)
-    known = torch.maximum((known_mask > 0.5).to(rgb.dtype), gap)
-    return torch.cat([rgb, known, gap], dim=1)

@@ -23,8 +23,9 @@ from zoo.callbacks.ema import ExponentialMovingAverage
 from zoo.diffusion import GaussianDiffusion
 from zoo.diffusion.sampling import canonical_sampler
 from zoo.modules.diffusion_unet import DiffusionUNet
-from zoo.modules.vqgan import VQGAN, texture_with_masks
+from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
+from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.systems.vqgan import preview
 

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.modules.discriminator import PatchDiscriminator
-from zoo.modules.vqgan import VQGAN, texture_with_masks
+from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
+from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
 
 log = logging.getLogger(__name__)
