@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate, is_generated
+from zoo.datamodules.resumable import EvalSampler, ResumableLoader
 from zoo.pretrained import zoo_home
 
 log = logging.getLogger(__name__)
@@ -48,11 +50,19 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
             the DINAR inpainting configs turn it on.
         body: body model options passed to `zoo.body.AnnyBody` (e.g. {"phenotypes": "all"}).
         progress: show the generation progress bar.
+        seed: seed of the training order and random partner choice (a function of seed and epoch,
+            checkpointed with the run, so a resumed run sees the same batches, mid-epoch included);
+            None: the `seed_everything` seed of the run ($PL_GLOBAL_SEED), else 0.
+
+    Loaders: training reads `ResumableLoader` batches; validation / test / predict give each process
+    a disjoint share of the items with no padding (`EvalSampler`), so metrics aggregated over
+    processes equal the one-process values.
     """
 
     def __init__(self, preset: str = "small", overrides: dict | None = None, data_dir: str | None = None,
                  batch_size: int = 16, num_workers: int = 0, pairs: str = "random", partial_erode: int = 0,
-                 fill_gaps: bool = False, body: dict | None = None, progress: bool = True) -> None:
+                 fill_gaps: bool = False, body: dict | None = None, progress: bool = True,
+                 seed: int | None = None) -> None:
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -71,7 +81,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         self.root = Path(data_dir).expanduser() if data_dir else zoo_home() / "data" / "synthetic_people"
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pairs, self.partial_erode, self.progress = pairs, partial_erode, progress
-        self.fill_gaps = fill_gaps
+        self.fill_gaps, self.seed = fill_gaps, seed
         self.datasets: dict[str, SyntheticPeople] = {}
 
     @property
@@ -110,21 +120,26 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),
                 "position_code": load("uv_position_code").float()}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _dataset(self, split: str) -> SyntheticPeople:
         if split not in self.datasets:
             self.setup()
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=False)
+        return self.datasets[split]
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=EvalSampler(dataset),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return ResumableLoader(self._dataset("train"), self.batch_size, shuffle=True, seed=seed,
+                               with_draws=self.pairs == "random", num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._eval_loader("test")

@@ -284,7 +284,13 @@ class SyntheticPeople(Dataset):
             item["vertices"] = torch.from_numpy(np.array(self.vertices[index]))
         return item
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """One item; `index` may be `(index, draw)` (`zoo.datamodules.resumable.ResumableSampler`):
+        with "random" pairs the partner is then `draw`'s choice, so a resumed run picks the same
+        partners; a plain index draws the partner from the global torch RNG."""
+        draw = None
+        if isinstance(index, (tuple, list)):
+            index, draw = int(index[0]), int(index[1])
         person = int(self.view_person[index])
         item = self.view(index)
         item["person_id"] = torch.tensor(int(self.person_ids[person]), dtype=torch.int64)
@@ -303,7 +309,8 @@ class SyntheticPeople(Dataset):
             others = self.views_of[person]
             others = others[others != index]
             if self.pairs == "random":
-                partner = int(others[torch.randint(len(others), ()).item()])
+                pick = draw % len(others) if draw is not None else torch.randint(len(others), ()).item()
+                partner = int(others[pick])
             else:
                 partner = int(others[np.searchsorted(others, index) % len(others)])
             item.update({f"novel_{k}": v for k, v in self.view(partner).items()})

@@ -1,0 +1,85 @@
+"""Random number generator states in checkpoints, so that a resumed run draws what the
+uninterrupted run would have drawn (dropout, diffusion noise and timesteps, random masks).
+
+Lightning checkpoints weights, optimisers, loops and stateful data loaders, not the global RNGs.
+`RNGState` stores the torch (CPU and every CUDA device), numpy and Python states of each process
+(`states[rank]`) at save time and puts them back when training starts after a resume (after the
+sanity check, which also draws from them and runs again on resume only).
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+def capture() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(state: dict) -> dict:
+    """numpy / Python RNG states as lists and tuples of ints (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    version, internal, gauss_next = state["python"]
+    out = {"torch": state["torch"], "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                              int(has_gauss), float(gauss)],
+           "python": [int(version), list(internal), gauss_next]}
+    if "cuda" in state:
+        out["cuda"] = state["cuda"]
+    return out
+
+
+def _native(state: dict) -> dict:
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    version, internal, gauss_next = state["python"]
+    out = {"torch": state["torch"], "numpy": (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss),
+           "python": (version, tuple(internal), gauss_next)}
+    if "cuda" in state:
+        out["cuda"] = state["cuda"]
+    return out
+
+
+class RNGState(pl.Callback):
+    """Checkpoint and restore the global RNG states of every process (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._pending: dict | None = None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        mine = _plain(capture())
+        gathered = [mine] * trainer.world_size
+        if trainer.world_size > 1:
+            import torch.distributed as dist
+
+            gathered = [None] * trainer.world_size
+            dist.all_gather_object(gathered, mine)
+        checkpoint["rng_states"] = gathered
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if states and len(states) == trainer.world_size:
+            self._pending = _native(states[trainer.global_rank])
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._pending is not None:
+            restore(self._pending)
+            self._pending = None
+
+
+__all__ = ["RNGState", "capture", "restore"]
