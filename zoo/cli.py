@@ -10,7 +10,8 @@ Defaults that differ from Lightning's:
   `--trainer.logger=false` replace it;
 - runs are written under `./outputs` (the directory the command runs in), and every fit saves
   its resolved config next to its checkpoints and into the W&B run;
-- every run gets three guards (`zoo.callbacks`), configurable as top-level keys:
+- every run checkpoints its RNG states (`rng_state`, so a resume is exact) and gets three guards
+  (`zoo.callbacks`), configurable as top-level keys:
   `nonfinite` (a NaN / inf loss stops the run naming the step and batch; `--nonfinite.action=skip`
   skips such steps), `interrupt` (Ctrl-C / SIGTERM save a newest `last.ckpt`) and
   `checkpoint_guard` (checkpoints are stamped with their system and zoo version, loaded with
@@ -25,7 +26,7 @@ import os
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
-from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteGuard
+from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteGuard, RNGState
 from zoo.utils.files import require_writable
 from zoo.utils.runs import run_dir
 
@@ -92,6 +93,7 @@ class ZooCLI(LightningCLI):
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
         parser.add_lightning_class_args(InterruptCheckpoint, "interrupt")
         parser.add_lightning_class_args(CheckpointGuard, "checkpoint_guard")
+        parser.add_lightning_class_args(RNGState, "rng_state")
 
     def before_instantiate_classes(self) -> None:
         """Fail before any data is generated or any step runs if the run could not save its results."""

@@ -58,10 +58,18 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tu
     return worst, where
 
 
+def checkpoint_after_batch(folder: Path, batches: int) -> Path:
+    """The checkpoint saved after `batches` training batches (manual optimisation with several
+    optimisers counts several global steps per batch, so files are ordered, not named, by batch)."""
+    files = sorted(folder.glob("step=*.ckpt"), key=lambda p: int(p.stem.split("=")[1]))
+    return files[batches - 1]
+
+
 def resume_difference(make_system: Callable[[], pl.LightningModule], make_data: Callable[[], pl.LightningDataModule],
                       folder: Path, max_steps: int, stop_at: int, callbacks: Callable[[], list] = list,
                       seed: int = 0) -> tuple[float, str]:
-    """(largest absolute difference, where) between run A and run B of the module doc."""
+    """(largest absolute difference, where) between run A and run B of the module doc; `stop_at`
+    counts training batches, `max_steps` Lightning's global steps."""
     pl.seed_everything(seed)
     a = _trainer(folder / "a", max_steps, callbacks, save_every_step=True)
     a.fit(make_system(), datamodule=make_data())
@@ -69,5 +77,5 @@ def resume_difference(make_system: Callable[[], pl.LightningModule], make_data: 
     pl.seed_everything(seed + 1)  # B must not depend on the process state it starts from
     torch.rand(7)
     b = _trainer(folder / "b", max_steps, callbacks, save_every_step=True)
-    b.fit(make_system(), datamodule=make_data(), ckpt_path=folder / "a" / f"step={stop_at}.ckpt")
+    b.fit(make_system(), datamodule=make_data(), ckpt_path=checkpoint_after_batch(folder / "a", stop_at))
     return max_difference(final_a, flat_state(b))

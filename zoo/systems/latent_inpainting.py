@@ -153,7 +153,10 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         self.log("train/diffusion_loss", out.loss, prog_bar=True, batch_size=z0.shape[0])
         return out.loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # The EMA follows each optimiser step here, not in on_train_batch_end: that hook runs after
+        # the callbacks' (checkpoints saved after a step would miss the step's EMA update).
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.update(self.denoiser)
 
