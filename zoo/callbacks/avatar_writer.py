@@ -7,9 +7,9 @@ turntable and a walk animation drawn by the avatar's neural renderer.
     <output_dir>/person_<id>/walk.gif + walk/frame_<k>.png
 
 The animations pose the body model's template shape (the person's own shape is not estimated
-from one image here): the turntable turns the standing body through 360 degrees; the walk cycle
-comes from the body's semantic pose controls (standing pose for the turntable) (`BodyModel.pose_from_controls`), seen from
-`walk_yaw_deg`.
+from one image here): the turntable turns the standing body (arms down) through 360 degrees; the
+walk cycle comes from the body's semantic pose controls (`BodyModel.pose_from_controls`), seen
+from `walk_yaw_deg`.
 """
 from __future__ import annotations
 

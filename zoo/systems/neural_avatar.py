@@ -7,10 +7,11 @@ Manual optimisation, one generator step and one discriminator step per batch:
     D: logistic loss on real / rendered targets, + lazy R1 (0.1, every 16 D steps).
 Adam lr 2e-3 (paper), betas (0, 0.99) (StyleGAN2's, also DINAR's finetuning).
 
-Batch contract (the zoo's paired datamodules): source view "image" (B, 3, S, S) in [-1, 1], "mask"
-(B, 1, S, S), "uv" (B, S, S, 2) (`zoo.render.render_uv`); target view the same keys prefixed
-"novel_". Optional: "rgb_channels" (B, 5, T, T) precomputed, "exclude" (B, 1, S, S) occluded pixels
-(`zoo.render.occlusion`), "novel_face_mask" (B, 1, S, S) or "novel_parts" (face = `face_label`).
+Batch contract (`zoo.datamodules.avatars.SyntheticAvatarDataModule`), with S = source_prefix and
+T = target_prefix ("source_" / "target_"; "" / "novel_" read `SyntheticPeopleDataModule` pairs):
+S+"image" (B, 3, H, W) in [-1, 1], S+"mask" (B, 1, H, W), S+"uv" (B, H, W, 2) (`render_uv`), and the
+same three for the target. Optional: S+"rgb_texture" (B, 5, T, T) precomputed RGB channels (else
+computed here, skipping S+"occlusion" pixels), T+"face_mask" or T+"parts" (face = `face_label`).
 The real target is composited over the same background as the render.
 
 Perceptual loss: `perceptual="lpips_vgg"` is the paper's; when its weights are missing the run
@@ -84,6 +85,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         erode: erosion of the person mask before RGB sampling (DINAR: 5).
         background: constant background of renders and targets in [-1, 1] (1.0 white, DINAR).
         face_label: part label of the face/head in "novel_parts" (1, the zoo's coarse head).
+        source_prefix, target_prefix: batch key prefixes of the two views (see the module docstring).
         image_log_every_n_steps: image grid period (0 disables).
         export_path: where `on_train_end` saves the network (`save_pretrained`); None skips.
     """
@@ -94,7 +96,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
                  adversarial_weight: float = 0.01, r1_weight: float = 0.1, r1_interval: int = 16, crop_size: int = 256,
                  face_crop_size: int = 128, lr: float = 2e-3, disc_lr: float | None = None,
                  betas: tuple[float, float] = (0.0, 0.99), texture_size: int = 256, erode: int = 5, background: float = 1.0,
-                 face_label: int = 1, image_log_every_n_steps: int = 200, export_path: str | None = None):
+                 face_label: int = 1, source_prefix: str = "source_", target_prefix: str = "target_",
+                 image_log_every_n_steps: int = 200, export_path: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["network", "discriminator"])
         self.automatic_optimization = False
@@ -130,14 +133,16 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def source_texture(self, batch: dict) -> torch.Tensor:
         """The avatar texture of each source view (B, C, T, T)."""
         net = self.network
-        rgb = batch.get("rgb_channels")
+        p = self.hparams.source_prefix
+        rgb = batch.get(p + "rgb_texture")
         if rgb is None and net.use_rgb_channels:
-            rgb = rgb_texture_channels(batch["image"], batch["uv"], batch["mask"], self.hparams.texture_size,
-                                       erode=self.hparams.erode, exclude=batch.get("exclude"))
-        return net.make_texture(batch["image"], batch["mask"], rgb)
+            rgb = rgb_texture_channels(batch[p + "image"], batch[p + "uv"], batch[p + "mask"], self.hparams.texture_size,
+                                       erode=self.hparams.erode, exclude=batch.get(p + "occlusion"))
+        return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb)
 
-    def target(self, batch: dict, prefix: str = "novel_") -> dict[str, torch.Tensor]:
+    def target(self, batch: dict) -> dict[str, torch.Tensor]:
         """Real image composited over the background, its mask, UV, body mask and face mask."""
+        prefix = self.hparams.target_prefix
         image, mask, uv = batch[prefix + "image"], batch[prefix + "mask"], batch[prefix + "uv"]
         face = batch.get(prefix + "face_mask")
         if face is None and prefix + "parts" in batch:
@@ -187,7 +192,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, batch_size=tgt["real"].shape[0])
         every = hp.image_log_every_n_steps
         if every and self.global_step % every == 0:
-            log_image_grid(self, "train/renders", [batch["image"], tgt["real"], out["rgb"].detach()])
+            source = batch[hp.source_prefix + "image"]
+            log_image_grid(self, "train/renders", [source, tgt["real"], out["rgb"].detach()])
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -201,13 +207,13 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
                        / (out["mask"][:, :1].sum() + tgt["mask"].sum() + 1)},
                       batch_size=tgt["real"].shape[0], sync_dist=True)
         if batch_idx == 0:
-            log_image_grid(self, "val/renders", [batch["image"], tgt["real"], out["rgb"]])
+            log_image_grid(self, "val/renders", [batch[self.hparams.source_prefix + "image"], tgt["real"], out["rgb"]])
 
     @torch.no_grad()
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`)."""
-        out = {"texture": self.source_texture(batch), "image": batch["image"]}
-        for key in ("person_id", "view_id"):
+        out = {"texture": self.source_texture(batch), "image": batch[self.hparams.source_prefix + "image"]}
+        for key in ("person_id", "source_view", "view_id"):
             if key in batch:
                 out[key] = batch[key]
         return out
