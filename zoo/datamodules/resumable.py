@@ -33,6 +33,18 @@ def world() -> tuple[int, int]:
     return 1, 0
 
 
+def split_index(index) -> tuple[int, int | None]:
+    """`(index, draw)` from a `ResumableSampler` item, `(index, None)` from a plain index."""
+    if isinstance(index, (tuple, list)):
+        return int(index[0]), int(index[1])
+    return int(index), None
+
+
+def random_choice(count: int, draw: int | None) -> int:
+    """An index in [0, count): `draw`'s choice when given (resumable), else the global torch RNG."""
+    return draw % count if draw is not None else int(torch.randint(count, ()).item())
+
+
 class ResumableSampler(DistributedSampler):
     """Shuffled (or ordered) indices of one epoch, this rank's shard, optionally with a draw each.
 
@@ -132,4 +144,4 @@ class EvalSampler(DistributedSampler):
         return self.num_samples
 
 
-__all__ = ["EvalSampler", "ResumableLoader", "ResumableSampler", "world"]
+__all__ = ["EvalSampler", "ResumableLoader", "ResumableSampler", "random_choice", "split_index", "world"]
