@@ -121,3 +121,25 @@ def test_damaged_pretrained_folders_are_named(tmp_path, damage, error, message):
 def test_intact_pretrained_folder_loads(tmp_path):
     folder = _saved(tmp_path)
     assert load_pretrained(folder).config["init_args"]["base_channels"] == 4
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {os.environ['ZOO_MARKER']}",))
+
+
+@bad_input("an SMPL model .pkl that would run a command when unpickled",
+           "ValueError naming the file and the refused global; nothing runs")
+def test_smpl_model_pickle_runs_no_code(tmp_path, monkeypatch):
+    import pickle
+
+    from zoo.body import SMPLBody
+
+    monkeypatch.setenv("ZOO_MARKER", str(tmp_path / "ran"))
+    (tmp_path / "SMPL_NEUTRAL.pkl").write_bytes(pickle.dumps({"v_template": _RunsCode()}))
+    (tmp_path / "smpl_uv.obj").write_text("v 0 0 0\n")
+    with pytest.raises(ValueError, match=r"SMPL_NEUTRAL\.pkl: refusing to load posix\.system"):
+        SMPLBody(str(tmp_path / "SMPL_NEUTRAL.pkl"), str(tmp_path / "smpl_uv.obj"))
+    assert not (tmp_path / "ran").exists()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from zoo.body.base import BodyModel, BodyOutput
 from zoo.body.controls import ControlRig
 from zoo.body.uv import corner_uvs_from_layout, read_obj
 from zoo.pretrained import zoo_home
+from zoo.utils.safe_pickle import safe_unpickle
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,21 @@ def _require_file(path: Path, what: str, how: str, arg: str) -> None:
 
 
 def _load_model_dict(path: Path) -> dict:
+    """The arrays of a model file, read without running code from it: .npz without pickled object
+    arrays (those keys are skipped), .pkl through `safe_unpickle` (numpy, scipy sparse, chumpy)."""
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=True) as data:
-            return {k: data[k] for k in data.files}
+        out = {}
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                try:
+                    out[key] = data[key]
+                except ValueError:  # a pickled object array (e.g. name tables): not needed, not unpickled
+                    continue
+        return out
     try:
-        with open(path, "rb") as handle:
-            return dict(pickle.load(handle, encoding="latin1"))
+        return dict(safe_unpickle(path, extra_modules=("scipy.sparse", "chumpy"),
+                                  what="SMPL model files hold numpy arrays, scipy sparse matrices and chumpy arrays",
+                                  how="Use the official model file, or convert it with smplx's tools/clean_ch.py."))
     except ModuleNotFoundError as err:
         raise ImportError(
             f"{path} pickles {err.name!r} objects (the original SMPL files use chumpy): `pip install chumpy`, "

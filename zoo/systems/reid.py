@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.modules.reid import SmallReID
 from zoo.pretrained import export_folder
+from zoo.systems.item_means import log_item_means
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class ReIDSystem(pl.LightningModule):
         loss, _, logits = self._losses(image, pid)
         self.val_acc(logits, pid)
         bs = image.shape[0]
-        self.log("val/loss", loss, prog_bar=True, batch_size=bs)
+        log_item_means(self, {"val/loss": loss}, batch_size=bs, prog_bar=True)
         self.log("val/acc", self.val_acc, prog_bar=True, on_epoch=True, batch_size=bs)
 
     def configure_optimizers(self):

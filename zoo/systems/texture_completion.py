@@ -9,7 +9,6 @@ visible and invisible texels, and novel-view image metrics.
 from __future__ import annotations
 
 import logging
-import math
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +19,7 @@ from zoo.modules.texture_unet import TextureUNet
 from zoo.render import render_over_image as render_in_view
 from zoo.utils.images import grid, log_picture, to_uint8
 from zoo.systems.common import write_metric_tables
+from zoo.systems.item_means import item_mean, log_item_means
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class TextureCompletionSystem(pl.LightningModule):
         self.save_hyperparameters(ignore=["network"])
         self.register_buffer("position_code", torch.zeros(3, 1, 1), persistent=False)
         self.image_metrics = None
-        self._test_rows: list[dict[str, float]] = []
+        self._test_items, self._test_names = 0, []
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -98,11 +98,10 @@ class TextureCompletionSystem(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         texture = self(batch["partial"], batch["known_mask"])
         losses = self._losses(batch, texture)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, batch_size=texture.shape[0])
+        log_item_means(self, {f"val/{k}": v for k, v in losses.items()}, batch_size=texture.shape[0])
         if "texture" in batch:
             tm = texture_metrics(texture, batch["texture"], batch["texture_mask"], batch["known_mask"])
-            self.log_dict({f"val/texture_{k}": v.nanmean() for k, v in tm.items() if "l1" in k or "psnr" in k},
-                          batch_size=texture.shape[0])
+            log_item_means(self, {f"val/texture_{k}": v for k, v in tm.items() if "l1" in k or "psnr" in k})
         if batch_idx == 0:
             self._log_pictures("val/examples", batch, texture)
 
@@ -116,27 +115,23 @@ class TextureCompletionSystem(pl.LightningModule):
             render = render_in_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
             metrics = self.image_metrics(render, batch["novel_image"])
             rows.update({f"novel_view/{k}": v for k, v in metrics.items()})
-        for b in range(texture.shape[0]):
-            self._test_rows.append({k: float(v[b]) for k, v in rows.items()})
+        log_item_means(self, {f"test/{k}": v for k, v in rows.items()})
+        self._test_names = sorted(rows)
+        self._test_items += texture.shape[0]
 
     def on_test_epoch_end(self) -> None:
-        if not self._test_rows:
+        # Item means over every process (torchmetrics sums values and counts across processes).
+        items = int(self.all_gather(torch.tensor(self._test_items, device=self.device)).sum())
+        summary = {name: float(item_mean(self, f"test/{name}").compute()) for name in self._test_names}
+        self._test_items, self._test_names = 0, []
+        if not self.trainer.is_global_zero or not summary:
             return
-        names = sorted(self._test_rows[0])
-        summary = {}
-        for name in names:
-            values = torch.tensor([r[name] for r in self._test_rows], dtype=torch.float64)
-            values = values[torch.isfinite(values)]
-            summary[name] = float(values.mean()) if len(values) else math.nan
-        self.log_dict({f"test/{k}": v for k, v in summary.items()})
-        out_dir = run_dir(self.trainer)
         unavailable = self.image_metrics.unavailable if self.image_metrics else {}
         md, _ = write_metric_tables(
-            out_dir, "test_metrics", {f"Test metrics (mean over {len(self._test_rows)} items)":
-                                      (["value"], {k: {"value": v} for k, v in summary.items()})},
+            run_dir(self.trainer), "test_metrics", {f"Test metrics (mean over {items} items)":
+                                                    (["value"], {k: {"value": v} for k, v in summary.items()})},
             notes=[f"{k}: {why}" for k, why in unavailable.items()])
         log.info("test metrics written to %s (and .csv)", md)
-        self._test_rows = []
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         """The completed textures (B, C, T, T) in [-1, 1] with the batch's person ids."""

@@ -26,6 +26,7 @@ from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.systems.item_means import log_item_means
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,10 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         x, mask = self._texture(batch)
         out = self.vqgan(x)
         terms = self._nll(x, out.reconstruction, mask)
-        self.log_dict({"val/rec_loss": terms["rec_loss"], "val/codebook_usage": out.usage,
-                       "val/perplexity": out.perplexity}, batch_size=x.shape[0], sync_dist=True)
+        log_item_means(self, {"val/rec_loss": terms["rec_loss"]}, batch_size=x.shape[0])
+        # batch statistics of the codebook (not item means): averaged over processes' batches
+        self.log_dict({"val/codebook_usage": out.usage, "val/perplexity": out.perplexity}, batch_size=x.shape[0],
+                      sync_dist=True)
         if batch_idx == 0:
             channels = self.hparams.preview_channels
             log_image_grid(self, "val/reconstruction", [preview(t, channels) for t in (x, out.reconstruction)])

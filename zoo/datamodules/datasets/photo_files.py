@@ -12,58 +12,15 @@ that hold anything but plain data and numpy arrays (unpickling other objects can
 """
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from zoo.utils.safe_pickle import safe_unpickle
+
 DEFAULT_MAX_PIXELS = 40_000_000
 ASPECT_CHOICES = ("refuse", "pad", "crop")
-
-# What a data pickle (body fits, split indices) may contain: plain containers and numpy arrays.
-_PICKLE_ALLOWED = {
-    ("builtins", name) for name in ("list", "dict", "tuple", "set", "frozenset", "complex", "bytearray", "slice")
-} | {
-    ("collections", "OrderedDict"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
-    ("__builtin__", "object"), ("builtins", "object"),
-    ("_codecs", "encode"),  # protocol-2 pickles of numpy arrays carry their bytes as latin1 text
-} | {
-    (module, name)
-    for module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric",
-                   "numpy._core.numeric")
-    for name in ("ndarray", "dtype", "_reconstruct", "scalar", "_frombuffer")
-}
-
-
-class _DataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _PICKLE_ALLOWED or (module.startswith("numpy") and name == "dtype"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def safe_unpickle(path: str | Path):
-    """Unpickle a data file (latin1 for Python 2 pickles) that may hold only plain data and numpy arrays."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read {path}: {err.strerror or err}") from err
-    try:
-        return _DataUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as err:
-        if str(err).startswith("refusing"):
-            raise ValueError(f"{path}: {err}: data pickles may hold only lists, dicts, numbers, strings and numpy "
-                             "arrays (unpickling other objects can run code). Re-save the file with plain data "
-                             "(e.g. {'vertices': array, 'cam_t': array}).") from None
-        raise ValueError(f"{path} is not a readable pickle ({err}): the file is corrupt or not a pickle; "
-                         "re-export it.") from err
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not a readable pickle ({type(err).__name__}: {err}): the file is truncated "
-                         "or corrupt; re-export it.") from err
-
 
 def _to_rgb(img: Image.Image, path: Path) -> Image.Image:
     """Any PIL mode -> 8-bit RGB, scaling high-bit-depth grey instead of clipping it."""
