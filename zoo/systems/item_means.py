@@ -29,10 +29,14 @@ def _metrics(module: pl.LightningModule) -> nn.ModuleDict:
     return metrics
 
 
+def _key(name: str) -> str:
+    return name.replace("/", "__").replace(".", "_")
+
+
 def item_mean(module: pl.LightningModule, name: str) -> MeanMetric:
     """The running item mean called `name` of `module` (created on first use, on its device)."""
     metrics = _metrics(module)
-    key = name.replace("/", "__").replace(".", "_")
+    key = _key(name)
     if key not in metrics:
         metrics[key] = MeanMetric(nan_strategy="ignore").to(module.device)
         metrics[key].persistent(False)
@@ -53,7 +57,9 @@ def log_item_means(module: pl.LightningModule, values: Mapping[str, torch.Tensor
                 metric.update(value, weight=float(batch_size or 1))
         else:
             metric.update(value.flatten())
-        module.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar)
+        # metric_attribute given: Lightning's own lookup is cached at the first log, before later metrics exist
+        module.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar,
+                   metric_attribute=f"{_ATTRIBUTE}.{_key(name)}")
 
 
 __all__ = ["item_mean", "log_item_means"]
