@@ -124,11 +124,12 @@ class TextureCompletionSystem(pl.LightningModule):
         items = int(self.all_gather(torch.tensor(self._test_items, device=self.device)).sum())
         summary = {name: float(item_mean(self, f"test/{name}").compute()) for name in self._test_names}
         self._test_items, self._test_names = 0, []
+        folder = run_dir(self.trainer)  # on every process: Trainer.log_dir is a collective under DDP
         if not self.trainer.is_global_zero or not summary:
             return
         unavailable = self.image_metrics.unavailable if self.image_metrics else {}
         md, _ = write_metric_tables(
-            run_dir(self.trainer), "test_metrics", {f"Test metrics (mean over {items} items)":
+            folder, "test_metrics", {f"Test metrics (mean over {items} items)":
                                                     (["value"], {k: {"value": v} for k, v in summary.items()})},
             notes=[f"{k}: {why}" for k, why in unavailable.items()])
         log.info("test metrics written to %s (and .csv)", md)
