@@ -2,31 +2,49 @@
 
 Every public module of the zoo records the arguments it was built with (after defaults are
 applied). `save_pretrained` writes them as `class_path` + `init_args`, the same shape that
-LightningCLI uses in YAML, so a saved module can be pasted into an experiment config.
+LightningCLI uses in YAML, so a saved module can be pasted into an experiment config. A module
+built from other zoo modules (RefineTexNet = backbone + refiner + fusion) records each of them
+as a nested `class_path` / `init_args` entry.
+
+Rebuilding never calls an arbitrary callable named in a file: a `class_path` must name a
+subclass of `PretrainedMixin` (every one registers itself in `MODULE_CLASSES` when its class is
+defined). Only modules of the `zoo` package are imported on demand; a class of another project is
+found once that project has imported it.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import inspect
+import re
 from typing import Any
+
+from torch import nn
 
 # Types that survive a YAML round trip unchanged (tuples become lists, which every
 # zoo constructor accepts as a sequence).
 _PLAIN = (bool, int, float, str, type(None))
+_DOTTED = re.compile(r"^[A-Za-z]\w*(\.[A-Za-z]\w*)+$")
+
+# class_path -> class of every PretrainedMixin subclass defined so far (filled by the mixin).
+MODULE_CLASSES: dict[str, type] = {}
 
 
 def to_plain(value: Any, where: str) -> Any:
-    """Return `value` as YAML-friendly data, or raise naming the argument that is not."""
+    """Return `value` as YAML-friendly data, or raise naming the argument that is not.
+
+    A zoo module (a PretrainedMixin `nn.Module`) becomes its own `{"class_path", "init_args"}`."""
     if isinstance(value, _PLAIN):
         return value
     if isinstance(value, (list, tuple)):
         return [to_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
         return {str(k): to_plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, nn.Module) and class_path_of(type(value)) in MODULE_CLASSES:
+        return value.config
     raise TypeError(
         f"constructor argument {where!r} has type {type(value).__name__}; only numbers, strings, "
-        "booleans, None and lists/dicts of them can be saved in a module config"
+        "booleans, None, zoo modules and lists/dicts of them can be saved in a module config"
     )
 
 
@@ -63,16 +81,52 @@ def class_path_of(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def module_class(class_path: Any, where: str = "config") -> type:
+    """The PretrainedMixin subclass named `class_path`, or an error; never any other callable.
+
+    Only `zoo.*` modules are imported to find it (their names checked first, no `_private` or
+    `__main__` parts); any other class must already be defined (imported by its project)."""
+    if not isinstance(class_path, str) or not _DOTTED.match(class_path):
+        raise ValueError(f"{where}: class_path must be a dotted path 'package.module.Class', got {class_path!r}")
+    if class_path not in MODULE_CLASSES and class_path.split(".")[0] == "zoo":
+        module_name = class_path.rpartition(".")[0]
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            pass  # reported below, with what is allowed
+    cls = MODULE_CLASSES.get(class_path)
+    if cls is None:
+        raise ValueError(
+            f"{where}: class_path {class_path!r} is not a zoo module class (a subclass of "
+            "zoo.pretrained.PretrainedMixin); a saved config may only name those, so nothing else is "
+            "imported or called. A module class of your own project must be imported before loading."
+        )
+    return cls
+
+
+def is_module_config(value: Any) -> bool:
+    return isinstance(value, dict) and "class_path" in value and set(value) <= {"class_path", "init_args"}
+
+
+def build_module(config: Any, where: str = "config"):
+    """Instantiate `{"class_path": ..., "init_args": {...}}`, nested module configs included."""
+    if not is_module_config(config):
+        raise ValueError(f"{where} must be a mapping with class_path (and init_args), got {config!r}")
+    cls = module_class(config["class_path"], where)
+    init_args = config.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise ValueError(f"{where}.init_args must be a mapping, got {type(init_args).__name__}")
+    return cls(**{name: _materialise(value, f"{where}.init_args.{name}") for name, value in init_args.items()})
+
+
+def _materialise(value: Any, where: str) -> Any:
+    if is_module_config(value):
+        return build_module(value, where)
+    if isinstance(value, list):
+        return [_materialise(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def import_class(class_path: str) -> type:
-    """Import `package.module.Class` with an error that names the path when it fails."""
-    module_name, _, name = class_path.rpartition(".")
-    if not module_name:
-        raise ValueError(f"class_path {class_path!r} is not a dotted path 'package.module.Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(f"cannot import module {module_name!r} of class_path {class_path!r}: {err}") from err
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise ImportError(f"module {module_name!r} has no class {name!r} (class_path {class_path!r})") from None
+    """`module_class` (kept for callers that build paper configs by class_path)."""
+    return module_class(class_path, "class_path")
