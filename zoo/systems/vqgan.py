@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
-from zoo.metrics.lpips import load_lpips
+from zoo.metrics.lpips import load_lpips_weights
 from zoo.pretrained import export_folder
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.utils.images import preview
@@ -43,7 +43,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         reconstruction_weight: weight of the reconstruction loss.
         perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
         perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
-            from the torch hub cache (see `load_lpips`); None disables LPIPS (its backbone would
+            from the torch hub cache (see `zoo.metrics.lpips.load_lpips_weights`); None disables LPIPS (its backbone would
             otherwise be downloaded, which the zoo never does).
         perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
         perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
@@ -85,7 +85,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         self.vqgan, self.discriminator = vqgan, discriminator
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
         if perceptual_weights is not None and perceptual_weight > 0:
-            self.attach_frozen("lpips", load_lpips(perceptual_weights, perceptual_net))
+            self.attach_frozen("lpips", load_lpips_weights(perceptual_weights, perceptual_net))
         elif perceptual_weight > 0:
             log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
 
