@@ -26,6 +26,14 @@ class Other(PretrainedMixin, nn.Module):
         super().__init__()
 
 
+class Holder(PretrainedMixin, nn.Module):
+    """A composite: a nested zoo module, and a plain-data mapping that merely looks like a config."""
+
+    def __init__(self, inner: nn.Module | None = None, spec: dict | None = None) -> None:
+        super().__init__()
+        self.inner, self.spec = inner, spec
+
+
 def test_round_trip_records_the_outermost_arguments(tmp_path):
     net = TinyChild(5)
     assert net.config == {"class_path": f"{__name__}.TinyChild", "init_args": {"width": 5, "extra": 0.5}}
@@ -83,24 +91,27 @@ def test_a_config_may_only_name_zoo_module_classes(tmp_path, class_path):
 
 
 def test_a_nested_config_is_checked_too(tmp_path):
-    folder = Other().save_pretrained(tmp_path / "m")
+    folder = Holder().save_pretrained(tmp_path / "m")
     marker = tmp_path / "made-by-the-config"
-    config = {"class_path": f"{__name__}.Other",
-              "init_args": {"module": {"class_path": "os.makedirs", "init_args": {"name": str(marker)}}}}
+    config = {"class_path": f"{__name__}.Holder",
+              "init_args": {"inner": {"class_path": "os.makedirs", "init_args": {"name": str(marker)}}}}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ValueError, match="init_args.module.*not a zoo module class"):
+    with pytest.raises(ValueError, match="init_args.inner.*not a zoo module class"):
         load_pretrained(folder)
     assert not marker.exists()
 
 
 def test_nested_modules_save_and_load(tmp_path):
     torch.manual_seed(0)
-    outer = Other(module=Tiny(width=2))  # recorded as a nested class_path / init_args
+    spec = {"class_path": "os.makedirs", "init_args": {"name": str(tmp_path / "x")}}
+    outer = Holder(inner=Tiny(width=2), spec=spec)  # the module is recorded as a nested class_path / init_args
     config = outer.config
-    assert config["init_args"]["module"] == {"class_path": f"{__name__}.Tiny",
-                                             "init_args": {"width": 2, "sizes": [1, 2], "name": "t"}}
-    loaded = Other.from_pretrained(outer.save_pretrained(tmp_path / "m"))
-    assert loaded.config == config
+    assert config["init_args"]["inner"] == {"class_path": f"{__name__}.Tiny",
+                                            "init_args": {"width": 2, "sizes": [1, 2], "name": "t"}}
+    loaded = Holder.from_pretrained(outer.save_pretrained(tmp_path / "m"))
+    assert loaded.config == config and isinstance(loaded.inner, Tiny)
+    torch.testing.assert_close(loaded.inner.lin.weight, outer.inner.lin.weight)
+    assert loaded.spec == spec and not (tmp_path / "x").exists()  # typed as data: passed on, never called
 
 
 def test_the_registry_entry_checks_the_class_and_the_checksum(tmp_path, monkeypatch):
@@ -156,10 +167,11 @@ def test_resaving_a_module_folder_replaces_only_its_files(tmp_path):
     Tiny(5).save_pretrained(folder)
     assert load_pretrained(folder).lin.in_features == 5
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
-    config = yaml.safe_load((folder / "config.yaml").read_text())
     import zoo
+    from zoo.pretrained.mixin import saved_zoo_version
 
-    assert config["zoo_version"] == zoo.__version__
+    assert saved_zoo_version(folder) == zoo.__version__
+    assert set(yaml.safe_load((folder / "config.yaml").read_text())) == {"class_path", "init_args"}  # pastes into YAML
 
 
 def test_an_interrupted_save_keeps_the_old_files(tmp_path, monkeypatch):

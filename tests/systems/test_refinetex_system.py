@@ -231,6 +231,7 @@ def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
     assert sum(line.startswith("v ") for line in obj) == body.template_vertices.shape[0]
     assert sum(line.startswith("f ") for line in obj) == body.faces.shape[0]
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["reid"] == reid_dir
+    assert (out / "config.yaml").read_text().startswith("# zoo ")  # the run's config records the zoo version
 
 
 # Total loss of three Adam steps of the tiny system, recorded with the RefineTex system as it was before

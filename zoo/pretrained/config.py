@@ -17,6 +17,7 @@ import functools
 import importlib
 import inspect
 import re
+import typing
 from typing import Any
 
 from torch import nn
@@ -59,7 +60,7 @@ def record_init_args(init):
 
     @functools.wraps(init)
     def wrapper(self, *args, **kwargs):
-        outermost = "_zoo_init_args" not in self.__dict__
+        outermost = getattr(self, "_zoo_init_args", None) is None
         if outermost:
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
@@ -70,7 +71,7 @@ def record_init_args(init):
                     recorded.update(recorded.pop(name))
                 elif param.kind is inspect.Parameter.VAR_POSITIONAL and name in recorded:
                     raise TypeError(f"{type(self).__name__}: *{name} cannot be recorded in a config")
-            object.__setattr__(self, "_zoo_init_args", recorded)
+            self._zoo_init_args = recorded  # a plain dict: nn.Module stores it as an ordinary attribute
         init(self, *args, **kwargs)
 
     wrapper._zoo_records = True  # type: ignore[attr-defined]
@@ -109,21 +110,40 @@ def is_module_config(value: Any) -> bool:
 
 
 def build_module(config: Any, where: str = "config"):
-    """Instantiate `{"class_path": ..., "init_args": {...}}`, nested module configs included."""
+    """Instantiate `{"class_path": ..., "init_args": {...}}`.
+
+    A nested `{"class_path", "init_args"}` argument is built into a module (with the same checks)
+    when the constructor's type hint for it is a module class (as LightningCLI would); an argument
+    typed as plain data (e.g. `dict`) receives the mapping itself."""
     if not is_module_config(config):
         raise ValueError(f"{where} must be a mapping with class_path (and init_args), got {config!r}")
     cls = module_class(config["class_path"], where)
     init_args = config.get("init_args") or {}
     if not isinstance(init_args, dict):
         raise ValueError(f"{where}.init_args must be a mapping, got {type(init_args).__name__}")
-    return cls(**{name: _materialise(value, f"{where}.init_args.{name}") for name, value in init_args.items()})
+    hints = _init_hints(cls)
+    return cls(**{name: _materialise(value, f"{where}.init_args.{name}", _wants_module(hints.get(name)))
+                  for name, value in init_args.items()})
 
 
-def _materialise(value: Any, where: str) -> Any:
-    if is_module_config(value):
+def _init_hints(cls: type) -> dict:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # an unresolvable hint: every argument is passed as plain data
+        return {}
+
+
+def _wants_module(hint: Any) -> bool:
+    if isinstance(hint, type):
+        return issubclass(hint, nn.Module)
+    return any(_wants_module(arg) for arg in typing.get_args(hint))
+
+
+def _materialise(value: Any, where: str, as_module: bool) -> Any:
+    if as_module and is_module_config(value):
         return build_module(value, where)
-    if isinstance(value, list):
-        return [_materialise(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if as_module and isinstance(value, list):
+        return [_materialise(v, f"{where}[{i}]", True) for i, v in enumerate(value)]
     return value
 
 

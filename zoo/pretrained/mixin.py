@@ -1,8 +1,8 @@
 """`save_pretrained` / `from_pretrained` for every public module of the zoo.
 
 A saved module is a folder with `config.yaml` (`class_path` + `init_args`, the same shape as
-a LightningCLI config, plus the `zoo_version` that wrote it) and `model.safetensors` (the state
-dict). Loading is strict: a missing or unexpected tensor is an error, and the config may only
+a LightningCLI config, under a `# zoo <version>` comment line naming the zoo that wrote it) and
+`model.safetensors` (the state dict). Loading is strict: a missing or unexpected tensor is an error, and the config may only
 name zoo module classes (`zoo.pretrained.config.module_class`). Saving never replaces files of a
 folder that is not a saved zoo module unless asked to, and writes each file atomically.
 """
@@ -25,6 +25,7 @@ from zoo.pretrained.registry import REGISTRY, resolve
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
+VERSION_PREFIX = "# zoo "  # first line of a saved config.yaml: "# zoo <version>"
 
 T = TypeVar("T", bound="PretrainedMixin")
 
@@ -39,6 +40,13 @@ def read_module_config(folder: Path) -> dict | None:
     except (yaml.YAMLError, UnicodeDecodeError):
         return None
     return config if isinstance(config, dict) and isinstance(config.get("class_path"), str) else None
+
+
+def saved_zoo_version(folder: str | os.PathLike) -> str | None:
+    """The zoo version recorded in a saved module's config.yaml (None for folders saved before it was)."""
+    with open(Path(folder) / CONFIG_NAME, encoding="utf-8") as handle:
+        first = handle.readline().strip()
+    return first[len(VERSION_PREFIX):] if first.startswith(VERSION_PREFIX) else None
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -82,7 +90,7 @@ class PretrainedMixin:
     @property
     def config(self) -> dict:
         """`{"class_path": ..., "init_args": {...}}` that rebuilds this module (untrained)."""
-        args = self.__dict__.get("_zoo_init_args")
+        args = getattr(self, "_zoo_init_args", None)
         if args is None:
             raise RuntimeError(f"{type(self).__name__} did not record its constructor arguments")
         init_args = {k: to_plain(v, f"{type(self).__name__}.{k}") for k, v in args.items()}
@@ -94,8 +102,7 @@ class PretrainedMixin:
         A non-empty folder must already hold a saved zoo module (its two files are replaced,
         anything else in it is left alone) unless `overwrite=True`. Each file is written to a
         temporary name and renamed into place, so an interrupted save leaves the old files."""
-        config = {**self.config, "zoo_version": __version__}  # validate before touching the disk
-        text = yaml.safe_dump(config, sort_keys=False)
+        text = f"{VERSION_PREFIX}{__version__}\n" + yaml.safe_dump(self.config, sort_keys=False)  # validates first
         directory = Path(directory).expanduser()
         _check_target(directory, overwrite)
         created = not directory.exists()
@@ -123,7 +130,7 @@ class PretrainedMixin:
         """Build the module from a saved folder or a registry name and load its weights strictly."""
         folder = resolve(name_or_path)
         config = read_module_config(folder)
-        if config is None or not is_module_config({k: v for k, v in config.items() if k != "zoo_version"}):
+        if config is None or not is_module_config(config):
             raise ValueError(f"{folder / CONFIG_NAME} is not a saved zoo module config (class_path + init_args)")
         entry = REGISTRY.get(os.fspath(name_or_path))
         if entry is not None and config["class_path"] != entry.class_path:
@@ -138,7 +145,7 @@ class PretrainedMixin:
         if entry is not None and entry.sha256 is not None and sha256_of(weights) != entry.sha256:
             raise ValueError(f"{weights} does not have the sha256 recorded for {entry.name!r} ({entry.sha256}); "
                              f"the file is corrupt or another model: re-create it ({entry.how_to_get})")
-        module = build_module({k: v for k, v in config.items() if k != "zoo_version"}, str(folder / CONFIG_NAME))
+        module = build_module(config, str(folder / CONFIG_NAME))
         if cls is not PretrainedMixin and not isinstance(module, cls):
             raise TypeError(f"{folder} holds a {config['class_path']}, which is not a {class_path_of(cls)}")
         load_model(module, str(weights), strict=True, device=str(map_location))
