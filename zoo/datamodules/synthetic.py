@@ -43,13 +43,16 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (0 loads in the main process).
         pairs: "random" partner view in training ("fixed" in val/test), or "none".
         partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+        fill_gaps: fill one-texel gaps of the partial texture (DINAR's B_fill) and return them in
+            "gap_mask". Off by default: the Texformer / RefineTex protocols take the raw scatter;
+            the DINAR inpainting configs turn it on.
         body: body model options passed to `zoo.body.AnnyBody` (e.g. {"phenotypes": "all"}).
         progress: show the generation progress bar.
     """
 
     def __init__(self, preset: str = "small", overrides: dict | None = None, data_dir: str | None = None,
                  batch_size: int = 16, num_workers: int = 0, pairs: str = "random", partial_erode: int = 0,
-                 body: dict | None = None, progress: bool = True) -> None:
+                 fill_gaps: bool = False, body: dict | None = None, progress: bool = True) -> None:
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -68,6 +71,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         self.root = Path(data_dir).expanduser() if data_dir else zoo_home() / "data" / "synthetic_people"
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pairs, self.partial_erode, self.progress = pairs, partial_erode, progress
+        self.fill_gaps = fill_gaps
         self.datasets: dict[str, SyntheticPeople] = {}
 
     @property
@@ -89,7 +93,8 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             if split not in self.datasets:
                 pairs = self.pairs if split == "train" or self.pairs == "none" else "fixed"
-                self.datasets[split] = SyntheticPeople(self.folder, split, pairs=pairs, partial_erode=self.partial_erode)
+                self.datasets[split] = SyntheticPeople(self.folder, split, pairs=pairs, partial_erode=self.partial_erode,
+                                                       fill_gaps=self.fill_gaps)
 
     @property
     def num_identities(self) -> int:

@@ -35,8 +35,8 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, dilate_texture, look_at_body, rasterize, render_labels, render_uv, sample_texture,
-                        scatter_to_uv, to_camera)
+from zoo.render import (composite, dilate_texture, fill_texture_gaps, look_at_body, rasterize, render_labels, render_uv,
+                        sample_texture, scatter_to_uv, to_camera)
 from zoo.render.body_maps import body_uv_maps
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ class SyntheticPeople(Dataset):
         image (3, H, W) in [-1, 1]; mask (1, H, W); parts (H, W) int64; uv (H, W, 2);
         K (3, 3); vertices (V, 3) when stored; view_id, person_id (global identity) int64;
         texture (3, T, T) in [-1, 1] ground truth; texture_mask (1, T, T);
-        partial (3, T, T) the first view scattered into UV; known_mask (1, T, T).
+        partial (3, T, T) the first view scattered into UV; known_mask (1, T, T) texels a pixel
+        landed on; gap_mask (1, T, T) texels filled by the gap fill (zeros without `fill_gaps`).
 
     Args:
         folder: a cache folder written by `generate`.
@@ -228,9 +229,12 @@ class SyntheticPeople(Dataset):
         pairs: "random" (a new partner view every epoch), "fixed" (deterministic partner:
             the next view of the same person) or "none" (no novel_ keys).
         partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+        fill_gaps: fill the one-texel gaps of the partial texture inside the atlas (DINAR's B_fill,
+            `zoo.render.fill_texture_gaps`) and mark them in gap_mask.
     """
 
-    def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", partial_erode: int = 0):
+    def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", partial_erode: int = 0,
+                 fill_gaps: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if pairs not in ("random", "fixed", "none"):
@@ -239,6 +243,7 @@ class SyntheticPeople(Dataset):
         if not (root / "meta.json").is_file():
             raise FileNotFoundError(f"{root} is not a generated synthetic people folder (no meta.json)")
         self.folder, self.split, self.pairs, self.partial_erode = root / split, split, pairs, partial_erode
+        self.fill_gaps = fill_gaps
         self.meta = json.loads((root / "meta.json").read_text())
         load = lambda name: np.load(self.folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
         self.images, self.masks, self.parts, self.uv, self.K = (load(k) for k in ("images", "masks", "parts", "uv", "K"))
@@ -278,8 +283,12 @@ class SyntheticPeople(Dataset):
         item["texture_mask"] = self.texture_mask
         scattered = scatter_to_uv(item["image"][None], item["uv"][None], item["mask"][None],
                                   self.texture_mask.shape[-1], erode=self.partial_erode, fill_gaps=False)
-        item["known_mask"] = scattered["known_mask"][0] * self.texture_mask
-        item["partial"] = scattered["texture"][0] * item["known_mask"]
+        known = scattered["known_mask"] * self.texture_mask[None]
+        partial, gap = scattered["texture"] * known, torch.zeros_like(known)
+        if self.fill_gaps:
+            filled = fill_texture_gaps(partial, known, self.texture_mask[None])
+            partial, gap = filled["texture"], filled["filled_mask"]
+        item["known_mask"], item["gap_mask"], item["partial"] = known[0], gap[0], partial[0]
         if self.pairs != "none":
             others = self.views_of[person]
             others = others[others != index]
