@@ -132,7 +132,7 @@ SPECS: dict[type, Spec] = {
     ConvBNReLU: Spec(lambda: ConvBNReLU(3, 4), lambda b: (_image(b, 3, 8, 8),)),
     ThreeScaleUNet: Spec(lambda: ThreeScaleUNet(3, width=8), lambda b: (_image(b, 3, 16, 16),)),
     Encoder: Spec(lambda: Encoder(in_channels=2, **VQ), lambda b: (torch.randn(b, 2, 8, 8, generator=_g(b)),)),
-    Decoder: Spec(lambda: Decoder(out_channels=2, **VQ), lambda b: (torch.randn(b, 3, 8, 8, generator=_g(b)),)),
+    Decoder: Spec(lambda: Decoder(out_channels=5, **VQ), lambda b: (torch.randn(b, 3, 8, 8, generator=_g(b)),)),
     VectorQuantizer: Spec(lambda: VectorQuantizer(num_codes=8, code_dim=3),
                           lambda b: (torch.randn(b, 3, 4, 4, generator=_g(b)),),
                           # a code no latent is nearest to gets no gradient (its row of the table)
