@@ -26,6 +26,7 @@ import os
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from zoo import __version__
 from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteGuard, RNGState
 from zoo.utils.files import require_writable
 from zoo.utils.runs import run_dir
@@ -48,7 +49,7 @@ class SaveResolvedConfig(SaveConfigCallback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.already_saved or not trainer.is_global_zero:
             return
-        text = self.parser.dump(self.config, skip_none=False)
+        text = f"# zoo {__version__} (python -m zoo)\n" + self.parser.dump(self.config, skip_none=False)
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / self.config_filename).write_text(text, encoding="utf-8")
