@@ -6,6 +6,9 @@ stops cover the middle of the first epoch, its last step (an epoch boundary) and
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,11 +57,36 @@ def _inpainting():
     return LatentInpaintingSystem(unet, vqgan, num_train_timesteps=50, lr=1e-3, val_steps=3, ema_decay=0.9)
 
 
+_REID: list[str] = []
+
+
+def _refinetex():
+    from zoo.losses.refinetex import RefineTexLoss
+    from zoo.modules.refinetex import RefineTexNet
+    from zoo.modules.refiners import DeformableRefiner
+    from zoo.modules.reid import SmallReID
+    from zoo.modules.texformer import TexformerBackbone
+    from zoo.modules.uncertainty import UncertaintyHead
+    from zoo.systems.refinetex import RefineTexSystem
+
+    if not _REID or not Path(_REID[0]).is_dir():  # the frozen ReID of the losses, saved once per process
+        torch.manual_seed(0)
+        folder = Path(tempfile.mkdtemp()) / "tiny-reid"
+        SmallReID(num_classes=6, widths=(4, 4, 8, 8), embedding_dim=8, input_size=(32, 16)).save_pretrained(folder)
+        _REID[:] = [str(folder)]
+    torch.manual_seed(0)
+    network = RefineTexNet(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(16, 16)),
+                           refiner=DeformableRefiner(hidden_channels=8, feature_channels=8))
+    loss = RefineTexLoss(texture_l1_weight=1.0, deep_supervision_steps=10)
+    return RefineTexSystem(network, uncertainty=UncertaintyHead(width=8), loss=loss, reid=_REID[0])
+
+
 SYSTEMS = {  # name: (system, data, global steps per batch)
     "quickstart": (tiny_system, lambda d: tiny_data(d), 1),
     "reid": (_reid, lambda d: _textures(d, pairs="none"), 1),
     "vqgan": (_vqgan, lambda d: _textures(d, pairs="none"), 2),  # generator and discriminator steps
     "latent_inpainting": (_inpainting, lambda d: _textures(d, pairs="none"), 1),
+    "refinetex": (_refinetex, lambda d: _textures(d), 1),
 }
 
 

@@ -31,6 +31,7 @@ from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
 from zoo.render import render_over_image, sample_texture
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.systems.item_means import log_item_means
 from zoo.utils.frozen import freeze
 from zoo.utils.runs import run_dir
 
@@ -183,10 +184,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         metrics = self.frozen("val_metrics") or self.attach_frozen(
             "val_metrics", build_image_metrics("standard", reid=None, use_lpips=False))
         values, renders = self._evaluate(batch, metrics)
-        for name, v in values.items():
-            finite = v[torch.isfinite(v)]
-            if finite.numel():
-                self.log(f"val/{name}", finite.mean(), batch_size=finite.numel(), sync_dist=True)
+        log_item_means(self, {f"val/{name}": v for name, v in values.items()})  # exact on N processes
         if batch_idx == 0:
             self._log_images("val/images", batch, renders)
 
@@ -217,12 +215,15 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             metric.reset()
 
     def on_test_end(self) -> None:
-        if self._trainer is None or not self.trainer.is_global_zero:
+        if self._trainer is None:
+            return
+        folder = run_dir(self.trainer)  # on every process: Trainer.log_dir is a collective under DDP
+        if not self.trainer.is_global_zero:
             return
         tables = view_and_texture_tables(self.test_results, self.frozen("test_metrics").unavailable, self.metric_variant)
         notes = ["SV: render in the input view; NV: the same texture in the dataset's partner view of that person.",
                  "visible = texels seen in the input view (known_mask); invisible = the other atlas texels."]
-        md, _ = write_metric_tables(run_dir(self.trainer), "refinetex_test_metrics", tables, notes)
+        md, _ = write_metric_tables(folder, "refinetex_test_metrics", tables, notes)
         log.info("RefineTex test metrics written to %s", md)
 
     # ---------------------------------------------------------------- prediction
