@@ -26,6 +26,7 @@ from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.systems.item_means import log_item_means
 from zoo.utils.ema import ExponentialMovingAverage
 from zoo.utils.images import preview
 
@@ -211,20 +212,28 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
 
     # --- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        texture, partial = batch["texture"], batch["partial"]
-        complete, partial_input, known = self.vqgan_inputs(batch)
-        atlas = batch.get("texture_mask", torch.ones_like(known))
-        z0 = self.encode(complete)
-        _, cond, _ = self._condition(partial_input, known)
-        generator = torch.Generator(device=self.device).manual_seed(batch_idx)
-        loss = self.diffusion.training_loss(self.denoiser, z0, cond=cond, loss_type=self.hparams.loss_type,
-                                            generator=generator).loss
+        """Diffusion loss and inpainting L1 on unknown texels, one item at a time with noise seeded by
+        the item's view_id: a value does not depend on which items share its batch or process, so
+        the means over N processes equal the 1-process means (`log_item_means`)."""
         hp = self.hparams
-        result = self.inpaint(partial, batch["known_mask"], batch.get("gap_mask"), sampler=hp.val_sampler,
-                              steps=hp.val_steps, eta=hp.val_eta, generator=generator)
-        unknown = (atlas * (1 - known)).expand_as(texture)
-        l1 = ((result - texture).abs() * unknown).sum() / unknown.sum().clamp_min(1.0)
-        self.log_dict({"val/diffusion_loss": loss, "val/l1_unknown": l1}, batch_size=texture.shape[0], sync_dist=True)
+        size = batch["texture"].shape[0]
+        ids = batch.get("view_id")
+        losses, l1s, results = [], [], []
+        for i in range(size):
+            item = {k: v[i:i + 1] for k, v in batch.items() if torch.is_tensor(v) and v.ndim and v.shape[0] == size}
+            seed = int(ids[i]) if ids is not None else batch_idx * size + i
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            complete, partial_input, known = self.vqgan_inputs(item)
+            atlas = item.get("texture_mask", torch.ones_like(known))
+            _, cond, _ = self._condition(partial_input, known)
+            losses.append(self.diffusion.training_loss(self.denoiser, self.encode(complete), cond=cond,
+                                                       loss_type=hp.loss_type, generator=generator).loss)
+            result = self.inpaint(item["partial"], item["known_mask"], item.get("gap_mask"), sampler=hp.val_sampler,
+                                  steps=hp.val_steps, eta=hp.val_eta, generator=generator)
+            unknown = (atlas * (1 - known)).expand_as(item["texture"])
+            l1s.append(((result - item["texture"]).abs() * unknown).sum() / unknown.sum().clamp_min(1.0))
+            results.append(result)
+        log_item_means(self, {"val/diffusion_loss": torch.stack(losses), "val/l1_unknown": torch.stack(l1s)})
         if batch_idx == 0:
-            columns = [preview(t, hp.preview_channels) for t in (partial, result, texture)]
+            columns = [preview(t, hp.preview_channels) for t in (batch["partial"], torch.cat(results), batch["texture"])]
             log_image_grid(self, "val/inpainting", columns)
