@@ -34,7 +34,7 @@ import torch
 from zoo.body.base import BodyModel, BodyOutput
 from zoo.body.controls import ControlRig
 from zoo.body.uv import corner_uvs_from_layout, read_obj
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 logger = logging.getLogger(__name__)
 

@@ -98,11 +98,9 @@ def _fit_width(value: torch.Tensor, width: int, name: str, what: str) -> torch.T
     return torch.nn.functional.pad(value, (0, width - value.shape[1]))
 
 
-def smplx_camera_vertices(body, params: dict) -> torch.Tensor:
-    """(1, V, 3) camera-space vertices of a fit (`read_smplx_params`) on an `SMPLXBody`.
-
-    The zoo's body output has its pelvis at the origin; smplx's has it at `body.root_joint`, and
-    the fit adds `transl`, so camera-space vertices = ours + root + transl."""
+def pose_smplx(body, params: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fit (`read_smplx_params`) on an `SMPLXBody`: (1, V, 3) vertices with the pelvis at the
+    origin (the zoo's body output) and (1, 3) the pelvis in SMPL-X's own frame (`root_joint`)."""
     if not hasattr(body, "root_joint") or not hasattr(body, "hand_pose_dim"):
         raise TypeError(f"an SMPLXBody is needed to pose SMPL-X fits, got {type(body).__name__}")
     for side in ("left_hand_pose", "right_hand_pose"):
@@ -116,8 +114,16 @@ def smplx_camera_vertices(body, params: dict) -> torch.Tensor:
     out = body(betas=betas, global_orient=params["global_orient"], body_pose=params["body_pose"],
                left_hand_pose=params["left_hand_pose"], right_hand_pose=params["right_hand_pose"],
                jaw_pose=params["jaw_pose"], expression=expression, **extra)
-    root = body.root_joint(betas, expression)
-    return out.vertices + root[:, None] + params["transl"][:, None].to(out.vertices.dtype)
+    return out.vertices, body.root_joint(betas, expression)
 
 
-__all__ = ["read_smplx_params", "smplx_camera_vertices", "REQUIRED"]
+def smplx_camera_vertices(body, params: dict) -> torch.Tensor:
+    """(1, V, 3) camera-space vertices of a fit (`read_smplx_params`) on an `SMPLXBody`.
+
+    The zoo's body output has its pelvis at the origin; smplx's has it at `body.root_joint`
+    (posing turns about it), and the fit adds `transl`: camera space = ours + root + transl."""
+    vertices, root = pose_smplx(body, params)
+    return vertices + root[:, None] + params["transl"][:, None].to(vertices.dtype)
+
+
+__all__ = ["read_smplx_params", "pose_smplx", "smplx_camera_vertices", "REQUIRED"]

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         load = lambda name: torch.from_numpy(np.load(self.folder / f"{name}.npy"))  # noqa: E731
         return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),
                 "position_code": load("uv_position_code").float()}
+
+    def body_model(self):
+        """The Anny body the people were rendered with (its template mesh and UV layout carry the
+        predicted textures in exports)."""
+        from zoo.body import AnnyBody
+
+        return AnnyBody(**self.body_options)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
