@@ -20,6 +20,7 @@ that the script works, not a measurement).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import tempfile
 import time
@@ -29,8 +30,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import yaml
-
-from zoo.pretrained.config import import_class
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +46,8 @@ def build(spec):
     """Instantiate `{"class_path", "init_args"}` mappings, nested ones first."""
     if isinstance(spec, dict) and "class_path" in spec:
         args = {k: build(v) for k, v in (spec.get("init_args") or {}).items()}
-        return import_class(spec["class_path"])(**args)
+        module, name = spec["class_path"].rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)(**args)
     return spec
 
 
@@ -84,14 +84,15 @@ def refinetex(device: str, dry: bool) -> None:
 
     args = config_args("configs/refinetex/synthetic.yaml", "model")
     reid_args = config_args("configs/reid/synthetic.yaml", "model", "init_args", "network")
+    net = args["network"]["init_args"]
     batch, (H, W), steps, warmup = 16, (128, 64), 10, 3
     if dry:
         batch, (H, W), steps, warmup = 2, (32, 16), 1, 1
-        args["backbone"]["init_args"].update(feat_dim=8, num_heads=2, uv_size=[16, 16])
-        args["refiner"]["init_args"].update(hidden_channels=8, feature_channels=8)
+        net["backbone"]["init_args"].update(feat_dim=8, num_heads=2, uv_size=[16, 16])
+        net["refiner"]["init_args"].update(hidden_channels=8, feature_channels=8)
         args["uncertainty"]["init_args"].update(width=8)
         reid_args.update(widths=[4, 4, 8, 8], embedding_dim=8)
-    T = args["backbone"]["init_args"]["uv_size"][0]
+    T = net["backbone"]["init_args"]["uv_size"][0]
     reid_args["input_size"] = [H, W]
     g = torch.Generator().manual_seed(0)
     data = {}
