@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.render.shading import vertex_normals
-from zoo.render.uv_space import fill_texture_gaps, scatter_to_uv, uv_attribute_map
+from zoo.render.uv_space import fill_texture_gaps, scatter_to_uv, texture_with_masks, uv_attribute_map
 
 GENERATED_CHANNELS = 16
 RGB_TEXTURE_CHANNELS = 5  # RGB + known mask + gap-fill mask
@@ -57,8 +57,7 @@ def rgb_texture_channels(image: torch.Tensor, uv: torch.Tensor, person_mask: tor
     if atlas_mask is not None:
         atlas_mask = atlas_mask.to(image.dtype).expand(B, -1, -1, -1)
     filled = fill_texture_gaps(scattered["texture"], scattered["known_mask"], atlas_mask)
-    holds = filled["known_mask"] + filled["filled_mask"]
-    return torch.cat([filled["texture"], holds, filled["filled_mask"]], dim=1)
+    return texture_with_masks(filled["texture"], filled["known_mask"], filled["filled_mask"])
 
 
 def texel_view_cosines(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: torch.Tensor,

@@ -86,6 +86,26 @@ def fill_texture_gaps(texture: torch.Tensor, known_mask: torch.Tensor,
     return {"texture": filled_texture, "known_mask": known, "filled_mask": filled}
 
 
+def texture_with_masks(rgb: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """DINAR's texture layout: colour channels, then the known mask and the gap-fill mask as the last
+    two channels (its neural texture ends with RGB, known-or-filled, filled; its VQGAN encodes that).
+
+    Args:
+        rgb: (B, C, H, W) texture, zero where unknown.
+        known_mask: (B, 1, H, W) 1 where a pixel landed; for a complete texture, the UV atlas.
+        gap_mask: (B, 1, H, W) 1 on gap-filled texels; None for none. The known channel is
+            known_mask | gap_mask (DINAR's closed mask), the last channel gap_mask.
+    """
+    if known_mask.shape != (rgb.shape[0], 1, *rgb.shape[2:]):
+        raise ValueError(f"known_mask must be (B, 1, H, W) matching rgb {tuple(rgb.shape)}, got {tuple(known_mask.shape)}")
+    gap = torch.zeros_like(known_mask) if gap_mask is None else gap_mask
+    if gap.shape != known_mask.shape:
+        raise ValueError(f"gap_mask must have known_mask's shape {tuple(known_mask.shape)}, got {tuple(gap.shape)}")
+    gap = (gap > 0.5).to(rgb.dtype)
+    known = torch.maximum((known_mask > 0.5).to(rgb.dtype), gap)
+    return torch.cat([rgb, known, gap], dim=1)
+
 def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_size: int | tuple[int, int],
                   erode: int = 0, fill_gaps: bool = True) -> dict[str, torch.Tensor]:
     """Scatter visible pixels into UV space (DINAR's RGB texture; the partial texture of a view).
