@@ -6,7 +6,9 @@ Layout (DINAR's input folder, implementation notes sec. 4, with SMPL fits in the
     <root>/smpl/<id>.pkl             the body fit of that photo, any format `DeepFashionInShop` reads:
                                      [vertices, cam_t], {"vertices", "cam_t"} or SMPL parameters
                                      (needs `smpl_model_path`), optional "focal" / "centre" in pixels
-                                     of the stored photo (else the SPIN camera)
+                                     of the stored photo (else the SPIN camera). With `body: anny`
+                                     the vertices are the embedded Anny body's (what
+                                     `python -m zoo avatar` writes): no licensed file is needed
     <root>/segm/<id>.png             optional person mask (non-zero = person; alpha if it has one);
                                      without it the mask is the rendered silhouette
     <root>/parts/<id>.png            optional 2D parser labels 0..7; without it the mesh's rendered
@@ -64,6 +66,14 @@ def list_image_ids(root: Path) -> list[str]:
     if not found:
         raise FileNotFoundError(f"no .png / .jpg photos under {rgb}. {FOLDER_HOWTO} Set `root` (YAML: init_args.root).")
     return sorted(found)
+
+
+def anny_topology() -> SMPLTopology:
+    """The embedded Anny body's faces, corner UVs and part labels (fits of `python -m zoo avatar`)."""
+    from zoo.body import AnnyBody
+
+    body = AnnyBody().eval()
+    return SMPLTopology(body.faces.clone(), body.corner_uvs.clone(), body.face_parts.clone(), None, "Anny")
 
 
 def _open_map(path: Path, stored: tuple[int, int] | None) -> Image.Image:
@@ -207,6 +217,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         root: the image folder (rgb/, smpl/, optional segm/ and parts/; module doc).
         smpl_model_path: the user's SMPL model; needed for fits stored as SMPL parameters and for
             part labels of photos without parts/<id>.png.
+        body: "smpl" (fits of SMPL meshes, the default) or "anny" (fits of the embedded Anny body
+            as `python -m zoo avatar` writes them; faces, UVs and part labels come with it).
         smpl_uv_path: SMPL UV layout (smpl_uv.obj or .npz); None: `zoo_home()/body/smpl/smpl_uv.obj`.
         image_size: (H, W) the model's input; 128x64 is RefineTex's synthetic / Market-1501 size.
         batch_size: photos per predict batch. num_workers: DataLoader workers.
@@ -217,11 +229,15 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def __init__(self, root: str, smpl_model_path: str | None = None, smpl_uv_path: str | None = None,
                  image_size: Sequence[int] = (128, 64), batch_size: int = 8, num_workers: int = 0,
-                 aspect: str = "refuse", aspect_tolerance: float = 0.02, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 aspect: str = "refuse", aspect_tolerance: float = 0.02, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 body: str = "smpl") -> None:
         super().__init__()
         if aspect not in ASPECT_CHOICES:
             raise ValueError(f"aspect must be one of {ASPECT_CHOICES}, got {aspect!r}")
+        if body not in ("smpl", "anny"):
+            raise ValueError(f"body must be 'smpl' or 'anny', got {body!r}")
         self.aspect, self.aspect_tolerance, self.max_pixels = aspect, aspect_tolerance, max_pixels
+        self.body = body
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
@@ -244,7 +260,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
             self._predict_only(stage)
         if self.dataset is None:
             ids = list_image_ids(Path(self.root).expanduser())  # folder errors before the SMPL files'
-            topology = load_smpl_topology(self.smpl_model_path, self.smpl_uv_path)
+            topology = (anny_topology() if self.body == "anny"
+                        else load_smpl_topology(self.smpl_model_path, self.smpl_uv_path))
             self.dataset = ImageFolderPhotos(self.root, topology, self.image_size, ids, aspect=self.aspect,
                                              aspect_tolerance=self.aspect_tolerance, max_pixels=self.max_pixels)
 
@@ -269,4 +286,5 @@ class ImageFolderDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
 
-__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "list_image_ids", "read_mask", "read_parts"]
+__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "anny_topology", "list_image_ids", "read_mask",
+           "read_parts"]
