@@ -25,6 +25,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one; ZOO_TEST_DEVICE=cpu runs "
                                        "them on the CPU, as `benchmarks/gpu.sh --dry-run` does)")
     config.addinivalue_line("markers", "slow: takes more than ~20 s (deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "bad_input(case, answer): a bad input or fault and what the zoo answers; "
+                   "docs/robustness.md is generated from these (scripts/robustness_table.py)")
 
 
 @pytest.fixture
@@ -80,8 +83,3 @@ def mediapipe_models(zoo_home):
             (target / name).symlink_to(source / name)
     return target
 
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "bad_input(case, answer): a bad input or fault and what the zoo answers; "
-                   "docs/robustness.md is generated from these (scripts/robustness_table.py)")

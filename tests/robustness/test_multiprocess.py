@@ -1,7 +1,7 @@
 """Every system on 2 CPU processes (DDP, gloo): it fits, and its validation / test metrics equal the
 1-process values over the same items (no padded duplicates, item means summed over processes).
 
-Slow (each case starts 2-3 Python processes): run with `ZOO_SLOW=1 python -m pytest tests/robustness/test_multiprocess.py`.
+Slow (each case starts 5-7 Python processes): deselect with -m 'not slow'.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from tests.robustness.test_resume import SYSTEMS
 
-pytestmark = pytest.mark.skipif(os.environ.get("ZOO_SLOW") != "1", reason="slow: set ZOO_SLOW=1")
+pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).with_name("ddp_run.py")
 ROOT = Path(__file__).resolve().parents[2]
 # Batch statistics, not item means: they depend on how the items are batched (docs/multi_gpu.md).

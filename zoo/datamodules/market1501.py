@@ -8,6 +8,7 @@ the config (layouts in `zoo.datamodules.datasets.smpl_market` / `.deepfashion`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.datamodules.datasets.smpl_market import (BACKGROUNDS_HOWTO, TEXTURES_HOWTO, ImagePool, SMPLMarket,
                                                   pid_sort_key, read_market_index)
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology
+from zoo.datamodules.resumable import EvalSampler, ResumableLoader
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +114,13 @@ class SMPLFitDataModule(pl.LightningDataModule):
         dataset = self.datasets.get(split)
         if dataset is None:
             return []
-        drop = self.drop_last and shuffle and len(dataset) >= self.batch_size
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, drop_last=drop)
+        if not shuffle:  # evaluation: each process a disjoint share, no padded duplicates
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=EvalSampler(dataset),
+                              num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        drop = self.drop_last and len(dataset) >= self.batch_size
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
+        return ResumableLoader(dataset, self.batch_size, shuffle=True, seed=seed, num_workers=self.num_workers,
+                               drop_last=drop)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

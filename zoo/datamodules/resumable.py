@@ -81,13 +81,18 @@ class ResumableLoader(DataLoader):
     Args:
         dataset: the dataset. batch_size / num_workers: as DataLoader's.
         shuffle, seed, with_draws: passed to `ResumableSampler`.
+        drop_last: drop the last incomplete batch of each epoch.
+
+    Datasets that draw their random choices from the global torch RNG instead of `with_draws`
+    resume exactly too when they load in the main process (`num_workers=0`): `RNGState` restores
+    that RNG. Worker processes keep RNG states of their own, which no checkpoint holds.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 with_draws: bool = False, num_workers: int = 0) -> None:
+                 with_draws: bool = False, num_workers: int = 0, drop_last: bool = False) -> None:
         sampler = ResumableSampler(dataset, shuffle=shuffle, seed=seed, with_draws=with_draws)
         super().__init__(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                         persistent_workers=num_workers > 0, drop_last=False,
+                         persistent_workers=num_workers > 0, drop_last=drop_last,
                          generator=torch.Generator().manual_seed(seed))  # worker seeds: not the global RNG
         self._yielded = 0
         self._resume_batches = 0
