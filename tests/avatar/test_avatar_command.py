@@ -71,8 +71,8 @@ def test_avatar_folder_of_photos(mediapipe_models, photos, tiny_checkpoint, tmp_
     # The fit loads in the image-folder loader (body: anny), as a RefineTex predict run would read it.
     from zoo.datamodules.image_folder import ImageFolderDataModule
 
-    item = next(iter(ImageFolderDataModule(str(tmp_path), image_size=(128, 64), batch_size=1,
-                                           body="anny").predict_dataloader()))
+    item = next(iter(ImageFolderDataModule(str(tmp_path), image_size=(128, 64), batch_size=1, body="anny",
+                                           aspect="pad").predict_dataloader()))  # square crops: padded, not squashed
     assert item["render_mask"].sum() > 100
 
 
