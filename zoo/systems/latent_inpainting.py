@@ -26,7 +26,7 @@ from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.item_means import log_item_means
+from zoo.metrics.item_means import log_item_means
 from zoo.utils.ema import ExponentialMovingAverage
 from zoo.utils.images import preview
 

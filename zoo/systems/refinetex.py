@@ -31,7 +31,7 @@ from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
 from zoo.render import render_over_image, sample_texture
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.item_means import log_item_means
+from zoo.metrics.item_means import log_item_means
 from zoo.utils.frozen import freeze
 from zoo.utils.runs import run_dir
 

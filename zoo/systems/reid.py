@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.modules.reid import SmallReID
 from zoo.pretrained import export_folder
-from zoo.systems.item_means import log_item_means
+from zoo.metrics.item_means import log_item_means
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from zoo.metrics.lpips import load_lpips_weights
 from zoo.pretrained import export_folder
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.item_means import log_item_means
+from zoo.metrics.item_means import log_item_means
 from zoo.utils.images import preview
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,7 @@
 """Validation / test values as means over items that are exact on any number of processes.
 
+`module` below is a LightningModule (anything with `.log`, `.device` and sub-modules).
+
 `self.log(name, batch_mean, batch_size=B)` averages batches on one process; with `sync_dist=True`
 Lightning then averages the processes' means, which is the item mean only when every process saw
 as many items (and with Lightning's padded sampler, some items are counted twice). `log_item_means`
@@ -13,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
@@ -21,7 +22,7 @@ from torchmetrics import MeanMetric
 _ATTRIBUTE = "item_means"
 
 
-def _metrics(module: pl.LightningModule) -> nn.ModuleDict:
+def _metrics(module: nn.Module) -> nn.ModuleDict:
     metrics = getattr(module, _ATTRIBUTE, None)
     if metrics is None:
         metrics = nn.ModuleDict()
@@ -33,7 +34,7 @@ def _key(name: str) -> str:
     return name.replace("/", "__").replace(".", "_")
 
 
-def item_mean(module: pl.LightningModule, name: str) -> MeanMetric:
+def item_mean(module: nn.Module, name: str) -> MeanMetric:
     """The running item mean called `name` of `module` (created on first use, on its device)."""
     metrics = _metrics(module)
     key = _key(name)
@@ -43,7 +44,7 @@ def item_mean(module: pl.LightningModule, name: str) -> MeanMetric:
     return metrics[key]
 
 
-def log_item_means(module: pl.LightningModule, values: Mapping[str, torch.Tensor], batch_size: int | None = None,
+def log_item_means(module: nn.Module, values: Mapping[str, torch.Tensor], batch_size: int | None = None,
                    prog_bar: bool = False) -> None:
     """Add `values` to the running item means and log them for the epoch (see the module doc).
 
