@@ -92,6 +92,13 @@ class ZooCLI(LightningCLI):
 
     after_fit = after_validate = after_test = after_predict = _finish_wandb
 
+    def before_fit(self) -> None:
+        """A model's `check_assets()` (if it has one) runs before any data is prepared, so that a
+        missing weight file fails the run at start, not after minutes of data generation."""
+        check = getattr(self.model, "check_assets", None)
+        if callable(check):
+            check()
+
 
 def main(args=None) -> None:
     """Entry point of `python -m zoo` and the `zoo` console script."""

@@ -86,3 +86,16 @@ def test_paper_perceptual_fails_at_start_naming_the_file():
         build_perceptual("lpips_vgg", None, None)
     with pytest.raises(ValueError, match="reid"):
         build_perceptual("lpips_vgg", "reid", None)
+
+
+def test_paper_config_fails_at_start_before_any_data(tmp_path, monkeypatch):
+    """configs/dinar/avatar_dinar.yaml needs LPIPS(vgg): without its weights the fit stops before
+    generating a single image, with a message naming the file."""
+    if lpips_status(net="vgg") == "ok":
+        pytest.skip("LPIPS(vgg) weights are on disk here")
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "never-created"
+    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+        main(["fit", "--config", str(ROOT / "configs" / "dinar" / "avatar_dinar.yaml"), "--trainer.logger=false",
+              f"--data.init_args.data_dir={data}", "--trainer.accelerator=cpu"])
+    assert not data.exists()

@@ -22,6 +22,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from safetensors.torch import save_file
 
+from zoo.pretrained.config import import_class
 from zoo.render import focal_to_fit, intrinsics, look_at_body, rasterize, render_uv, to_camera
 from zoo.utils.images import save_png, to_uint8
 
@@ -69,7 +70,9 @@ class AvatarWriter(BasePredictionWriter):
 
     Args:
         output_dir: root folder of the avatars.
-        body: options of `zoo.body.AnnyBody` for the animations (None: its defaults).
+        body: the body model of the animations as {"class_path": ..., "init_args": {...}} (e.g.
+            `zoo.body.SMPLXBody` with the user's SMPL-X files, for SMPL-X avatars); None: the
+            embedded `zoo.body.AnnyBody`. Its UV layout must be the one the avatar was trained on.
         render_size: side of the animation frames (multiple of 8).
         turntable_frames: frames of the 360-degree turn (0 skips the turntable).
         walk_frames: frames of one walk cycle (0 skips the walk).
@@ -87,7 +90,9 @@ class AvatarWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         if render_size < 8 or render_size % 8:
             raise ValueError(f"render_size must be a positive multiple of 8, got {render_size}")
-        self.output_dir, self.body_options = Path(output_dir), dict(body or {})
+        if body is not None and "class_path" not in body:
+            raise ValueError(f"body must be {{'class_path': ..., 'init_args': {{...}}}} or None, got {body!r}")
+        self.output_dir, self.body_config = Path(output_dir), body
         self.render_size, self.turntable_frames, self.walk_frames = render_size, turntable_frames, walk_frames
         self.stride_deg, self.arm_swing_deg, self.walk_yaw_deg = stride_deg, arm_swing_deg, walk_yaw_deg
         self.distance, self.fps, self.rgb_channels = distance, fps, rgb_channels
@@ -95,9 +100,13 @@ class AvatarWriter(BasePredictionWriter):
 
     def body(self):
         if self._body is None:
-            from zoo.body import AnnyBody
+            if self.body_config is None:
+                from zoo.body import AnnyBody
 
-            self._body = AnnyBody(**self.body_options)
+                self._body = AnnyBody()
+            else:
+                body_class = import_class(str(self.body_config["class_path"]))
+                self._body = body_class(**dict(self.body_config.get("init_args") or {}))
         return self._body
 
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch: Any, batch_idx: int,
