@@ -22,8 +22,8 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from safetensors.torch import save_file
 
+from zoo.body.animation import render_sequence, turntable, walk_cycle
 from zoo.pretrained.config import import_class
-from zoo.render import focal_to_fit, intrinsics, look_at_body, rasterize, render_uv, to_camera
 from zoo.utils.images import save_png, to_uint8
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,8 @@ def render_avatar(network, texture: torch.Tensor, vertices: torch.Tensor, faces:
     n = vertices.shape[0]
     if len(yaws) != n:
         raise ValueError(f"need one yaw per mesh: {len(yaws)} yaws for {n} meshes")
-    verts = vertices.detach().float().cpu()
-    y = verts[..., 1]
-    top, bottom = float(y.max()), float(y.min())
-    centre = torch.tensor([[0.0, (top + bottom) / 2, 0.0]]).expand(n, 3)
-    R, t = look_at_body(torch.tensor([float(a) for a in yaws]), torch.zeros(n), torch.full((n,), distance), target=centre)
-    K = intrinsics(focal_to_fit(top - bottom, size, distance), (size, size), batch_size=n)
-    frags = rasterize(to_camera(verts, R, t), faces.cpu(), K, (size, size))
-    uv, mask = render_uv(frags, corner_uvs.float().cpu())
+    frames_in = render_sequence(vertices, faces, corner_uvs, yaws, size=size, distance=distance)
+    uv, mask = frames_in["uv"], frames_in["mask"]
     device = texture.device
     frames = []
     for s in range(0, n, chunk):
@@ -131,17 +125,12 @@ class AvatarWriter(BasePredictionWriter):
                                         folder / "rgb_channels.png")))
         body = self.body()
         if self.turntable_frames:
-            yaws = [360.0 * k / self.turntable_frames for k in range(self.turntable_frames)]
-            standing = body(pose=body.pose_from_controls(batch_size=1)).vertices  # arms down, not the rest pose
-            verts = standing.expand(len(yaws), -1, -1)
+            verts, yaws = turntable(body, self.turntable_frames)  # standing, arms down (not the rest pose)
             frames = render_avatar(network, texture, verts, body.faces, body.corner_uvs, yaws, self.render_size,
                                    self.distance, background)
             written += write_animation(frames, folder, "turntable", self.fps)
         if self.walk_frames:
-            phases = torch.arange(self.walk_frames, dtype=torch.float64) * (360.0 / self.walk_frames)
-            pose = body.pose_from_controls(walk_phase_deg=phases, stride_deg=self.stride_deg,
-                                           arm_swing_deg=self.arm_swing_deg)
-            verts = body(pose=pose).vertices
+            verts = walk_cycle(body, self.walk_frames, self.stride_deg, self.arm_swing_deg)
             frames = render_avatar(network, texture, verts, body.faces, body.corner_uvs,
                                    [self.walk_yaw_deg] * self.walk_frames, self.render_size, self.distance, background)
             written += write_animation(frames, folder, "walk", self.fps)
