@@ -29,7 +29,8 @@ def tiny_config(data_dir, out_dir) -> str:
     model["discriminator"]["init_args"] = {"image_size": 32, **sg2}
     model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None)
     config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
-                                       overrides={"image_size": [32, 32], "texture_size": 16})
+                                       overrides={"image_size": [32, 32], "texture_size": 16, "shading": 0.8,
+                                                  "clothing_offset": 0.02})
     checkpoint, writer = config["trainer"]["callbacks"]
     checkpoint["init_args"]["dirpath"] = str(out_dir / "ckpt")
     writer["init_args"].update(output_dir=str(out_dir / "avatars"), render_size=32, turntable_frames=3, walk_frames=2,

@@ -5,6 +5,7 @@ turntable and a walk animation drawn by the avatar's neural renderer.
     <output_dir>/person_<id>/rgb_channels.png              the 3 image-sampled channels (if any)
     <output_dir>/person_<id>/turntable.gif + turntable/frame_<k>.png
     <output_dir>/person_<id>/walk.gif + walk/frame_<k>.png
+(`frame_<name>/` instead of `person_<id>/` for the images of a DINAR input folder.)
 
 The animations pose the body model's template shape (the person's own shape is not estimated
 from one image here): the turntable turns the standing body (arms down) through 360 degrees; the
@@ -106,13 +107,16 @@ class AvatarWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch: Any, batch_idx: int,
                            dataloader_idx: int = 0) -> None:
         textures = prediction["texture"]
-        ids = prediction.get("person_id")
+        ids, frames = prediction.get("person_id"), prediction.get("frame")
         for i, texture in enumerate(textures):
-            person = int(ids[i]) if ids is not None else batch_idx * textures.shape[0] + i
-            if person in self.seen:
+            if frames is not None:  # a folder of images: one avatar per frame, named by it
+                name = f"frame_{frames[i]}"
+            else:
+                name = f"person_{int(ids[i]) if ids is not None else batch_idx * textures.shape[0] + i:05d}"
+            if name in self.seen:
                 continue
-            self.seen.add(person)
-            self.written += self.write_person(pl_module.network, texture, self.output_dir / f"person_{person:05d}",
+            self.seen.add(name)
+            self.written += self.write_person(pl_module.network, texture, self.output_dir / name,
                                               pl_module.hparams.background)
         log.debug("AvatarWriter: %d files under %s", len(self.written), self.output_dir)
 

@@ -240,7 +240,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`)."""
         out = {"texture": self.source_texture(batch), "image": batch[self.hparams.source_prefix + "image"]}
-        for key in ("person_id", "source_view", "view_id"):
+        for key in ("person_id", "source_view", "view_id", "frame"):
             if key in batch:
                 out[key] = batch[key]
         return out
