@@ -54,7 +54,7 @@ def row_config(row: str, out: Path, steps: int, data: dict | None) -> Path:
                                      "init_args": {"save_dir": str(run), "name": "csv", "version": 0}})
     config["trainer"]["callbacks"] = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
                                        "init_args": {"dirpath": str(run / "ckpt"), "save_last": True,
-                                                     "every_n_train_steps": 200}}]
+                                                     "every_n_train_steps": 50}}]
     run.mkdir(parents=True, exist_ok=True)
     path = run / "row_config.yaml"  # the fit writes its resolved config.yaml beside it
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -74,7 +74,16 @@ def train(args) -> None:
 
 
 @torch.no_grad()
-def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
+def checkpoint_of(row: str, out: Path, step: int | None) -> Path:
+    """The row's checkpoint at optimiser step `step` when saved, else its last one."""
+    if step is not None:
+        found = sorted((out / row / "ckpt").glob(f"*step={step}.ckpt"))
+        if found:
+            return found[0]
+    return out / row / "ckpt" / "last.ckpt"
+
+
+def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[dict, dict]:
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
 
     from zoo.cli import ZooCLI
@@ -83,12 +92,13 @@ def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
 
     cli = ZooCLI(args=["--config", str(out / row / "row_config.yaml"), "--trainer.logger=false"], run=False)
     system, dm = cli.model, cli.datamodule
-    state = torch.load(out / row / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint_of(row, out, step), map_location="cpu", weights_only=False)
     system.load_state_dict(state["state_dict"], strict=True)
+    sums = {("checkpoint", "global_step"): float(state["global_step"])}
     system.eval()
     dm.prepare_data()
     dm.setup("test")
-    hp, sums, count, examples = system.hparams, {}, 0, {}
+    hp, count, examples = system.hparams, 0, {}
     for batch in dm.test_dataloader():
         texture = system.source_texture(batch)
         views = {"input view": hp.source_prefix, "novel view": hp.target_prefix}
@@ -105,7 +115,10 @@ def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
             if not examples.get(view):
                 examples[view] = (batch[hp.source_prefix + "image"][:4], real[:4], render[:4])
         count += texture.shape[0]
-    return {k: v / count for k, v in sums.items()}, examples
+    results = {k: v / count for k, v in sums.items()}
+    results[("checkpoint", "global_step")] = sums[("checkpoint", "global_step")]
+    results[("test", "pairs")] = count
+    return results, examples
 
 
 def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dict]:
@@ -114,10 +127,11 @@ def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dic
 
     series = {}
     for row in rows:
-        path = out / row / "csv" / "version_0" / "metrics.csv"
-        if not path.is_file():
+        paths = sorted((out / row / "csv" / "version_0").glob("metrics*.csv"))  # metrics_part<k>.csv: runs cut short
+        points = sorted({int(r["step"]): float(r[key]) for p in paths for r in csv.DictReader(p.open())
+                         if r.get(key)}.items())
+        if not points:
             continue
-        points = [(int(r["step"]), float(r[key])) for r in csv.DictReader(path.open()) if r.get(key)]
         smooth = [(s, sum(v for _, v in points[max(0, i - 49): i + 1]) / len(points[max(0, i - 49): i + 1]))
                   for i, (s, _) in enumerate(points)]
         series[row] = smooth
@@ -158,16 +172,20 @@ def evaluate(args) -> None:
     from zoo.modules.reid import freeze
 
     reid = freeze(load_pretrained("reid-synthetic"))
-    rows = [r for r in ROWS if (args.out / r / "ckpt" / "last.ckpt").is_file()]
+    rows = [r for r in ROWS if checkpoint_of(r, args.out, args.step).is_file()]
     results, examples = {}, {}
     for row in rows:
-        results[row], examples[row] = evaluate_row(row, args.out, reid)
+        results[row], examples[row] = evaluate_row(row, args.out, reid, args.step)
     curve_path, first_last = curves(args.out, rows)
     fig = figure(examples)
     lines = ["# DINAR stage 1 on synthetic people (CPU size): texture rows of the paper's Table 2", "",
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
              f"`python scripts/dinar_results.py evaluate` on {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} thread(s).", ""]
+    lines += ["| texture | optimiser steps (G + D) | test pairs |", "|---|---|---|"]
+    lines += [f"| {ROWS[r]} | {int(results[r][('checkpoint', 'global_step')])} | {results[r][('test', 'pairs')]} |"
+              for r in rows]
+    lines.append("")
     for view in ("input view", "novel view"):
         lines += [f"### {view}", "", "| texture | PSNR | MS-SSIM (3 scales) | ReID cosine |", "|---|---|---|---|"]
         for row in rows:
@@ -188,6 +206,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400, help="optimiser steps (G and D each count)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "dinar_results")
+    parser.add_argument("--step", type=int, default=None, help="evaluate the checkpoints of this step (else last)")
     parser.add_argument("--data", default=None, help="JSON of the config's data section to use instead")
     args = parser.parse_args()
     args.out = args.out.resolve()
