@@ -54,7 +54,7 @@ def row_config(row: str, out: Path, steps: int, data: dict | None) -> Path:
                                      "init_args": {"save_dir": str(run), "name": "csv", "version": 0}})
     config["trainer"]["callbacks"] = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
                                        "init_args": {"dirpath": str(run / "ckpt"), "save_last": True,
-                                                     "every_n_train_steps": 50}}]
+                                                     "every_n_train_steps": 50, "save_top_k": -1}}]
     run.mkdir(parents=True, exist_ok=True)
     path = run / "row_config.yaml"  # the fit writes its resolved config.yaml beside it
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -94,11 +94,10 @@ def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[di
     system, dm = cli.model, cli.datamodule
     state = torch.load(checkpoint_of(row, out, step), map_location="cpu", weights_only=False)
     system.load_state_dict(state["state_dict"], strict=True)
-    sums = {("checkpoint", "global_step"): float(state["global_step"])}
     system.eval()
     dm.prepare_data()
     dm.setup("test")
-    hp, count, examples = system.hparams, 0, {}
+    hp, count, per_pair, examples = system.hparams, 0, {}, {"source": [], "real": [], "render": []}
     for batch in dm.test_dataloader():
         texture = system.source_texture(batch)
         views = {"input view": hp.source_prefix, "novel view": hp.target_prefix}
@@ -111,13 +110,20 @@ def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[di
                                          normalize="relu", **MS_SSIM),
                       "reid_cos": reid_cosine_similarity(reid, render, real)}
             for name, v in values.items():
-                sums[(view, name)] = sums.get((view, name), 0.0) + float(v.sum())
-            if not examples.get(view):
-                examples[view] = (batch[hp.source_prefix + "image"][:4], real[:4], render[:4])
+                per_pair.setdefault((view, name), []).extend(v.flatten().tolist())
+            if view == "novel view":  # the figure: one test pair per person, the first four people
+                people = batch.get("person_index", torch.arange(len(image)))
+                for i, person in enumerate(people.tolist()):
+                    if len(examples["source"]) < 4 and person not in examples.setdefault("people", []):
+                        examples["people"].append(person)
+                        examples["source"].append(batch[hp.source_prefix + "image"][i])
+                        examples["real"].append(real[i])
+                        examples["render"].append(render[i])
         count += texture.shape[0]
-    results = {k: v / count for k, v in sums.items()}
-    results[("checkpoint", "global_step")] = sums[("checkpoint", "global_step")]
+    results = {k: sum(v) / len(v) for k, v in per_pair.items()}
+    results[("checkpoint", "global_step")] = float(state["global_step"])
     results[("test", "pairs")] = count
+    results["per_pair"] = per_pair
     return results, examples
 
 
@@ -132,9 +138,9 @@ def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dic
                          if r.get(key)}.items())
         if not points:
             continue
-        smooth = [(s, sum(v for _, v in points[max(0, i - 49): i + 1]) / len(points[max(0, i - 49): i + 1]))
-                  for i, (s, _) in enumerate(points)]
-        series[row] = smooth
+        window = 5
+        series[row] = [(s, sum(v for _, v in points[max(0, i - window + 1): i + 1]) / len(points[max(0, i - window + 1): i + 1]))
+                       for i, (s, _) in enumerate(points)]
     w, h, pad = 640, 360, 40
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
@@ -148,23 +154,31 @@ def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dic
                    h - pad - (v - y0) / max(y1 - y0, 1e-9) * (h - 2 * pad)) for s, v in pts]
             draw.line(xy, fill=colours[row], width=2)
             draw.text((xy[-1][0] - 60, xy[-1][1] - 14), row, fill=colours[row])
-        draw.text((pad, 8), f"{key} (50-step moving average) vs optimiser step; y {y0:.3f}..{y1:.3f}", fill="black")
+        draw.text((pad, 8), f"{key} (moving average of 5 logged values) vs logged step; y {y0:.3f}..{y1:.3f}",
+                  fill="black")
     path = REPO / "docs" / "dinar_curves.png"
     img.save(path)
-    first_last = {r: (pts[min(len(pts) - 1, 49)][1], pts[-1][1], pts[-1][0]) for r, pts in series.items() if pts}
+    first_last = {r: (pts[min(len(pts) - 1, 4)][1], pts[-1][1], pts[-1][0]) for r, pts in series.items() if pts}
     return path, first_last
 
 
 def figure(examples: dict[str, dict]) -> Path:
+    """One row per test person: source view, real target view, then each texture row's render."""
     from zoo.utils.images import grid, save_png, to_uint8
 
+    first = next(iter(examples.values()))
     rows = []
-    some = next(iter(examples.values()))["novel view"]
-    for i in range(some[0].shape[0]):
-        row = [to_uint8(some[0][i]), to_uint8(some[1][i])]
-        row += [to_uint8(ex["novel view"][2][i]) for ex in examples.values()]
-        rows.append(row)
+    for i in range(len(first["source"])):
+        rows.append([to_uint8(first["source"][i]), to_uint8(first["real"][i])]
+                    + [to_uint8(ex["render"][i]) for ex in examples.values()])
     return save_png(grid(rows), REPO / "docs" / "dinar_figure.png")
+
+
+def paired(results: dict, a: str, b: str, view: str, metric: str) -> tuple[float, float]:
+    """Mean and standard error of the per-pair difference a - b (same test pairs, same order)."""
+    x, y = results[a]["per_pair"][(view, metric)], results[b]["per_pair"][(view, metric)]
+    d = torch.tensor(x) - torch.tensor(y)
+    return float(d.mean()), float(d.std() / len(d) ** 0.5)
 
 
 def evaluate(args) -> None:
@@ -193,7 +207,16 @@ def evaluate(args) -> None:
             lines.append(f"| {ROWS[row]} | {r[(view, 'psnr')]:.2f} | {r[(view, 'ms_ssim')]:.4f} | "
                          f"{r[(view, 'reid_cos')]:.4f} |")
         lines.append("")
-    lines += ["Training (train/l2, 50-step moving average, first vs last):", ""]
+    if "both" in results:
+        lines += ["Paired differences on the same test pairs (mean +- standard error over pairs; this is the",
+                  "test-sampling spread, not the seed-to-seed spread, which was not measured):", ""]
+        for other in [r for r in rows if r != "both"]:
+            for view in ("input view", "novel view"):
+                cells = [f"{m} {mean:+.3f} +- {se:.3f}" for m in ("psnr", "ms_ssim", "reid_cos")
+                         for mean, se in [paired(results, "both", other, view, m)]]
+                lines.append(f"- both - {other}, {view}: " + ", ".join(cells))
+        lines.append("")
+    lines += ["Training (train/l2, moving average of 5 logged values, early vs last):", ""]
     lines += [f"- {ROWS[r]}: {a:.4f} -> {b:.4f} at step {s}" for r, (a, b, s) in first_last.items()]
     lines += ["", f"![renders]({fig.name})", "", f"![curves]({curve_path.name})", ""]
     (args.out / "results_tables.md").write_text("\n".join(lines) + "\n")
