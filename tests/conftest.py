@@ -20,6 +20,16 @@ os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need a CUDA device: skipped (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def zoo_home(tmp_path_factory):
     """A private $ZOO_HOME so tests never read or write the user's cache."""
