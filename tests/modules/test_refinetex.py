@@ -98,13 +98,13 @@ def test_from_pretrained_without_lightning(tmp_path):
 
 
 @pytest.mark.gpu
-def test_the_network_on_cuda_matches_the_cpu():
+def test_the_network_on_the_accelerator_matches_the_cpu(device):
     net = tiny().eval()
     image, parts = inputs(2)
     with torch.no_grad():
         cpu = net(image, parts).texture
-        cuda = net.to("cuda")(image.to("cuda"), parts.to("cuda")).texture
-    torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=0)
+        moved = net.to(device)(image.to(device), parts.to(device)).texture
+    torch.testing.assert_close(moved.cpu(), cpu, atol=1e-4, rtol=0)
 
 
 def test_bad_parts_are_named():
