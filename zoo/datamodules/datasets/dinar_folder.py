@@ -21,8 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from zoo.body.smplx_params import read_smplx_params, smplx_camera_vertices
-from zoo.render import (composite, intrinsics, rasterize, rasterize_uv_atlas, render_uv, rgb_texture_channels,
-                        texel_view_cosines)
+from zoo.render import composite, intrinsics, rasterize, rasterize_uv_atlas, render_uv, rgb_texture_channels, texel_view_cosines
 from zoo.render.occlusion import dilations_for, occlusion_from_uv
 
 SUBFOLDERS = ("rgb", "segm", "smplx")
