@@ -20,6 +20,11 @@ os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long end-to-end test (e.g. the demo in a headless browser); "
+                            "deselect with -m 'not slow'")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def zoo_home(tmp_path_factory):
     """A private $ZOO_HOME so tests never read or write the user's cache."""
