@@ -38,6 +38,7 @@ from zoo.preprocess.photo import check_photo, choose_person, crop_square, to_cro
 from zoo.render import rasterize
 
 ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("photo_fit_results")
 YAWS = (0, 25, -35, 60, 180, 10, -15, 150, 40, -60, 90, -120)
 LIMB_KEYPOINTS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
                   "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
@@ -137,7 +138,7 @@ def main() -> None:
     records = []
     for seed in range(args.people):
         records.append(one_person(seed, body, detector, segmenter, texturer, args.work))
-        logging.info("person %d: %s", seed, records[-1])
+        log.info("person %d: %s", seed, records[-1])
     found = [r for r in records if r["detected"]]
     mean = lambda key: float(np.mean([r[key] for r in found]))
     rows = {
@@ -161,10 +162,10 @@ def main() -> None:
             (["value"], rows),
         "Per person": (["kp px", "mask IoU", "fit px", "fit IoU", "tex L1 seen fit / truth"], per_person)},
         notes=["python scripts/photo_fit_results.py --ckpt <quick-start last.ckpt>; 2-core shared CPU.",
-               "Joints: shoulders, elbows, wrists, hips, knees, ankles (Anny bone heads; MediaPipe's ankle sits "
-               "~15 px above Anny's foot bone head, part of the detector error).",
-               "Texture L1 in 0..255 per channel at the model's 64x64 UV size; 'true body' renders the photo's UV "
-               "with the true mesh and camera, so fitted minus true is the cost of the fit error."])
+               ("Joints: shoulders, elbows, wrists, hips, knees, ankles (Anny bone heads; MediaPipe's ankle sits "
+                "~15 px above Anny's foot bone head, part of the detector error)."),
+               ("Texture L1 in 0..255 per channel at the model's 64x64 UV size; 'true body' renders the photo's UV "
+                "with the true mesh and camera, so fitted minus true is the cost of the fit error.")])
     pictures = [np.asarray(Image.open(args.work / f"person_{r['seed']:03d}.png")) for r in found[:4]]
     if pictures:
         width = max(p.shape[1] for p in pictures)

@@ -53,40 +53,39 @@ def test_demo_in_headless_chromium(mediapipe_models, photos, tiny_checkpoint, tm
 
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "zoo", "demo", "--ckpt", str(tiny_checkpoint), "--port", str(port), "--fit-steps",
-         "10", "10", "5", "--render-size", "64", "--work-dir", str(tmp_path / "work")],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    driver = None
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_for(url, server)
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1900"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-        driver.get(url)
-        wait = WebDriverWait(driver, 300)
-        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]"))
-        upload.send_keys(str(photos / "person.png"))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
-        driver.find_element(By.CSS_SELECTOR, "#run").click()
-        wait.until(lambda d: "Done" in d.find_element(By.CSS_SELECTOR, "#message").text)
-        for elem in ("keypoints", "fit", "texture", "views", "turntable", "motion"):
-            wait.until(lambda d, e=elem: d.find_elements(By.CSS_SELECTOR, f"#{e} img"))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#downloads a, #downloads .file-name"))
-        time.sleep(2)  # let the images and the 3D viewer paint
-        shot = tmp_path / "demo.png"
-        driver.save_screenshot(str(shot))
-        if os.environ.get("ZOO_DEMO_SCREENSHOT"):
-            shutil.copy(shot, os.environ["ZOO_DEMO_SCREENSHOT"])
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "zoo", "demo", "--ckpt", str(tiny_checkpoint), "--port", str(port), "--fit-steps",
+             "10", "10", "5", "--render-size", "64", "--work-dir", str(tmp_path / "work")],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        driver = None
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            _wait_for(url, server)
+            options = webdriver.ChromeOptions()
+            options.binary_location = CHROMIUM
+            for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1900"):
+                options.add_argument(flag)
+            driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+            driver.get(url)
+            wait = WebDriverWait(driver, 300)
+            upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#photo input[type=file]"))
+            upload.send_keys(str(photos / "person.png"))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#photo img"))
+            driver.find_element(By.CSS_SELECTOR, "#run").click()
+            wait.until(lambda d: "Done" in d.find_element(By.CSS_SELECTOR, "#message").text)
+            for elem in ("keypoints", "fit", "texture", "views", "turntable", "motion"):
+                wait.until(lambda d, e=elem: d.find_elements(By.CSS_SELECTOR, f"#{e} img"))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#downloads a, #downloads .file-name"))
+            time.sleep(2)  # let the images and the 3D viewer paint
+            shot = tmp_path / "demo.png"
+            driver.save_screenshot(str(shot))
+            if os.environ.get("ZOO_DEMO_SCREENSHOT"):
+                shutil.copy(shot, os.environ["ZOO_DEMO_SCREENSHOT"])
+        finally:
+            if driver is not None:
+                driver.quit()
+            server.terminate()
+            server.wait(timeout=30)
     picture = np.asarray(Image.open(shot).convert("RGB"))
     assert picture.shape[0] > 500 and picture.std() > 10  # a page with content, not a blank screen
