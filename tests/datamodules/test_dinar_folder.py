@@ -74,6 +74,8 @@ def test_batches_and_texture_channels(dm):
     vv = (rows.float() + 0.5) / TEXTURE * 2 - 1
     assert (rgb[0, 0][hit] - u).abs().median() < 0.1 and (rgb[0, 1][hit] - vv).abs().median() < 0.1
     assert (batch["source_image"][batch["source_mask"].expand(-1, 3, -1, -1) < 0.5] == -1).all()
+    cos = batch["source_texel_cosines"]
+    assert cos.shape == (2, 1, TEXTURE, TEXTURE) and float(cos[0, 0][hit].mean()) > 0.3  # seen texels face the camera
 
 
 def test_crop_helpers_against_direct_indexing():
