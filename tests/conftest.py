@@ -21,8 +21,21 @@ torch.set_num_threads(1)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long end-to-end test (e.g. the demo in a headless browser); "
-                            "deselect with -m 'not slow'")
+    # Registered here so that they work with --strict-markers whatever the ini file holds.
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one; ZOO_TEST_DEVICE=cpu runs "
+                                       "them on the CPU, as `benchmarks/gpu.sh --dry-run` does)")
+    config.addinivalue_line("markers", "slow: takes more than ~20 s (deselect with -m 'not slow')")
+
+
+@pytest.fixture
+def device() -> str:
+    """The accelerator for `gpu`-marked tests: CUDA, or the CPU when ZOO_TEST_DEVICE=cpu (a check that the
+    tests themselves work, e.g. in the GPU script's dry run); skips otherwise."""
+    if os.environ.get("ZOO_TEST_DEVICE") == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (ZOO_TEST_DEVICE=cpu runs it on the CPU)")
+    return "cuda"
 
 
 @pytest.fixture(scope="session", autouse=True)
