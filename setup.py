@@ -39,7 +39,9 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7.4",
+            "pytest-timeout>=2.2",
             "pytest-xdist>=3.5",
+            "ruff>=0.6",
             "trimesh>=4.0",
             "embreex>=2.17",
             "scipy>=1.10",

@@ -154,8 +154,8 @@ def figure(examples: dict[str, dict]) -> Path:
 
 
 def evaluate(args) -> None:
-    from zoo.pretrained import load_pretrained
     from zoo.modules.reid import freeze
+    from zoo.pretrained import load_pretrained
 
     reid = freeze(load_pretrained("reid-synthetic"))
     rows = [r for r in ROWS if (args.out / r / "ckpt" / "last.ckpt").is_file()]
