@@ -182,8 +182,8 @@ def paired(results: dict, a: str, b: str, view: str, metric: str) -> tuple[float
 
 
 def evaluate(args) -> None:
-    from zoo.pretrained import load_pretrained
     from zoo.modules.reid import freeze
+    from zoo.pretrained import load_pretrained
 
     reid = freeze(load_pretrained("reid-synthetic"))
     rows = [r for r in ROWS if checkpoint_of(r, args.out, args.step).is_file()]
