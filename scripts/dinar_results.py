@@ -19,6 +19,7 @@ import csv
 import datetime
 import json
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,10 +66,15 @@ def train(args) -> None:
     data = json.loads(args.data) if args.data else None
     for row in args.rows:
         path = row_config(row, args.out, args.steps, data)
-        last = args.out / row / "ckpt" / "last.ckpt"
+        # the newest "last" checkpoint (Lightning writes last-v1.ckpt when a resumed run finds last.ckpt)
+        lasts = sorted((args.out / row / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         command = [sys.executable, "-m", "zoo", "fit", "--config", str(path)]
-        if last.is_file():
-            command.append(f"--ckpt_path={last}")
+        if lasts:
+            command.append(f"--ckpt_path={lasts[-1]}")
+            logs = args.out / row / "csv" / "version_0"
+            if (logs / "metrics.csv").is_file():  # a resumed run rewrites metrics.csv: keep the earlier part
+                part = len(list(logs.glob("metrics_part*.csv"))) + 1
+                shutil.copy(logs / "metrics.csv", logs / f"metrics_part{part}.csv")
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=args.out)
 
@@ -80,7 +86,8 @@ def checkpoint_of(row: str, out: Path, step: int | None) -> Path:
         found = sorted((out / row / "ckpt").glob(f"*step={step}.ckpt"))
         if found:
             return found[0]
-    return out / row / "ckpt" / "last.ckpt"
+    lasts = sorted((out / row / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return lasts[-1] if lasts else out / row / "ckpt" / "last.ckpt"
 
 
 def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[dict, dict]:
