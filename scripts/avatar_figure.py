@@ -48,7 +48,7 @@ def main() -> None:
         rows.append(np.asarray(Image.open(summary).convert("RGB")))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    Image.fromarray(np.concatenate(rows, 0)).save(args.out)
+    Image.fromarray(np.concatenate(rows, 0)).quantize(256).save(args.out, optimize=True)
 
 
 if __name__ == "__main__":
