@@ -50,7 +50,8 @@ REGISTRY: dict[str, PretrainedEntry] = {
         PretrainedEntry(
             name="vqgan-synthetic-rgb-small",
             class_path="zoo.modules.vqgan.VQGAN",
-            description="Small VQGAN on RGB UV textures of the synthetic people (CPU-sized).",
+            description="Small VQGAN on the synthetic people's UV textures in DINAR's layout: RGB + known + "
+                        "gap-fill mask channels, complete and partial (CPU-sized).",
             how_to_get="python -m zoo fit --config configs/inpainting/vqgan_small.yaml",
         ),
     ]
