@@ -76,7 +76,7 @@ def figure(runs: dict, path: Path, items=(0, 12)) -> None:
     from PIL import Image, ImageDraw
     from torch.utils.data import default_collate
 
-    from zoo.systems.refinetex import render_view
+    from zoo.render import render_over_image as render_view
     from zoo.utils.images import grid, to_uint8
 
     data = next(iter(runs.values()))["datamodule"].datasets["test"]
@@ -88,7 +88,7 @@ def figure(runs: dict, path: Path, items=(0, 12)) -> None:
     labels = ["input | NV view | GT texture"]
     for name, r in runs.items():
         with torch.no_grad():
-            texture = r["model"](batch["image"], batch["parts"])["texture"]
+            texture = r["model"](batch["image"], batch["parts"]).texture
         sv = render_view(texture, batch["uv"], batch["mask"], batch["image"])
         nv = render_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
         rows.append([p for i in range(len(items)) for p in (to_uint8(big(texture)[i]), to_uint8(sv[i]), to_uint8(nv[i]))])

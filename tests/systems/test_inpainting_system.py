@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from tests.systems.test_vqgan_system import RandomTextures, quiet_trainer
-from zoo.callbacks.ema import EMACallback, ExponentialMovingAverage
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.latent_inpainting import LatentInpaintingSystem
+from zoo.utils.ema import ExponentialMovingAverage
 
 
 def tiny_vqgan() -> VQGAN:
@@ -150,33 +149,3 @@ def test_ema_update_warmup_swap_and_state():
     copy.load_state_dict(ema.state_dict())
     torch.testing.assert_close(copy.weight, ema.weight)
     assert int(copy.num_updates) == 1
-
-
-class _Tiny(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(3, 1)
-
-    def training_step(self, batch, batch_idx):
-        return self.net(batch["texture"].mean((2, 3))).pow(2).mean()
-
-    def validation_step(self, batch, batch_idx):
-        self.seen_in_validation = self.net.weight.detach().clone()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def test_ema_callback_swaps_for_validation_and_is_checkpointed(tmp_path):
-    module, callback = _Tiny(), EMACallback(decay=0.5, warmup=False, attribute="net")
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, max_steps=2, limit_train_batches=2, limit_val_batches=1,
-                         num_sanity_val_steps=0, callbacks=[callback])
-    trainer.fit(module, datamodule=RandomTextures(count=4))
-    assert int(callback.ema.num_updates) == 2
-    torch.testing.assert_close(module.seen_in_validation, callback.ema.weight)
-    assert not torch.equal(module.net.weight, callback.ema.weight), "training weights are back after validation"
-    trainer.save_checkpoint(tmp_path / "c.ckpt")
-    states = torch.load(tmp_path / "c.ckpt", weights_only=False)["callbacks"]
-    (state,) = [v for k, v in states.items() if "EMACallback" in k]
-    torch.testing.assert_close(state["weight"], callback.ema.weight)

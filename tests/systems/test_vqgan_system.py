@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.common import log_image_grid
-from zoo.systems.vqgan import VQGANSystem, preview
+from zoo.systems.vqgan import VQGANSystem
+from zoo.utils.images import preview
 
 
 class RandomTextures(pl.LightningDataModule):

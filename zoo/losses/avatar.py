@@ -18,7 +18,7 @@ from torch import nn
 from zoo.losses._common import check_4d, check_same_shape
 from zoo.losses.reconstruction import dice_loss
 from zoo.losses.reid import reid_perceptual_loss
-from zoo.modules.reid import freeze
+from zoo.utils.frozen import freeze
 
 PERCEPTUAL_KINDS = ("lpips", "reid")
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.modules.reid import freeze
+from zoo.utils.frozen import freeze
 
 # File name of torchvision's AlexNet_Weights.IMAGENET1K_V1 (the backbone LPIPS v0.1 was trained on).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+# `load_lpips` name of "LPIPS(alex) from the torch hub cache" (a config value, e.g. VQGANSystem.perceptual_weights).
+HUB_CACHE = "hub-cache"
 # torchvision's VGG16_Weights.IMAGENET1K_V1, the backbone of LPIPS(vgg) (DINAR's perceptual loss).
 VGG16_FILE = "vgg16-397923af.pth"
 BACKBONE_FILES = {"alex": ALEXNET_FILE, "vgg": VGG16_FILE}
@@ -100,3 +102,26 @@ def load_lpips(net: str, hub_dir: str | os.PathLike | None = None) -> nn.Module:
         raise KeyError(f"{path} has unexpected {BACKBONE_NAMES[net]} feature tensors: {sorted(features)}")
     model.net.load_state_dict(mapped, strict=True)
     return freeze(model)
+
+
+def load_lpips_weights(weights_path: str, net: str = "vgg") -> nn.Module:
+    """LPIPS with every weight from local files (the VQGAN system's `perceptual_weights`): nothing is downloaded.
+
+    `weights_path` is a file holding a full LPIPS state dict (backbone and linear layers) of
+    backbone `net`, or HUB_CACHE ("hub-cache") for LPIPS(alex) from torchvision's AlexNet file in the torch hub
+    cache plus the lpips package's linear heads (`load_lpips_alex`)."""
+    if weights_path == HUB_CACHE:
+        return load_lpips_alex()
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(f"perceptual_weights {weights_path!r} does not exist; it must hold a full LPIPS "
+                                "state dict (backbone and linear layers), saved with torch.save or safetensors")
+    import lpips  # imported here: it pulls in torchvision, unused unless perceptual loss is on
+
+    model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    if weights_path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        state = load_file(weights_path)
+    else:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 log = logging.getLogger(__name__)
 

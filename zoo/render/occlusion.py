@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.render.rasterize import Fragments
-from zoo.render.shading import interpolate
+from zoo.render.shading import interpolate, sample_texture
+from zoo.render.uv_space import dilate_texture, uv_attribute_map
 
 CANNY_LOW = 150.0 / 255.0
 CANNY_HIGH = 200.0 / 255.0
@@ -81,6 +82,46 @@ def limb_gradient_colours(vertices: torch.Tensor, faces: torch.Tensor, face_part
     return (weights @ LIMB_COLOURS.double()).float()
 
 
+def smooth_iterations_for(image_height: int) -> int:
+    """Blend rounds that keep limb junctions below Canny's thresholds at this image height.
+
+    A junction's colour ramp must span several pixels: 30 rounds (about 5 cm on Anny) do at
+    256-512 px; the ramp's width grows as the square root of the rounds, so a smaller image
+    needs (256 / H)^2 times more (120 at 128 px), at the price of paler limb colours."""
+    if image_height < 1:
+        raise ValueError(f"image_height must be positive, got {image_height}")
+    return max(30, round(30 * (256 / image_height) ** 2))
+
+
+def dilations_for(image_height: int) -> int:
+    """DINAR's two 3x3 dilations are at 512 px; the band they make is as wide in the body's
+    terms at H px with 2 H / 512 dilations (rounded: 0 at 128 px, where the 1 px edge already
+    spans 4 px of a 512 px image). At 128 px two dilations would exclude a fifth of the body."""
+    if image_height < 1:
+        raise ValueError(f"image_height must be positive, got {image_height}")
+    return round(2 * image_height / 512)
+
+
+def limb_colour_texture(vertices: torch.Tensor, faces: torch.Tensor, face_parts: torch.Tensor,
+                        corner_uvs: torch.Tensor, size: int, smooth_iterations: int = 30) -> torch.Tensor:
+    """(3, size, size) the `limb_gradient_colours` written into UV space (DINAR's colour map),
+    padded a few texels past the atlas so bilinear look-ups at seams read no black.
+
+    Sampling it at a view's UV render (`occlusion_from_uv`) gives the same colour render as
+    `occlusion_mask` without the mesh: what a dataset that stores UV renders needs."""
+    colours = limb_gradient_colours(vertices, faces, face_parts, smooth_iterations)
+    texture, mask = uv_attribute_map(corner_uvs, colours[faces], size)
+    return dilate_texture(texture, mask)
+
+
+def occlusion_from_uv(colour_texture: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, **options) -> torch.Tensor:
+    """`detect_occlusions` on the limb-colour texture (3, T, T) seen through a UV render
+    uv (B, H, W, 2) with its mask (B, 1, H, W). Returns (B, 1, H, W) float."""
+    B = uv.shape[0]
+    colours = sample_texture(colour_texture.expand(B, -1, -1, -1).to(uv.dtype), uv, mask)
+    return detect_occlusions(colours, mask, **options)
+
+
 def _outline(mask: torch.Tensor, width: int) -> torch.Tensor:
     """Pixels within `width` // 2 of the boundary of `mask` (B, 1, H, W), on either side."""
     grow = F.max_pool2d(mask, width, stride=1, padding=width // 2)
@@ -131,4 +172,5 @@ def occlusion_mask(fragments: Fragments, faces: torch.Tensor, vertex_colours: to
 
 
 __all__ = ["CANNY_LOW", "CANNY_HIGH", "LIMB_COLOURS", "limb_labels", "limb_gradient_colours",
-           "detect_occlusions", "occlusion_mask"]
+           "detect_occlusions", "occlusion_mask", "limb_colour_texture", "occlusion_from_uv",
+           "smooth_iterations_for", "dilations_for"]

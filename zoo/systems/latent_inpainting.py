@@ -19,7 +19,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from zoo.callbacks.ema import ExponentialMovingAverage
 from zoo.diffusion import GaussianDiffusion
 from zoo.diffusion.sampling import canonical_sampler
 from zoo.modules.diffusion_unet import DiffusionUNet
@@ -27,7 +26,8 @@ from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.vqgan import preview
+from zoo.utils.ema import ExponentialMovingAverage
+from zoo.utils.images import preview
 
 
 class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):

@@ -13,28 +13,20 @@ inpainter will give it.
 from __future__ import annotations
 
 import logging
-import os
-from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from zoo.metrics.lpips import load_lpips_weights
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.utils.images import preview
 
 log = logging.getLogger(__name__)
-
-
-def preview(images: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
-    """The 3 (or 1) channels of textures (B, C, H, W) shown in image grids (default the first 3)."""
-    if channels is not None:
-        return images[:, list(channels)]
-    return images[:, :3] if images.shape[1] >= 3 else images[:, :1]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -43,31 +35,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
         return values.mean()
     weight = mask.expand_as(values)
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-def load_lpips(weights_path: str, net: str = "vgg") -> nn.Module:
-    """LPIPS with every weight from local files: nothing is downloaded.
-
-    `weights_path` is a file holding a full LPIPS state dict (backbone and linear layers) of
-    backbone `net`, or "hub-cache" for LPIPS(alex) from torchvision's AlexNet file in the torch hub
-    cache plus the lpips package's linear heads (`zoo.metrics.lpips.load_lpips_alex`)."""
-    if weights_path == "hub-cache":
-        from zoo.metrics.lpips import load_lpips_alex
-
-        return load_lpips_alex()
-    if not os.path.isfile(weights_path):
-        raise FileNotFoundError(f"perceptual_weights {weights_path!r} does not exist; it must hold a full LPIPS "
-                                "state dict (backbone and linear layers), saved with torch.save or safetensors")
-    import lpips  # imported here: it pulls in torchvision, unused unless perceptual loss is on
-
-    model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-    if weights_path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(weights_path)
-    else:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 class VQGANSystem(FrozenNetworks, pl.LightningModule):
@@ -83,7 +50,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         reconstruction_weight: weight of the reconstruction loss.
         perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
         perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
-            from the torch hub cache (see `load_lpips`); None disables LPIPS (its backbone would
+            from the torch hub cache (see `zoo.metrics.lpips.load_lpips_weights`); None disables LPIPS (its backbone would
             otherwise be downloaded, which the zoo never does).
         perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
         perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
@@ -134,7 +101,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         self.vqgan, self.discriminator = vqgan, discriminator
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
         if perceptual_weights is not None and perceptual_weight > 0:
-            self.attach_frozen("lpips", load_lpips(perceptual_weights, perceptual_net))
+            self.attach_frozen("lpips", load_lpips_weights(perceptual_weights, perceptual_net))
         elif perceptual_weight > 0:
             log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
 
