@@ -14,7 +14,7 @@ from zoo.modules.refiners import ConvRefiner, DeformableRefiner
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
-from zoo.render import sample_texture
+from zoo.render import composite, sample_texture
 from zoo.systems.refinetex import RefineTexSystem, deep_supervision_scale, render_view
 
 torch.set_num_threads(1)
@@ -38,6 +38,9 @@ def random_batch(batch: int = 2, seed: int = 0) -> dict:
         out[prefix + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
         out[prefix + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
         out[prefix + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
+    out["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
+    out["person_id"] = torch.arange(batch) // 2
+    out["view_id"] = torch.arange(batch) + 100 * seed
     out["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
     out["texture_mask"] = torch.ones(batch, 1, T, T)
     out["known_mask"] = (torch.rand(batch, 1, T, T, generator=g) > 0.5).float()
@@ -87,8 +90,9 @@ def test_loss_terms_match_the_library_losses(reid_dir):
         total, terms = system.compute_losses(batch, step=5)
         texture = system(batch["image"], batch["parts"])["texture"]
     reid = system.frozen("reid")
-    for view, prefix in (("sv", ""), ("nv", "novel_")):
-        render = render_view(texture, batch[prefix + "uv"], batch[prefix + "mask"], batch[prefix + "image"])
+    for view, prefix in (("sv", ""), ("nv", "novel_")):  # renders over the batch's background, not the image
+        render = composite(sample_texture(texture, batch[prefix + "uv"], batch[prefix + "mask"]), batch[prefix + "mask"],
+                           batch["background"])
         torch.testing.assert_close(terms[f"{view}/reid"], reid_perceptual_loss(reid, render, batch[prefix + "image"]))
         torch.testing.assert_close(terms[f"{view}/style"], part_style_loss(reid, render, batch[prefix + "parts"],
                                                                            batch[prefix + "image"], batch[prefix + "parts"]))
@@ -96,14 +100,15 @@ def test_loss_terms_match_the_library_losses(reid_dir):
                                                 align_corners=False, antialias=True)
     torch.testing.assert_close(terms["face"], face_structure_loss(texture, reference, UV_MAPS["face_hands_mask"][::2, ::2]))
     assert terms["deep_supervision_scale"].item() == pytest.approx(0.5)  # linear, step 5 of 10
-    # URL: eq. 6 summed over the person's pixels, batch mean; sigma from [SV render, image]
+    # URL: eq. 6 summed over the person's pixels, batch mean; sigma from the image alone
     sv = render_view(texture, batch["uv"], batch["mask"], batch["image"])
     with torch.no_grad():
-        sigma = system.uncertainty(torch.cat([sv, batch["image"]], 1))
+        sigma = system.uncertainty(batch["image"])
         nll = math.sqrt(2) * (batch["image"] - sv).abs() / sigma.clamp(min=1e-3) + sigma.clamp(min=1e-3).log()
         torch.testing.assert_close(terms["url"], (nll * batch["mask"]).sum() / 3)
         # cycle: the L2 norm of each texture difference (eq. 7), batch mean
-        nv = render_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
+        nv = composite(sample_texture(texture, batch["novel_uv"], batch["novel_mask"]), batch["novel_mask"],
+                       batch["background"])
         again = system(nv, batch["novel_parts"])["texture"]
     torch.testing.assert_close(terms["cycle"], (texture - again).flatten(1).norm(dim=1).mean())
     w = system.weights
@@ -148,8 +153,12 @@ def test_bad_batches_and_arguments(reid_dir):
     del batch["novel_uv"]
     with pytest.raises(ValueError, match="novel_uv"):
         system.compute_losses(batch)
-    with pytest.raises(ValueError, match="in_channels=6"):
-        RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), uncertainty=UncertaintyHead(in_channels=3))
+    with pytest.raises(ValueError, match="in_channels=3"):
+        RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), uncertainty=UncertaintyHead(in_channels=6))
+    batch = random_batch(2)
+    del batch["background"]
+    with pytest.raises(ValueError, match="background"):
+        system.compute_losses(batch)
     with pytest.raises(ValueError, match="loss weights"):
         RefineTexSystem(TexformerBackbone(feat_dim=8, num_heads=2, uv_size=(UV, UV)), cycle_weight=-1.0)
 

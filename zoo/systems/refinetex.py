@@ -2,8 +2,10 @@
 
 Network: Texformer backbone -> (deformable | conv | no) refiner -> mask fusion gives a UV texture
 from one image + its part labels. Training renders the texture into the input view (same view,
-SV) and into another view of the same person (novel view, NV), each composited over that real
-image's background (image * (1 - mask) + render * mask), and minimises (paper eq. 5 and 8)
+SV) and into another view of the same person (novel view, NV), each composited over the
+protocol's background (the batch's `background`, a random frame from the data module that both
+views of a pair share, as Texformer does; never the real image, whose pixels outside the body
+silhouette would leak the real person into the render), and minimises (paper eq. 5 and 8)
 
     L = L_base(SV) + nv * L_base(NV) + 0.1 L_cyc + 1e-3 L_url [+ texture_l1 * |T - T_gt|]
     L_base = 5000 L_reid + 0.4 L_style (per view) ; 0.01 L_face (once per texture, see below)
@@ -19,17 +21,23 @@ image's background (image * (1 - mask) + render * mask), and minimises (paper eq
   novel view's parts; the L2 norm of the difference to the first texture over the atlas texels
   (eq. 7 as written), batch mean, both sides keep gradients. A per-texel mean of squares is an
   option, though at weight 0.1 it is ~1e-3 of the other terms.
-- L_url: UncertaintyHead([SV render (detached), real image]) -> sigma, Laplacian NLL summed over
-  the person's pixels of the same view (eq. 6 sums; one term, on the input image), batch mean.
+- L_url: UncertaintyHead(input image) -> sigma (paper section 3.3: the confidence network sees the
+  image alone, never the render, so sigma cannot track the current error), Laplacian NLL of the
+  SV render summed over the person's pixels (eq. 6 sums; one term, on the input image), batch mean.
 - Deep supervision (with a refiner): the backbone's own fused texture gets the base losses (and
   the texture L1) too, weighted by `deep_supervision_weight * s(step)`, s = 1 -> 0 over
   `deep_supervision_steps` optimiser steps: "linear", "cosine", "step" (1 then 0) or "constant".
 
 Batch (SyntheticPeopleDataModule items, any dataset with these keys works): image (B, 3, H, W) in
 [-1, 1], parts (B, H, W) int labels, uv (B, H, W, 2) grid, mask (B, 1, H, W) and the same with a
-`novel_` prefix; optional render_parts / novel_render_parts (mesh part labels when the image
-parts come from a 2D parser; default the image parts), texture, texture_mask, known_mask,
+`novel_` prefix; background (B, 3, H, W) (needed by the ReID / style / cycle losses and the
+texformer-variant metrics); optional render_parts / novel_render_parts (mesh part labels when the
+image parts come from a 2D parser; default the image parts), texture, texture_mask, known_mask,
 reference_texture, person_id, view_id.
+
+Evaluation (validation / test): SV metrics per view; NV metrics render the texture predicted from
+each view into EVERY other view of the same person in the evaluated split (the paper's NV
+protocol), gathered over the epoch by person_id / view_id and averaged over all ordered pairs.
 """
 from __future__ import annotations
 
@@ -43,7 +51,7 @@ import torch.nn.functional as F
 
 from zoo.losses import cycle_consistency_loss, face_structure_loss, uncertainty_reconstruction_loss
 from zoo.losses.reid import part_style_loss_from_features
-from zoo.metrics import build_image_metrics, texture_metrics
+from zoo.metrics import NovelViewMetrics, build_image_metrics, render_scores, texture_metrics
 from zoo.metrics.image import VARIANTS
 from zoo.modules.fusion import MaskFusion
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
@@ -51,9 +59,15 @@ from zoo.modules.reid import freeze
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
+from zoo.render import composite, sample_texture
 from zoo.render import render_over_image as render_view
-from zoo.render import sample_texture
-from zoo.systems.common import FrozenNetworks, export_textures, log_image_grid, run_dir, write_metric_tables
+from zoo.systems.common import (
+    FrozenNetworks,
+    export_textures,
+    log_image_grid,
+    run_dir,
+    write_metric_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +103,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         refiner: DeformableRefiner (RefineTex), ConvRefiner ("Conv Refine" ablation) or None
             (the baseline BL: the backbone's fused texture is the output).
         fusion: MaskFusion of flow-sampled and predicted colours (default MaskFusion()).
-        uncertainty: UncertaintyHead (in_channels 6: render + image) for L_url; None disables L_url.
+        uncertainty: UncertaintyHead (in_channels 3: the input image alone) for L_url; None disables L_url.
         reid: frozen ReID network for L_reid, L_style and the CosSim metric: a pretrained name
             (e.g. "reid-synthetic", "reid-pcb-market1501") or folder; None disables them.
         reid_weight, style_weight, face_weight: lambda_1..3 of L_base (5000, 0.4, 0.01; eq. 5).
@@ -136,8 +150,9 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             raise TypeError(f"backbone must be a TexformerBackbone, got {type(backbone).__name__}")
         if refiner is not None and (not isinstance(refiner, (DeformableRefiner, ConvRefiner)) or refiner.in_channels != 4):
             raise ValueError(f"refiner must be a DeformableRefiner / ConvRefiner reading the 4-channel key image, got {refiner!r}")
-        if uncertainty is not None and (not isinstance(uncertainty, UncertaintyHead) or uncertainty.in_channels != 6):
-            raise ValueError("uncertainty must be an UncertaintyHead with in_channels=6 (render + real image)")
+        if uncertainty is not None and (not isinstance(uncertainty, UncertaintyHead) or uncertainty.in_channels != 3):
+            raise ValueError(f"uncertainty must be an UncertaintyHead with in_channels=3 (the input image alone, "
+                             f"paper section 3.3), got {uncertainty!r}")
         weights = dict(reid_weight=reid_weight, style_weight=style_weight, face_weight=face_weight,
                        novel_view_weight=novel_view_weight, cycle_weight=cycle_weight, url_weight=url_weight,
                        texture_l1_weight=texture_l1_weight, deep_supervision_weight=deep_supervision_weight)
@@ -238,7 +253,17 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
     def _view(self, batch: dict, prefix: str = "") -> dict:
         parts = batch[f"{prefix}parts"]
         return {"image": batch[f"{prefix}image"], "parts": parts, "uv": batch[f"{prefix}uv"],
-                "mask": batch[f"{prefix}mask"], "render_parts": batch.get(f"{prefix}render_parts", parts)}
+                "mask": batch[f"{prefix}mask"], "render_parts": batch.get(f"{prefix}render_parts", parts),
+                "background": batch.get(f"{prefix}background", batch.get("background"))}
+
+    @staticmethod
+    def over_background(texture: torch.Tensor, view: dict, who: str) -> torch.Tensor:
+        """The texture rendered into `view` over the protocol's background (never the real image)."""
+        if view["background"] is None:
+            raise ValueError(f"RefineTex {who} composites the render over the batch's 'background' (Texformer's "
+                             "protocol: a random frame from the data module), but the batch has none: give the "
+                             "data module backgrounds (Market-1501 / DeepFashion: backgrounds_dir)")
+        return composite(sample_texture(texture, view["uv"], view["mask"]), view["mask"], view["background"])
 
     def _view_terms(self, render: torch.Tensor, view: dict, target_features) -> dict[str, torch.Tensor]:
         """Unweighted ReID perceptual and part-style losses of one render (features computed once)."""
@@ -303,9 +328,13 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         if self.refiner is not None and w["deep_supervision"] * scale > 0:
             textures.append(("deep/", out["backbone_texture"], w["deep_supervision"] * scale))
         total, logs, renders = out["texture"].new_zeros(()), {"deep_supervision_scale": out["texture"].new_tensor(scale)}, {}
+        needs_background = bool(targets) or w["cycle"] > 0
         for prefix, texture, tw in textures:
             for name, view in views.items():
-                render = render_view(texture, view["uv"], view["mask"], view["image"])
+                if needs_background:
+                    render = self.over_background(texture, view, "ReID / style / cycle losses")
+                else:  # only L_url reads it, on the person's pixels
+                    render = render_view(texture, view["uv"], view["mask"], view["image"])
                 renders[prefix + name] = render
                 if view_weight[name] == 0:
                     continue
@@ -317,7 +346,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
                 total = total + tw * w[term] * value
         if w["url"] > 0:
             sv = views["sv"]
-            sigma = self.uncertainty(torch.cat([renders["sv"].detach(), sv["image"]], dim=1))
+            sigma = self.uncertainty(sv["image"])
             logs["url"] = uncertainty_reconstruction_loss(sv["image"], renders["sv"], sigma, sv["mask"],
                                                           self.hparams.url_min_sigma, self.hparams.url_reduction)
             if self.hparams.url_reduction == "sum":
@@ -362,20 +391,24 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         log_image_grid(self, key, columns, caption="input | SV render | NV image | NV render | texture | GT")
 
     # ---------------------------------------------------------------- evaluation
-    def _evaluate(self, batch: dict, metrics) -> tuple[dict[str, torch.Tensor], dict]:
-        """Per-sample metrics {name: (B,)} of one batch, and the renders."""
-        novel = all(f"novel_{k}" in batch for k in VIEW_KEYS)
+    def _evaluate(self, batch: dict, metrics, novel: NovelViewMetrics | None) -> tuple[dict[str, torch.Tensor], dict]:
+        """Per-sample SV and texture metrics {name: (B,)} of one batch and the renders; the views go to
+        `novel` (NV over every other view of the person, formed at the end of the epoch)."""
         self._check_batch(batch, novel=False)
         texture = self(batch["image"], batch["parts"])["texture"]
-        values, renders = {}, {"texture": texture}
-        for name, prefix in (("sv", ""), ("nv", "novel_")) if novel else (("sv", ""),):
-            view = self._view(batch, prefix)
-            renders[name] = render_view(texture, view["uv"], view["mask"], view["image"])
-            if metrics.variant == "standard":
-                scores = metrics(renders[name], view["image"])
+        view = self._view(batch)
+        renders = {"texture": texture, "sv": render_view(texture, view["uv"], view["mask"], view["image"])}
+        scores = render_scores(metrics, texture, view["uv"], view["mask"], view["image"], view["background"])
+        values = {f"sv/{k}": v for k, v in scores.items()}
+        if novel is not None:
+            if "person_id" in batch and "view_id" in batch:
+                novel.update(texture, view["image"], view["uv"], view["mask"], batch["person_id"], batch["view_id"],
+                             view["background"])
             else:
-                scores = metrics(sample_texture(texture, view["uv"], view["mask"]), view["image"], view["mask"], view["image"])
-            values.update({f"{name}/{k}": v for k, v in scores.items()})
+                self._warn_once("nv", "no NV metrics: the evaluation batches lack person_id / view_id")
+        if all(f"novel_{k}" in batch for k in VIEW_KEYS):
+            nv = self._view(batch, "novel_")
+            renders["nv"] = render_view(texture, nv["uv"], nv["mask"], nv["image"])
         if "texture" in batch:
             gt = batch["texture"]
             mask = batch.get("texture_mask", torch.ones_like(gt[:, :1]))
@@ -383,10 +416,19 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             values.update({f"texture/{k}": v for k, v in scores.items()})
         return values, renders
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _novel_metrics(self, stage: str, image_metrics) -> NovelViewMetrics:
+        metric = self.frozen(f"{stage}_nv")
+        if metric is None:
+            metric = self.attach_frozen(f"{stage}_nv", NovelViewMetrics(image_metrics).to(self.device))
+        return metric
+
+    def on_validation_epoch_start(self) -> None:
         metrics = self.frozen("val_metrics") or self.attach_frozen(
             "val_metrics", build_image_metrics("standard", reid=None, use_lpips=False))
-        values, renders = self._evaluate(batch, metrics)
+        self._novel_metrics("val", metrics).reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        values, renders = self._evaluate(batch, self.frozen("val_metrics"), self.frozen("val_nv"))
         for name, v in values.items():
             finite = v[torch.isfinite(v)]
             if finite.numel():
@@ -394,27 +436,37 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         if batch_idx == 0:
             self._log_images("val/images", batch, renders)
 
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.frozen("val_nv").compute().items():
+            if name != "pairs" and torch.isfinite(value):
+                self.log(f"val/nv/{name}", value)
+
     def on_test_start(self) -> None:
         self.load_reid()
         metrics = build_image_metrics(self.metric_variant, reid=self.frozen("reid"), use_lpips=self.use_lpips)
         self.attach_frozen("test_metrics", metrics.to(self.device))
+        self._novel_metrics("test", metrics).reset()
         self._test_values = {}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        values, _ = self._evaluate(batch, self.frozen("test_metrics"))
+        values, _ = self._evaluate(batch, self.frozen("test_metrics"), self.frozen("test_nv"))
         for name, v in values.items():
             self._test_values.setdefault(name, []).append(v.detach().float().cpu())
 
     def on_test_epoch_end(self) -> None:
-        """Means over the test set (NaN-skipping: a texture with an empty split counts in no mean).
-        The per-sample values are gathered in this process only: test on one device."""
+        """Means over the test set (NaN-skipping: a texture with an empty split counts in no mean);
+        NV means over every ordered pair of views of a person. The per-sample SV values are gathered
+        in this process only: test on one device."""
         results = {}
         for name, chunks in self._test_values.items():
             v = torch.cat(chunks)
             v = v[~torch.isnan(v)]
             results[name] = float(v.mean()) if v.numel() else math.nan
-            if v.numel():
-                self.log(f"test/{name}", results[name])
+        for name, value in self.frozen("test_nv").compute().items():
+            results[f"nv/{name}"] = float(value)
+        for name, value in results.items():
+            if math.isfinite(value):
+                self.log(f"test/{name}", value)
         self.test_results = results
 
     def on_test_end(self) -> None:
@@ -433,7 +485,8 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             tex = {m: {s: r[f"texture/{m}/{s}"] for s in ("all", "visible", "invisible") if f"texture/{m}/{s}" in r}
                    for m in ("l1", "psnr", "ssim")}
             tables["Texture metrics vs ground truth"] = (["all", "visible", "invisible"], tex)
-        notes = ["SV: render in the input view; NV: the same texture in the dataset's partner view of that person.",
+        notes = [f"SV: render in the input view; NV: the texture of each view rendered into every other view of that "
+                 f"person ({int(r.get('nv/pairs', 0))} ordered pairs).",
                  "visible = texels seen in the input view (known_mask); invisible = the other atlas texels."]
         md, _ = write_metric_tables(run_dir(self.trainer), "refinetex_test_metrics", tables, notes)
         log.info("RefineTex test metrics written to %s", md)
