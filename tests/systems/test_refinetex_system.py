@@ -177,6 +177,7 @@ def test_test_step_metric_keys(reid_dir, variant):
             f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("all", "visible", "invisible")]:
         assert name in r and math.isfinite(r[name]), name
     assert "sv/lpips" not in r and "lpips" in system.frozen("test_metrics").unavailable
+    assert r["nv/pairs"] == 12  # 2 batches x 2 views, all of person 0: every view into the 3 others
 
 
 def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
@@ -214,3 +215,41 @@ def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
     assert sum(line.startswith("v ") for line in obj) == body.template_vertices.shape[0]
     assert sum(line.startswith("f ") for line in obj) == body.faces.shape[0]
     assert yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["reid"] == reid_dir
+
+
+def test_confidence_head_sees_the_input_image_alone(reid_dir):
+    """Paper 3.3: sigma is a function of the input image; changing the render leaves it unchanged."""
+    system = tiny_system(reid_dir).eval()
+    batch = random_batch(2)
+    seen = []
+    system.uncertainty.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    with torch.no_grad():
+        _, before = system.compute_losses(batch)
+        system.backbone.head.bias.add_(0.5)  # a different texture, so a different render
+        _, after = system.compute_losses(batch)
+    assert len(seen) == 2 and all(torch.equal(s, batch["image"]) for s in seen)
+    assert after["sigma_mean"] == before["sigma_mean"] and after["url"] != before["url"]
+
+
+def test_reid_style_and_cycle_renders_sit_on_the_protocol_background(reid_dir):
+    """Outside the body silhouette, every render a loss sees is the batch's background, never the image."""
+    system = tiny_system(reid_dir, deep_supervision_weight=0.0).eval()
+    batch = random_batch(2)
+    reid = system.frozen("reid")
+    reid_inputs, network_inputs = [], []
+    original = reid.features
+    reid.features = lambda image: reid_inputs.append(image.clone()) or original(image)
+    system.backbone.register_forward_pre_hook(lambda module, args: network_inputs.append(args[0].clone()))
+    with torch.no_grad():
+        system.compute_losses(batch)
+    reid.features = original
+    # ReID / style: targets (sv, nv real images) first, then the sv and nv renders
+    assert len(reid_inputs) == 4 and torch.equal(reid_inputs[0], batch["image"])
+    for render, prefix in ((reid_inputs[2], ""), (reid_inputs[3], "novel_")):
+        outside = (batch[prefix + "mask"] == 0).expand_as(render)
+        assert torch.equal(render[outside], batch["background"][outside])
+        assert not torch.allclose(render[outside], batch[prefix + "image"][outside])
+    # cycle: the second network input is the novel-view render over the background
+    cycle_input = network_inputs[1]
+    outside = (batch["novel_mask"] == 0).expand_as(cycle_input)
+    assert torch.equal(cycle_input[outside], batch["background"][outside])

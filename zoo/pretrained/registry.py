@@ -48,6 +48,21 @@ REGISTRY: dict[str, PretrainedEntry] = {
             "`python -m zoo.pretrained.convert pcb <checkpoint.pth>` writes $ZOO_HOME/reid-pcb-market1501",
         ),
         PretrainedEntry(
+            name="reid-resnet50-market1501",
+            class_path="zoo.modules.reid.TorchreidResNet50",
+            description="torchreid ResNet-50 trained on Market-1501 (the network of Texformer's CosSim-R metric).",
+            how_to_get="download a torchreid (KaiyangZhou/deep-person-reid) resnet50 Market-1501 checkpoint "
+            "yourself, then `python -m zoo.pretrained.convert resnet50 <checkpoint.pth>` writes "
+            "$ZOO_HOME/reid-resnet50-market1501",
+        ),
+        PretrainedEntry(
+            name="texformer-smplmarket",
+            class_path="zoo.modules.texformer.TexformerBackbone",
+            description="Texformer's released weights (trained on SMPLMarket), converted to TexformerBackbone.",
+            how_to_get="download Texformer's released texformer_ep500.pt (xuxy09/Texformer) yourself, then "
+            "`python -m zoo.pretrained.convert texformer <texformer_ep500.pt>` writes $ZOO_HOME/texformer-smplmarket",
+        ),
+        PretrainedEntry(
             name="vqgan-synthetic-rgb-small",
             class_path="zoo.modules.vqgan.VQGAN",
             description="Small VQGAN on RGB UV textures of the synthetic people (CPU-sized).",

@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
 VIEW_KEYS = ("image", "parts", "uv", "mask")
-RUN_OPTIONS = ("metric_variant", "use_lpips", "predict_dir", "predict_render_size", "log_images_every_n_steps")
+RUN_OPTIONS = ("metric_variant", "use_lpips", "reid_r", "predict_dir", "predict_render_size", "log_images_every_n_steps")
 
 
 def deep_supervision_scale(step: int, schedule: str, steps: int) -> float:
@@ -125,6 +125,9 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         lr, betas: Adam (1e-3, (0.9, 0.999), paper).
         metric_variant: "standard" or "texformer" image metrics at test time.
         use_lpips: try LPIPS(alex) at test time (reported unavailable without local weights).
+        reid_r: second ReID network for the CosSim-R test metric (a pretrained name such as
+            "reid-resnet50-market1501", or a folder); None: CosSim-R not reported. Loaded at test
+            start; a missing file is an error saying how to produce it.
         predict_dir: output folder of `predict` (default <run dir>/predictions).
         predict_render_size: (H, W) of the front/side/back renders written by `predict`.
         log_images_every_n_steps: training image grid period (0: off); validation logs batch 0.
@@ -143,7 +146,8 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
                  num_parts: int = 7, style_min_coverage: float = 0.004, face_average: str = "image",
                  url_min_sigma: float = 1e-3, url_reduction: str = "sum",
                  cycle_reduction: str = "norm", lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 metric_variant: str = "standard", use_lpips: bool = True, predict_dir: str | None = None,
+                 metric_variant: str = "standard", use_lpips: bool = True, reid_r: str | None = None,
+                 predict_dir: str | None = None,
                  predict_render_size: tuple[int, int] = (256, 128), log_images_every_n_steps: int = 500) -> None:
         super().__init__()
         if not isinstance(backbone, TexformerBackbone):
@@ -173,6 +177,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         # `--ckpt_path` restores saved ones over the config, which would pin them to training values.
         self.save_hyperparameters(ignore=["backbone", "refiner", "fusion", "uncertainty", *RUN_OPTIONS])
         self.metric_variant, self.use_lpips, self.predict_dir = metric_variant, bool(use_lpips), predict_dir
+        self.reid_r = reid_r
         self.predict_render_size = tuple(int(s) for s in predict_render_size)
         self.log_images_every_n_steps = int(log_images_every_n_steps)
         self.backbone, self.refiner, self.uncertainty = backbone, refiner, uncertainty
@@ -443,7 +448,9 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
 
     def on_test_start(self) -> None:
         self.load_reid()
-        metrics = build_image_metrics(self.metric_variant, reid=self.frozen("reid"), use_lpips=self.use_lpips)
+        reid_r = None if self.reid_r is None else freeze(load_pretrained(self.reid_r))
+        metrics = build_image_metrics(self.metric_variant, reid=self.frozen("reid"), use_lpips=self.use_lpips,
+                                      reid_r=reid_r)
         self.attach_frozen("test_metrics", metrics.to(self.device))
         self._novel_metrics("test", metrics).reset()
         self._test_values = {}
@@ -474,7 +481,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             return
         r, unavailable = self.test_results, self.frozen("test_metrics").unavailable
         image_table = {}
-        for metric in ("ssim", "psnr", "lpips", "cossim"):
+        for metric in ("ssim", "psnr", "lpips", "cossim", "cossim_r"):
             if metric in unavailable:
                 image_table[metric] = {"SV": unavailable[metric], "NV": "-"}
             elif f"sv/{metric}" in r:
