@@ -34,6 +34,7 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        "ai-edge-litert>=2.0",  # runs the packaged MediaPipe models of zoo.preprocess (python -m zoo.preprocess.fetch)
     ],
     extras_require={
         "dev": [
@@ -42,6 +43,7 @@ setup(
             "trimesh>=4.0",
             "embreex>=2.17",
             "scipy>=1.10",
+            "pygltflib>=1.16",  # tests read the exported GLB files back
         ],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},

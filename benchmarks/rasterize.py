@@ -1,17 +1,26 @@
 """Rasteriser benchmark: `zoo.render.rasterize` vs an Embree ray caster on the full Anny mesh.
 
-    python benchmarks/rasterize.py [--reps 5] [--threads 2]
+    python benchmarks/rasterize.py [--reps 7] [--sizes 128x64 256x256 512x512] [--batches 1 16]
 
-Both run in this process on the same posed mesh and cameras, so the ratios are side by side.
-The ray caster (trimesh + embreex, a benchmark-only dependency) shoots one ray per pixel centre;
-"embree faces" returns the first-hit face only, "embree hits" also the hit points (what a
-renderer needs for barycentrics and depth). Our rasteriser returns face ids, perspective-correct
-barycentrics and depth. The agreement column is the share of pixels with the same face id.
+Both run in this process, one thread, on the same posed meshes and cameras, interleaved, so the
+ratios are side by side. Times are process CPU time (robust on a shared machine where wall time
+mostly measures the other jobs), medians over `--reps`. The ray caster (trimesh + embreex, a
+benchmark-only dependency) shoots one ray per pixel centre: "embree faces" returns the first-hit
+face only, "embree hits" also the hit points (what a renderer needs for barycentrics and depth),
+both with the acceleration structure (BVH) already built; "hits + BVH" also builds it, which a
+ray caster has to do for every new pose. Our rasteriser returns face ids, perspective-correct
+barycentrics and depth, and needs no acceleration structure. "agree" is the share of pixels with
+the same face id as the ray caster.
+
+The second table splits the rasteriser's CPU time into its stages (see zoo/render/rasterize.py):
+set-up (projection, integer cull, survivor set-up), candidate enumeration and edge tests,
+z-buffer, barycentrics of the visible pixels; on CUDA the split is not meaningful (asynchronous).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -20,18 +29,21 @@ import torch
 from zoo.body import AnnyBody
 from zoo.render import look_at_body, rasterize, to_camera
 
-SIZES = [(128, 64), (256, 256), (512, 512)]
-BATCHES = [1, 16]
+STAGES = ("setup", "candidates", "zbuffer", "barycentrics")  # stage functions of zoo/render/rasterize.py
 
 
-def timed(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def interleaved(contenders: dict, reps: int) -> dict[str, float]:
+    """Median process CPU milliseconds of each callable: one warm-up call each, then `reps`
+    rounds that call every contender once, so that load from other processes hits all alike."""
+    times = {name: [] for name in contenders}
+    for fn in contenders.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            start = time.process_time()
+            fn()
+            times[name].append(time.process_time() - start)
+    return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
 def scene(body: AnnyBody, batch: int, size: tuple[int, int], device: str):
@@ -51,6 +63,7 @@ def scene(body: AnnyBody, batch: int, size: tuple[int, int], device: str):
 
 
 def embree_casters(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: tuple[int, int]):
+    """(faces only, with hits, with hits including the BVH build) callables for the batch."""
     import trimesh
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
@@ -58,55 +71,99 @@ def embree_casters(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size
     jj, ii = np.meshgrid(np.arange(W), np.arange(H))
     meshes, rays = [], []
     for b in range(cam.shape[0]):
-        mesh = trimesh.Trimesh(cam[b].cpu().numpy(), faces.cpu().numpy(), process=False)
-        meshes.append(RayMeshIntersector(mesh))
+        meshes.append(trimesh.Trimesh(cam[b].cpu().numpy(), faces.cpu().numpy(), process=False))
         k = K[b].cpu().numpy()
         d = np.stack([(jj - k[0, 2]) / k[0, 0], (ii - k[1, 2]) / k[1, 1], np.ones_like(jj, dtype=float)], -1).reshape(-1, 3)
         rays.append((np.zeros_like(d), d))
+    built = [RayMeshIntersector(m) for m in meshes]
 
     def faces_only():
-        return [m.intersects_first(o, d) for m, (o, d) in zip(meshes, rays)]
+        return [m.intersects_first(o, d) for m, (o, d) in zip(built, rays)]
 
     def with_hits():
-        return [m.intersects_location(o, d, multiple_hits=False) for m, (o, d) in zip(meshes, rays)]
+        return [m.intersects_location(o, d, multiple_hits=False) for m, (o, d) in zip(built, rays)]
 
-    return faces_only, with_hits
+    def with_build():
+        return [RayMeshIntersector(m).intersects_location(o, d, multiple_hits=False) for m, (o, d) in zip(meshes, rays)]
+
+    return faces_only, with_hits, with_build
+
+
+def stage_shares(fn, reps: int) -> dict[str, float]:
+    """Share of `fn`'s process CPU time spent in each stage function of the rasteriser (the
+    module's `_setup`, `_candidates`, `_zbuffer`, `_barycentrics`, wrapped with timers for the
+    duration of the measurement); "other" is the rest (input checks, buffers, chunking)."""
+    module = sys.modules[rasterize.__module__]
+    spent = dict.fromkeys(STAGES, 0.0)
+    originals = {stage: getattr(module, f"_{stage}") for stage in STAGES}
+
+    def timer(stage, original):
+        def wrapped(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[stage] += time.process_time() - start
+        return wrapped
+
+    fn()
+    for stage, original in originals.items():
+        setattr(module, f"_{stage}", timer(stage, original))
+    try:
+        start = time.process_time()
+        for _ in range(reps):
+            fn()
+        whole = time.process_time() - start
+    finally:
+        for stage, original in originals.items():
+            setattr(module, f"_{stage}", original)
+    shares = {stage: t / whole for stage, t in spent.items()}
+    shares["other"] = 1.0 - sum(shares.values())
+    return shares
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--sizes", nargs="+", default=["128x64", "256x256", "512x512"], help="HxW")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--device", default="cpu", help="where our rasteriser runs (cpu or cuda)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
     body = AnnyBody()
-    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; "
-          f"CPU threads: {args.threads}; median of {args.reps}")
+    sizes = [tuple(int(s) for s in size.split("x")) for size in args.sizes]
+    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; one CPU thread; "
+          f"process CPU time, median of {args.reps}; zoo on {args.device}")
     print()
-    header = "| size | batch | device | zoo rasterize ms | embree faces ms | embree hits ms | zoo / embree hits | face-id agreement |"
-    print(header)
-    print("|---|---|---|---|---|---|---|---|")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for size in SIZES:
-        for batch in BATCHES:
+    print("| size | batch | zoo ms | embree faces ms | embree hits ms | hits + BVH ms | zoo / hits | zoo / hits + BVH | agree |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    shares = []
+    for size in sizes:
+        for batch in args.batches:
             cam, faces, K = scene(body, batch, size, "cpu")
-            faces_only, with_hits = embree_casters(cam, faces, K, size)
-            t_faces = timed(faces_only, args.reps)
-            t_hits = timed(with_hits, args.reps)
+            faces_only, with_hits, with_build = embree_casters(cam, faces, K, size)
+            c, f, k = cam.to(args.device), faces.to(device=args.device), K.to(args.device)
+
+            def ours(c=c, f=f, k=k, size=size):
+                out = rasterize(c, f, k, size)
+                if args.device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return out
+
+            t = interleaved({"zoo": ours, "faces": faces_only, "hits": with_hits, "build": with_build}, args.reps)
             ray_ids = torch.from_numpy(np.stack(faces_only())).view(batch, *size)
-            for device in devices:
-                c, f, k = cam.to(device), faces.to(device), K.to(device)
-
-                def run():
-                    out = rasterize(c, f, k, size)
-                    if device == "cuda":
-                        torch.cuda.synchronize()
-                    return out
-
-                t_zoo = timed(run, args.reps)
-                agree = (run().face_index.cpu() == ray_ids).float().mean().item()
-                print(f"| {size[0]}x{size[1]} | {batch} | {device} | {t_zoo * 1e3:.1f} | {t_faces * 1e3:.1f} | "
-                      f"{t_hits * 1e3:.1f} | {t_zoo / t_hits:.2f} | {agree:.5f} |")
+            agree = (ours().face_index.cpu() == ray_ids).float().mean().item()
+            print(f"| {size[0]}x{size[1]} | {batch} | {t['zoo']:.2f} | {t['faces']:.2f} | {t['hits']:.2f} | "
+                  f"{t['build']:.2f} | {t['zoo'] / t['hits']:.2f} | {t['zoo'] / t['build']:.2f} | {agree:.5f} |")
+            shares.append((size, batch, stage_shares(ours, 3)))
+    print()
+    print("Where the rasteriser's time goes (share of its CPU time):")
+    print()
+    columns = (*STAGES, "other")
+    print("| size | batch | " + " | ".join(f"{s} %" for s in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for size, batch, share in shares:
+        print(f"| {size[0]}x{size[1]} | {batch} | " + " | ".join(f"{100 * share[s]:.0f}" for s in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from zoo.modules.refiners import ConvRefiner, refinetex_paper_config
+from zoo.modules.refiners import ConvRefiner
+from zoo.modules.refinetex import refinetex_paper_config
 from zoo.pretrained.config import import_class
 
 

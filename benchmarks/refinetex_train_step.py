@@ -23,6 +23,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from zoo.losses.refinetex import RefineTexLoss
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import DeformableRefiner
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
@@ -50,10 +52,10 @@ def make_batches(n: int) -> list[dict]:
 
 def make_system(reid: str) -> RefineTexSystem:
     torch.manual_seed(0)
-    system = RefineTexSystem(TexformerBackbone(feat_dim=FEAT, num_heads=4, uv_size=(UV, UV)),
-                             refiner=DeformableRefiner(hidden_channels=FEAT, feature_channels=FEAT),
-                             uncertainty=UncertaintyHead(width=FEAT), reid=reid, deep_supervision_steps=20,
-                             log_images_every_n_steps=0)
+    network = RefineTexNet(TexformerBackbone(feat_dim=FEAT, num_heads=4, uv_size=(UV, UV)),
+                           refiner=DeformableRefiner(hidden_channels=FEAT, feature_channels=FEAT))
+    system = RefineTexSystem(network, uncertainty=UncertaintyHead(width=FEAT), reid=reid,
+                             loss=RefineTexLoss(deep_supervision_steps=20), log_images_every_n_steps=0)
     system.configure_data({"face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
                            "texture_mask": torch.ones(1, T, T)})
     system.load_reid()

@@ -1,19 +1,23 @@
 """DINAR-style latent-diffusion texture inpainting against the zoo's baselines, at CPU size.
 
-    python scripts/inpainting_results.py --baseline_ckpt <quickstart last.ckpt>
+    ZOO_HOME=<cache> python scripts/inpainting_results.py
 
 1. the small VQGAN (configs/inpainting/vqgan_small.yaml, `python -m zoo fit` in-process), unless
-   $ZOO_HOME/vqgan-synthetic-rgb-small exists;
+   $ZOO_HOME/vqgan-synthetic-rgb-small exists: RGB + known + gap-fill mask channels, trained on
+   complete and gap-filled partial textures;
 2. the small diffusion inpainter (configs/inpainting/diffusion_small.yaml): the system, optimiser,
    EMA and step count come from the config; the frozen VQGAN encodes the (deterministic,
    "none"-paired) training set once and the optimiser steps run on those latents, which is the
    computation of `LatentInpaintingSystem.training_step` without re-encoding every batch. Cached
-   under --work_dir, keyed by the config and the VQGAN weights;
-3. the U-Net baseline (configs/quickstart.yaml, `python -m zoo fit`), unless --baseline_ckpt;
-4. on test-split identities of the "small" preset: error on the texels unseen in the input
-   ("invisible") and on all atlas texels, and seconds per texture, for mean-colour fill, the U-Net,
+   under --work_dir, keyed by the config and the VQGAN weights; an interrupted run resumes;
+3. the U-Net baseline (configs/quickstart.yaml, `python -m zoo fit`) on the same identities, unless
+   --baseline_ckpt;
+4. on test-split identities: error on the texels unseen in the input ("invisible") and on all atlas
+   texels, and seconds per texture, for mean-colour fill (with and without the gap fill), the U-Net,
    the VQGAN oracle (the ground truth's own latent, decoded: the diffusion's ceiling) and the
-   diffusion inpainter with several samplers; VQGAN reconstruction and codebook usage.
+   diffusion inpainter with several samplers and with another identity's / a zero condition; what
+   the condition carries (kept latent cells, decoded partial latents); held-out vs training
+   denoising loss; VQGAN reconstruction and codebook usage; the previous run's numbers beside.
 
 Writes --doc (markdown; a "<!-- discussion -->" section already in the file is kept) and --figure.
 """
@@ -28,6 +32,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,9 +42,9 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from zoo.cli import ZooCLI
-from zoo.datamodules import SyntheticPeopleDataModule
 from zoo.metrics import texture_metrics
-from zoo.pretrained import load_pretrained, resolve, zoo_home
+from zoo.pretrained import resolve, zoo_home
+from zoo.render import texture_with_masks
 from zoo.utils.images import grid, save_png, to_uint8
 
 log = logging.getLogger("inpainting_results")
@@ -48,6 +53,7 @@ CONFIGS = ROOT / "configs"
 VQGAN_NAME = "vqgan-synthetic-rgb-small"
 DISCUSSION_MARKER = "<!-- discussion -->"
 SAMPLERS = [("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 200), ("ddpm", 1000), ("dpm++", 10), ("dpm++", 20)]
+PREVIOUS_COMMIT = "a4f8333"  # docs/inpainting_results.md before issue 7's fixes
 
 
 class Timer:
@@ -103,61 +109,86 @@ def build_diffusion(work: Path):
 
 @torch.no_grad()
 def encode_views(system, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents of the complete textures and the conditions (partial latent | nearest-resized mask)."""
     z0, cond = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        z0.append(system.encode(batch["texture"]))
-        cond.append(system._condition(batch["partial"], batch["known_mask"])[1])
+        complete, partial, known = system.vqgan_inputs(batch)
+        z0.append(system.encode(complete))
+        cond.append(system._condition(partial, known)[1])
     return torch.cat(z0), torch.cat(cond)
 
 
-def diffusion_stage(work: Path, retrain: bool, seed: int) -> tuple[object, dict]:
+def diffusion_stage(work: Path, retrain: bool, seed: int, save_every: int = 250) -> tuple[object, object, dict]:
+    """Train (or load) the diffusion; an interrupted run resumes from the last `save_every` steps."""
     cli, key = build_diffusion(work)
     system, dm = cli.model, cli.datamodule
     system.vqgan  # load the frozen first stage
-    cache = work / f"diffusion_small_{key}.ckpt"
+    dm.setup("fit")
+    cache, resume = work / f"diffusion_small_{key}.ckpt", work / f"diffusion_small_{key}.resume.ckpt"
     if cache.is_file() and not retrain:
-        saved = torch.load(cache, map_location="cpu", weights_only=False)
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
         system.load_state_dict(saved["state_dict"])
         log.info("diffusion: using the cached %s", cache)
         earlier = saved["info"]["train_wall"] + saved["info"]["encode_wall"]
-        return system, {**saved["info"], "wall": math.nan,
-                        "status": f"cached ({cache.name}; trained by an earlier run in {earlier:.0f} s)"}
-    dm.setup("fit")
+        return system, dm, {**saved["info"], "wall": math.nan,
+                            "status": f"cached ({cache.name}; trained by an earlier run in {earlier:.0f} s)"}
+    if retrain:
+        resume.unlink(missing_ok=True)
     steps, batch_size = int(cli.trainer.max_steps), dm.batch_size
     with Timer() as t_enc:
-        z0, cond = encode_views(system, dm.datasets["train"], batch_size)
+        z0, cond = encode_views(system, dm.datasets["train"], 64)
     optimiser = system.configure_optimizers()
     generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
+    torch.manual_seed(seed)  # training_loss draws timesteps and noise from the global generator
+    losses, order, pos, elapsed = torch.zeros(0), torch.zeros(0, dtype=torch.long), 0, 0.0
+    if resume.is_file():
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        system.load_state_dict(state["state_dict"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        losses, order, pos, elapsed = state["losses"], state["order"], int(state["pos"]), float(state["elapsed"])
+        log.info("diffusion: resuming at step %d from %s", len(losses), resume)
+    history = losses.tolist()
     system.denoiser.train()
     with Timer() as t:
-        while len(losses) < steps:
-            order = torch.randperm(len(z0), generator=generator)
-            for i in range(0, len(order), batch_size):  # drop_last=False, as the datamodule
-                idx = order[i:i + batch_size]
-                loss = system.diffusion.training_loss(system.denoiser, z0[idx], cond=cond[idx],
-                                                      loss_type=system.hparams.loss_type).loss
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                system.ema.update(system.denoiser)
-                losses.append(loss.item())
-                if len(losses) % 100 == 0:
-                    log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(losses), steps,
-                             np.mean(losses[-100:]), time.perf_counter() - t.wall)
-                if len(losses) >= steps:
-                    break
+        while len(history) < steps:
+            if pos >= len(order):  # a new epoch, drop_last=False as the datamodule
+                order, pos = torch.randperm(len(z0), generator=generator), 0
+            idx = order[pos:pos + batch_size]
+            pos += batch_size
+            loss = system.diffusion.training_loss(system.denoiser, z0[idx], cond=cond[idx],
+                                                  loss_type=system.hparams.loss_type).loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            system.ema.update(system.denoiser)
+            history.append(loss.item())
+            if len(history) % 100 == 0:
+                log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(history), steps,
+                         np.mean(history[-100:]), time.perf_counter() - t.wall)
+            if len(history) % save_every == 0 and len(history) < steps:
+                torch.save({"state_dict": system.state_dict(), "optimiser": optimiser.state_dict(),
+                            "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                            "losses": torch.tensor(history), "order": order, "pos": pos,
+                            "elapsed": elapsed + time.perf_counter() - t.wall}, resume)
     system.eval()
+    train_wall = elapsed + t.wall
     info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "encode_wall": t_enc.wall,
-            "train_wall": t.wall, "loss_first_50": float(np.mean(losses[:50])),
-            "loss_last_100": float(np.mean(losses[-100:])), "latent_std": float(z0.std())}
+            "train_wall": train_wall, "loss_first_50": float(np.mean(history[:50])),
+            "loss_last_100": float(np.mean(history[-100:])), "latent_std": float(z0.std()),
+            "resumed": bool(elapsed)}
     torch.save({"state_dict": system.state_dict(), "info": info}, cache)
-    return system, {**info, "status": f"trained now ({steps} steps)", "wall": t.wall + t_enc.wall}
+    resume.unlink(missing_ok=True)
+    return system, dm, {**info, "status": f"trained now ({steps} steps{', resumed' if elapsed else ''})",
+                        "wall": train_wall + t_enc.wall}
 
 
 # --- stage 3: U-Net baseline -----------------------------------------------------------------
-def baseline_stage(work: Path, ckpt: str | None, retrain: bool):
+def baseline_stage(work: Path, ckpt: str | None, retrain: bool, identities: int, epochs: int):
+    """The quick-start U-Net, trained on the same identities as the diffusion for `epochs` epochs."""
     config = CONFIGS / "quickstart.yaml"
+    data = [f"--data.init_args.overrides={json.dumps({'num_identities': identities})}"]
     info = {"status": f"given --baseline_ckpt {ckpt}", "wall": math.nan}
     if ckpt is None:
         root = work / "baseline_quickstart"
@@ -167,11 +198,11 @@ def baseline_stage(work: Path, ckpt: str | None, retrain: bool):
         else:
             shutil.rmtree(root, ignore_errors=True)  # a fresh run, not versioned checkpoint names
             with Timer() as t:
-                ZooCLI(args=["fit", *cli_args(config, root)])
+                ZooCLI(args=["fit", *cli_args(config, root, *data, f"--trainer.max_epochs={epochs}")])
             record.write_text(json.dumps({"wall": t.wall}))
-            info = {"status": "trained now", "wall": t.wall}
+            info = {"status": f"trained now ({epochs} epochs, {identities} identities)", "wall": t.wall}
         ckpt = str(last)
-    cli = ZooCLI(args=cli_args(config, work / "baseline_eval"), run=False)
+    cli = ZooCLI(args=cli_args(config, work / "baseline_eval", *data), run=False)
     system = cli.model
     system.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
     if system.hparams.use_position_code:  # what TextureCompletionSystem.setup takes from a fitting trainer
@@ -196,50 +227,80 @@ def mean_fill(partial: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 
 def summarise(pred: torch.Tensor, batch: dict) -> dict[str, float]:
+    """Metrics on the atlas; "invisible" = texels no pixel landed on (the raw known mask, the same
+    split for every method: gap-filled texels count as unseen)."""
     m = texture_metrics(pred, batch["texture"], batch["texture_mask"], batch["known_mask"])
     return {k: float(v.nanmean()) for k, v in m.items()}
 
 
+def other_identity(n: int, views: int) -> torch.Tensor:
+    """Index of another identity's item for each of n items ordered by identity, `views` per identity."""
+    return (torch.arange(n) + views) % n
+
+
 @torch.no_grad()
-def run_methods(batch: dict, unet, diffusion, seed: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    partial, known = batch["partial"], batch["known_mask"]
+def run_methods(batch: dict, unet, diffusion, seed: int, views: int) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    raw_known, gap = batch["known_mask"], batch["gap_mask"]
+    partial = batch["partial"]  # gap-filled
+    raw = partial * raw_known
+    filled = torch.maximum(raw_known, gap)
     n = partial.shape[0]
     vq = diffusion.vqgan
-    methods = [("mean-colour fill", "-", lambda: mean_fill(partial, known)),
-               ("U-Net baseline (quickstart)", "1 pass", lambda: unet(partial, known)),
+    complete, vq_partial, _ = diffusion.vqgan_inputs(batch)
+    _, cond, _ = diffusion._condition(vq_partial, filled)
+    swap = other_identity(n, views)
+
+    def sample(s, k, **kw):
+        return diffusion.inpaint(partial, raw_known, gap, sampler=s, steps=k,
+                                 generator=torch.Generator().manual_seed(seed), **kw)
+
+    methods = [("mean-colour fill", "-", lambda: mean_fill(raw, raw_known)),
+               ("mean-colour fill after the gap fill", "-", lambda: mean_fill(partial, filled)),
+               ("U-Net baseline (quickstart)", "1 pass", lambda: unet(raw, raw_known)),
                ("VQGAN oracle: ground truth encoded + decoded (ceiling)", "-",
-                lambda: torch.where(known > 0.5, partial,
-                                    vq.decode(vq.encode(batch["texture"], quantize=False), quantize=True)))]
+                lambda: torch.where(filled > 0.5, partial,
+                                    vq.decode(vq.encode(complete, quantize=False), quantize=True)[:, :3]))]
+    name = {"ddim": "diffusion, DDIM (eta 1)", "ddpm": "diffusion, DDPM", "dpm++": "diffusion, DPM-Solver++ 2M"}
     for sampler, steps in SAMPLERS:
-        name = {"ddim": "diffusion, DDIM (eta 1)", "ddpm": "diffusion, DDPM", "dpm++": "diffusion, DPM-Solver++ 2M"}
-        methods.append((name[sampler], str(steps), lambda s=sampler, k=steps: diffusion.inpaint(
-            partial, known, sampler=s, steps=k, generator=torch.Generator().manual_seed(seed))))
-    unet(partial[:1], known[:1])  # warm-up (first-call allocations)
+        methods.append((name[sampler], str(steps), lambda s=sampler, k=steps: sample(s, k)))
+    methods += [("diffusion, DDIM (eta 1), another identity's condition", "50",
+                 lambda: sample("ddim", 50, cond_override=cond[swap])),
+                ("diffusion, DDIM (eta 1), zero condition", "50",
+                 lambda: sample("ddim", 50, cond_override=torch.zeros_like(cond)))]
+    unet(raw[:1], raw_known[:1])  # warm-up (first-call allocations)
     rows, outputs = [], {}
-    for name, steps, fn in methods:
+    for label_, steps, fn in methods:
         with Timer() as t:
             pred = fn()
-        outputs[f"{name}|{steps}"] = pred
-        rows.append({"method": name, "steps": steps, **summarise(pred, batch),
+        outputs[f"{label_}|{steps}"] = pred
+        rows.append({"method": label_, "steps": steps, **summarise(pred, batch),
                      "wall_per_texture": t.wall / n, "cpu_per_texture": t.cpu / n})
-        log.info("%s %s: L1 invisible %.4f, %.2f s/texture", name, steps, rows[-1]["l1/invisible"], t.wall / n)
+        log.info("%s %s: L1 invisible %.4f, %.2f s/texture", label_, steps, rows[-1]["l1/invisible"], t.wall / n)
     return rows, outputs
 
 
 @torch.no_grad()
 def denoising_gap(system, dm, timesteps=(10, 100, 300, 600, 999)) -> list[dict]:
-    """The training loss of the EMA denoiser at fixed timesteps on every training view and every
-    held-out view (one fixed noise draw): a large gap at low noise levels means memorised textures."""
-    data = {split: encode_views(system, dm.datasets[split], 32) for split in ("train", "test")}
+    """The training loss of the EMA denoiser on every training view and every held-out view (one fixed
+    noise draw) at fixed timesteps and over uniform timesteps ("all"); on held-out views also with
+    another identity's condition and with a zero condition: if those match the true condition's loss,
+    the denoiser ignores its condition."""
+    data = {split: encode_views(system, dm.datasets[split], 64) for split in ("train", "test")}
+    z_test, c_test = data["test"]
+    views = dm.settings.views_per_identity
+    variants = {"train": data["train"], "test": data["test"],
+                "test_other": (z_test, c_test[other_identity(len(z_test), views)]),
+                "test_zero": (z_test, torch.zeros_like(c_test))}
     rows = []
     with system.ema.swap_into(system.denoiser):
         system.denoiser.eval()
-        for t in timesteps:
+        for t in (*timesteps, "all"):
             row = {"t": t}
-            for split, (z, c) in data.items():
-                row[split] = float(system.diffusion.training_loss(
-                    system.denoiser, z, cond=c, t=torch.full((len(z),), t), loss_type=system.hparams.loss_type,
-                    generator=torch.Generator().manual_seed(0)).loss)
+            for name, (z, c) in variants.items():
+                g = torch.Generator().manual_seed(0)
+                steps = None if t == "all" else torch.full((len(z),), t)
+                row[name] = float(system.diffusion.training_loss(
+                    system.denoiser, z, cond=c, t=steps, loss_type=system.hparams.loss_type, generator=g).loss)
             rows.append(row)
     return rows
 
@@ -252,8 +313,8 @@ def seed_spread(batch: dict, diffusion, seeds: int) -> list[dict]:
     for sampler, steps in [("ddim", 50), ("dpm++", 20)]:
         values = []
         for seed in range(seeds):
-            pred = diffusion.inpaint(batch["partial"], batch["known_mask"], sampler=sampler, steps=steps,
-                                     generator=torch.Generator().manual_seed(seed))
+            pred = diffusion.inpaint(batch["partial"], batch["known_mask"], batch["gap_mask"], sampler=sampler,
+                                     steps=steps, generator=torch.Generator().manual_seed(seed))
             values.append(summarise(pred, batch))
         for metric in ("l1/invisible", "psnr/invisible"):
             v = torch.tensor([x[metric] for x in values], dtype=torch.float64)
@@ -262,20 +323,38 @@ def seed_spread(batch: dict, diffusion, seeds: int) -> list[dict]:
     return rows
 
 
-def replaced_cells(diffusion, known: torch.Tensor, atlas: torch.Tensor) -> tuple[float, float]:
-    """Fraction of atlas latent cells whose texels are all known, before / after the 3x3 erosion:
-    the part of the latent that known-region replacement actually pins during sampling."""
-    size = [side // diffusion.vqgan.downsampling for side in known.shape[-2:]]
-    full = torch.nn.functional.interpolate(known, size=size, mode="area") > 0.999
-    eroded = diffusion.diffusion.replacement_mask(full.float(), erode=True)
-    cells = (torch.nn.functional.interpolate(atlas, size=size, mode="area") > 0).float().sum()
-    return float(full.sum() / cells), float(eroded.sum() / cells)
+@torch.no_grad()
+def condition_probe(diffusion, batch: dict, views: int) -> dict[str, float]:
+    """What the condition carries (issue 7's measurements). Known-cell fractions: atlas latent cells
+    whose nearest-resized mask is 1, before and after the 3x3 erosion (the replaced region). Known-texel
+    L1 of decoding the partial texture's own latent vs the ground truth's. On the replaced cells, the
+    distance of E(partial) to E(ground truth) vs that of another identity's E(ground truth)."""
+    complete, vq_partial, filled = diffusion.vqgan_inputs(batch)
+    z_gt, z_partial = diffusion.encode(complete), diffusion.encode(vq_partial)
+    resized = torch.nn.functional.interpolate(filled, size=z_gt.shape[-2:], mode="nearest")
+    kept = diffusion.diffusion.replacement_mask(resized, erode=diffusion.hparams.erode_known_mask)
+    atlas = torch.nn.functional.interpolate(batch["texture_mask"], size=z_gt.shape[-2:], mode="area") > 0
+    raw = (batch["known_mask"] > 0.5).expand_as(batch["texture"])
+    l1 = {}
+    for name, z in (("partial", z_partial), ("ground truth", z_gt)):
+        rgb = diffusion.decode(z)[:, :3]
+        l1[name] = float((rgb - batch["texture"]).abs()[raw].mean() / 2)  # [0, 1] units as texture_metrics
+    cells = kept.expand_as(z_gt)
+    other = z_gt[other_identity(len(z_gt), views)]
+    return {"cells_known": float((resized.bool() & atlas).sum() / atlas.sum()),
+            "cells_kept": float((kept & atlas).sum() / atlas.sum()),
+            "l1_known_decoded_partial": l1["partial"], "l1_known_decoded_gt": l1["ground truth"],
+            "dist_partial_gt": float((z_partial - z_gt)[cells].pow(2).mean()) if cells.any() else math.nan,
+            "dist_other_gt": float((other - z_gt)[cells].pow(2).mean()) if cells.any() else math.nan,
+            "known_fraction": float((batch["known_mask"].sum((1, 2, 3)) / batch["texture_mask"].sum((1, 2, 3))).mean()),
+            "filled_fraction": float((filled.sum((1, 2, 3)) / batch["texture_mask"].sum((1, 2, 3))).mean())}
 
 
 @torch.no_grad()
 def vqgan_quality(vq, textures: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    out = vq(textures)
-    m = texture_metrics(out.reconstruction, textures, mask)
+    """Reconstruction of complete textures (with their mask channels: atlas, no gap) on the RGB channels."""
+    out = vq(texture_with_masks(textures, mask))
+    m = texture_metrics(out.reconstruction[:, :3], textures, mask)
     counts = torch.bincount(out.indices.flatten(), minlength=vq.quantizer.num_codes).double()
     probs = counts / counts.sum()
     nz = probs[probs > 0]
@@ -290,6 +369,25 @@ def unique_textures(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return textures, dataset.texture_mask[None].expand(len(textures), -1, -1, -1)
 
 
+def previous_rows(commit: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The inpainting table of docs/inpainting_results.md at `commit` (the run before issue 7's fixes):
+    {(method, steps): {column: value}}; {} for an empty commit."""
+    if not commit:
+        return {}
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:docs/inpainting_results.md"],
+                          check=True, capture_output=True, text=True).stdout
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    header = next(ln for ln in lines if ln.startswith("| method | steps |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = {}
+    for ln in lines[lines.index(header) + 1:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) != len(columns) or cells[0].startswith("---"):
+            break
+        rows[(cells[0], cells[1])] = dict(zip(columns, cells))
+    return rows
+
+
 # --- figure and document ---------------------------------------------------------------------
 def label(text: str, width: int, height: int = 14) -> torch.Tensor:
     from PIL import Image, ImageDraw
@@ -300,11 +398,11 @@ def label(text: str, width: int, height: int = 14) -> torch.Tensor:
 
 
 def figure(batch: dict, outputs: dict[str, torch.Tensor], rows: list[int], path: Path, scale: int = 2) -> None:
-    columns = [("partial input", batch["partial"]), ("mean fill", outputs["mean-colour fill|-"]),
+    columns = [("partial input", batch["partial"]), ("mean fill", outputs["mean-colour fill after the gap fill|-"]),
                ("U-Net", outputs["U-Net baseline (quickstart)|1 pass"]),
                ("DDIM 50", outputs["diffusion, DDIM (eta 1)|50"]),
-               ("DPM++ 20", outputs["diffusion, DPM-Solver++ 2M|20"]),
                ("DDIM 200", outputs["diffusion, DDIM (eta 1)|200"]),
+               ("DDIM 50 other cond", outputs["diffusion, DDIM (eta 1), another identity's condition|50"]),
                ("VQGAN oracle", outputs["VQGAN oracle: ground truth encoded + decoded (ceiling)|-"]),
                ("ground truth", batch["texture"])]
     size = batch["texture"].shape[-1] * scale
@@ -332,19 +430,23 @@ def fmt(v, digits: int = 4) -> str:
 def write_doc(path: Path, ctx: dict) -> None:
     old = path.read_text() if path.is_file() else ""
     discussion = old[old.index(DISCUSSION_MARKER):] if DISCUSSION_MARKER in old else DISCUSSION_MARKER + "\n"
-    d, v, b = ctx["diffusion"], ctx["vqgan"], ctx["baseline"]
+    d, v, b, p = ctx["diffusion"], ctx["vqgan"], ctx["baseline"], ctx["probe"]
+    prev = ctx["previous"]
     lines = [
         "# Texture inpainting: VQGAN + latent diffusion (DINAR section 3.3) at CPU size",
         "",
-        "Generated by `scripts/inpainting_results.py`; every number below comes from one run of it.",
+        "Generated by `scripts/inpainting_results.py`; every number below comes from one run of it, except the "
+        f"\"old\" columns, read from docs/inpainting_results.md at commit {ctx['previous_commit']} (the run "
+        "before issue 7's fixes: 38 training identities, no gap fill, RGB-only VQGAN, bilinear mask, trailing DDIM).",
         "",
         f"- Command: `{ctx['command']}`",
         f"- Machine: {ctx['machine']}; load average {ctx['load_start']} at the start, {ctx['load_end']} at the end.",
         f"- Date: {ctx['date']}; total run time {ctx['total_wall']:.0f} s.",
-        f"- Data: synthetic people, preset \"small\" (64x64 RGB UV textures; 38 train / 5 test identities, "
-        f"6 views each). Evaluated on {ctx['n_eval']} test items: {ctx['views']} views of each of the "
-        f"{ctx['n_ids']} test identities (never seen in training); the input is one view scattered into UV "
-        f"({100 * ctx['known_fraction']:.1f}% of the atlas texels known on average).",
+        f"- Data: synthetic people, preset \"small\" with {ctx['identities']} identities (64x64 RGB UV textures; "
+        f"{ctx['n_train_ids']} train / {ctx['n_ids']} test identities, {ctx['views_per_id']} views each). Evaluated on "
+        f"{ctx['n_eval']} test items: {ctx['views']} view(s) of each test identity (never seen in training); the "
+        f"input is one view scattered into UV ({100 * p['known_fraction']:.1f}% of the atlas texels hit by a pixel, "
+        f"{100 * p['filled_fraction']:.1f}% after DINAR's 3x3 gap fill).",
         "",
         "## Stages",
         "",
@@ -358,43 +460,60 @@ def write_doc(path: Path, ctx: dict) -> None:
         f"| evaluation | - | all methods below, one after the other | {ctx['eval_wall']:.0f} |",
         "",
         f"Diffusion latents: 6 x 16 x 16, pre-quantisation, std {d.get('latent_std', math.nan):.2f} over the "
-        "training set (`latent_scale` 1). Samples use the EMA weights, known-region replacement with the "
-        "3x3-eroded latent mask, VQ decoding and pasting of the known texels (DINAR eq. 6). On these inputs "
-        f"{100 * ctx['replaced_cells'][0]:.1f}% of the atlas latent cells have all their texels known and "
-        f"{100 * ctx['replaced_cells'][1]:.2f}% survive the erosion: one view scattered into a 64 px UV map "
-        "is too sparse for replacement to pin the latent, so the condition channels carry the input.",
+        "training set (`latent_scale` 1). The VQGAN input is DINAR's layout (RGB, known mask, gap-fill mask); the "
+        "condition is the partial texture's latent and its known mask resized with nearest sampling. Samples use "
+        "the EMA weights, replacement of the 3x3 erosion of that mask by the noised known latent before every "
+        "step (DDIM \"leading\" grid t = k c + 1, last update kept), VQ decoding and pasting of the known and "
+        "gap-filled texels (DINAR eq. 6).",
+        "",
+        "## What the condition carries",
+        "",
+        f"- Latent cells (of the atlas) whose nearest-resized known mask is 1: {100 * p['cells_known']:.1f}%; kept "
+        f"after the 3x3 erosion (the replaced region): {100 * p['cells_kept']:.1f}%.",
+        f"- Decoding the partial texture's own latent E(partial) gives L1 {p['l1_known_decoded_partial']:.4f} on the "
+        f"known texels; decoding the ground truth's latent gives {p['l1_known_decoded_gt']:.4f} ([0, 1] units).",
+        f"- On the replaced cells, mean squared distance to E(ground truth): E(partial) {p['dist_partial_gt']:.4f}, "
+        f"another identity's E(ground truth) {p['dist_other_gt']:.4f}.",
         "",
         "## Inpainting quality on held-out identities",
         "",
-        "Texels unseen in the input (\"invisible\": atlas and not known) and all atlas texels; textures in "
-        "[0, 1] for the metrics (`zoo.metrics.texture_metrics`; L1 lower is better, PSNR dB / SSIM higher). "
-        f"Time: the method on the whole batch of {ctx['n_eval']} textures (VQGAN encode + sampling + decode for "
-        "the diffusion), divided by the batch size; wall seconds on the shared machine and process CPU seconds "
-        "(one thread). Same sampler seed for every diffusion row.",
+        "Texels no pixel landed on (\"invisible\": atlas and not hit; gap-filled texels count as invisible for "
+        "every method) and all atlas texels; textures in [0, 1] for the metrics (`zoo.metrics.texture_metrics`; "
+        "L1 lower is better, PSNR dB / SSIM higher). Time: the method on the whole batch, divided by the batch "
+        "size; wall and process CPU seconds (one thread). Same sampler seed for every diffusion row. \"another "
+        "identity's condition\" swaps only the denoiser's condition channels for those of a different test "
+        "identity (known-region replacement and paste still use the true input): if the model follows its "
+        "condition, the unseen texels get worse.",
         "",
-        "| method | steps | L1 invisible | PSNR invisible | SSIM invisible | L1 all | PSNR all | SSIM all "
+        "| method | steps | L1 invisible | old | PSNR invisible | old | SSIM invisible | L1 all | PSNR all | SSIM all "
         "| wall s / texture | CPU s / texture |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ctx["rows"]:
-        lines.append(f"| {r['method']} | {r['steps']} | {r['l1/invisible']:.4f} | {r['psnr/invisible']:.2f} | "
-                     f"{r['ssim/invisible']:.4f} | {r['l1/all']:.4f} | {r['psnr/all']:.2f} | {r['ssim/all']:.4f} | "
+        o = prev.get((r["method"], r["steps"]), {})
+        lines.append(f"| {r['method']} | {r['steps']} | {r['l1/invisible']:.4f} | {o.get('L1 invisible', '-')} | "
+                     f"{r['psnr/invisible']:.2f} | {o.get('PSNR invisible', '-')} | {r['ssim/invisible']:.4f} | "
+                     f"{r['l1/all']:.4f} | {r['psnr/all']:.2f} | {r['ssim/all']:.4f} | "
                      f"{r['wall_per_texture']:.3f} | {r['cpu_per_texture']:.3f} |")
     lines += ["", f"Spread over sampler seeds 0..{ctx['spread_seeds'] - 1} (same inputs and models; the table above "
               "uses seed 0):", "", "| sampler | metric | mean | std | min | max |", "|---|---|---|---|---|---|"]
     for r in ctx["spread"]:
         lines.append(f"| {r['sampler']} | {r['metric']} | {r['mean']:.4f} | {r['std']:.4f} | {r['min']:.4f} | "
                      f"{r['max']:.4f} |")
-    lines += ["", "Denoising loss of the diffusion (its training objective, epsilon MSE, EMA weights) at fixed "
-              f"timesteps on all {ctx['n_train_views']} training views and all {ctx['n_test_views']} held-out "
-              "views, one fixed noise draw:", "", "| t | training views | held-out views | held-out / training |",
-              "|---|---|---|---|"]
+    lines += ["", "Denoising loss of the diffusion (its training objective, epsilon MSE, EMA weights) on all "
+              f"{ctx['n_train_views']} training views and all {ctx['n_test_views']} held-out views, one fixed noise "
+              "draw, at fixed timesteps and over uniform timesteps (\"all\"); held-out views also with another "
+              "identity's condition and with a zero condition. Old: the previous run's held-out / training ratio.",
+              "", "| t | training views | held-out views | held-out / training | old ratio | held-out, another "
+              "identity's condition | held-out, zero condition |", "|---|---|---|---|---|---|---|"]
     for r in ctx["gap"]:
-        lines.append(f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.1f} |")
+        old = ctx["previous_gap"].get(str(r["t"]), "-")
+        lines.append(f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} | {old} | "
+                     f"{r['test_other']:.4f} | {r['test_zero']:.4f} |")
     lines += ["", "## VQGAN reconstruction and codebook usage", "",
-              "All atlas texels of each distinct texture (one per identity); codebook statistics over all "
-              "latent positions of those textures (usage = fraction of the codes used at least once, "
-              "perplexity = exp of the code-frequency entropy).", "",
+              "All atlas texels of each distinct complete texture (one per identity, RGB channels); codebook "
+              "statistics over all latent positions of those textures (usage = fraction of the codes used at "
+              "least once, perplexity = exp of the code-frequency entropy).", "",
               "| textures | count | L1 | PSNR | SSIM | latent positions | codes used | usage | perplexity |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, q in ctx["vq_quality"].items():
@@ -402,20 +521,37 @@ def write_doc(path: Path, ctx: dict) -> None:
                      f"{q['positions']} | {q['codes_used']} / {ctx['num_codes']} | {q['usage']:.3f} | "
                      f"{q['perplexity']:.1f} |")
     lines += ["", f"![partial input, fills and samples, VQGAN oracle, ground truth]({ctx['figure_rel']})", "",
-              "Figure (`docs/inpainting_figure.png`): one test item per held-out identity; columns: partial "
-              "input, mean-colour fill, U-Net baseline, diffusion DDIM 50, DPM-Solver++ 20, DDIM 200, "
-              "VQGAN oracle, ground truth.", ""]
+              "Figure (`docs/inpainting_figure.png`): one test item for each of the first test identities; columns: "
+              "gap-filled partial input, mean-colour fill, U-Net baseline, diffusion DDIM 50, DDIM 200, DDIM 50 with "
+              "another identity's condition, VQGAN oracle, ground truth.", ""]
     path.write_text("\n".join(lines) + "\n" + discussion)
+
+
+def previous_gap(commit: str) -> dict[str, str]:
+    """Held-out / training ratios of the previous run's denoising-loss table, by t."""
+    if not commit:
+        return {}
+    text = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:docs/inpainting_results.md"],
+                          check=True, capture_output=True, text=True).stdout
+    out = {}
+    for ln in text.splitlines():
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit() and ln.startswith("| "):
+            out[cells[0]] = cells[3]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline_ckpt", default=None, help="checkpoint of a configs/quickstart.yaml run")
+    parser.add_argument("--baseline_epochs", type=int, default=3, help="U-Net baseline epochs over the training views")
     parser.add_argument("--work_dir", default=None, help="caches and runs (default $ZOO_HOME/inpainting_results)")
-    parser.add_argument("--views_per_identity", type=int, default=3, help="test views per test identity")
+    parser.add_argument("--views_per_identity", type=int, default=1, help="test views per test identity")
     parser.add_argument("--spread_seeds", type=int, default=5, help="seeds of the sample-spread table")
     parser.add_argument("--retrain", action="store_true", help="train every stage even if cached")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--previous_commit", default=PREVIOUS_COMMIT,
+                        help="commit whose docs/inpainting_results.md gives the 'old' columns ('' for none)")
     parser.add_argument("--doc", default=str(ROOT / "docs" / "inpainting_results.md"))
     parser.add_argument("--figure", default=str(ROOT / "docs" / "inpainting_figure.png"))
     args = parser.parse_args()
@@ -426,39 +562,39 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
     start = time.perf_counter()
+    previous, old_gap = previous_rows(args.previous_commit), previous_gap(args.previous_commit)
 
     vqgan_info = vqgan_stage(work, args.retrain)
-    diffusion, diffusion_info = diffusion_stage(work, args.retrain, args.seed)
-    unet, baseline_info = baseline_stage(work, args.baseline_ckpt, args.retrain)
+    diffusion, dm, diffusion_info = diffusion_stage(work, args.retrain, args.seed)
+    identities = dm.settings.num_identities
+    unet, baseline_info = baseline_stage(work, args.baseline_ckpt, args.retrain, identities, args.baseline_epochs)
 
-    dm = SyntheticPeopleDataModule(preset="small", pairs="none", progress=False)
-    dm.setup("test")
     test = dm.datasets["test"]
     picked = eval_items(test, args.views_per_identity)
     batch = default_collate([test[i] for i in picked])
     with Timer() as t_eval:
-        rows, outputs = run_methods(batch, unet, diffusion, args.seed)
+        rows, outputs = run_methods(batch, unet, diffusion, args.seed, args.views_per_identity)
         spread = seed_spread(batch, diffusion, args.spread_seeds)
         gap = denoising_gap(diffusion, dm)
-        vq = load_pretrained(diffusion.hparams.vqgan).eval()
+        probe = condition_probe(diffusion, batch, args.views_per_identity)
+        vq = diffusion.vqgan
         vq_quality = {"held-out (test identities)": vqgan_quality(vq, *unique_textures(test)),
                       "training identities": vqgan_quality(vq, *unique_textures(dm.datasets["train"]))}
-    first_view = [i for i, idx in enumerate(picked) if idx == test.views_of[int(test.view_person[idx])][0]]
+    first_view = list(range(0, min(len(picked), 8 * args.views_per_identity), args.views_per_identity))
     figure(batch, outputs, first_view, Path(args.figure))
-    atlas = batch["texture_mask"].sum((1, 2, 3))
-    known_fraction = float((batch["known_mask"].sum((1, 2, 3)) / atlas).mean())
-    cells = replaced_cells(diffusion, batch["known_mask"], batch["texture_mask"])
     doc = Path(args.doc)
     write_doc(doc, {
         "command": shlex.join(["python", *sys.argv]), "machine": machine(), "load_start": load_start,
         "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "total_wall": time.perf_counter() - start,
+        "identities": identities, "n_train_ids": dm.datasets["train"].num_identities,
+        "views_per_id": dm.settings.views_per_identity,
         "n_eval": len(picked), "views": args.views_per_identity, "n_ids": test.num_identities,
-        "known_fraction": known_fraction, "vqgan": vqgan_info, "diffusion": diffusion_info,
+        "vqgan": vqgan_info, "diffusion": diffusion_info, "probe": probe,
         "baseline": baseline_info, "eval_wall": t_eval.wall, "rows": rows, "vq_quality": vq_quality,
         "num_codes": vq.quantizer.num_codes, "spread": spread, "spread_seeds": args.spread_seeds,
-        "replaced_cells": cells, "gap": gap, "n_train_views": len(dm.datasets["train"]),
-        "n_test_views": len(test),
+        "gap": gap, "n_train_views": len(dm.datasets["train"]), "n_test_views": len(test),
+        "previous": previous, "previous_gap": old_gap, "previous_commit": args.previous_commit,
         "figure_rel": os.path.relpath(Path(args.figure).resolve(), doc.resolve().parent),
     })
     log.info("wrote %s and %s in %.0f s", doc, args.figure, time.perf_counter() - start)

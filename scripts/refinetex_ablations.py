@@ -125,7 +125,7 @@ def texture_curve_callback(folder: Path, datamodule, every: int):
             with torch.no_grad():
                 for start in range(0, len(data), 15):
                     b = default_collate([data[i] for i in range(start, min(start + 15, len(data)))])
-                    texture = module(b["image"].to(module.device), b["parts"].to(module.device))["texture"].cpu()
+                    texture = module(b["image"].to(module.device), b["parts"].to(module.device)).texture.cpu()
                     for k, v in texture_metrics(texture, b["texture"], b["texture_mask"], b["known_mask"]).items():
                         values.setdefault(k, []).append(v)
             module.train()
@@ -140,7 +140,7 @@ def run_refinetex(name: str, seed: int, out: Path, steps: int) -> tuple[dict, to
     cli = _cli(REPO / "configs/refinetex/cpu" / f"{name}.yaml", folder, seed,
                ["--trainer.limit_val_batches=0", "--model.init_args.use_lpips=true",
                 "--model.init_args.log_images_every_n_steps=0", f"--trainer.max_steps={steps}",
-                f"--model.init_args.deep_supervision_steps={steps // 2}"])
+                f"--model.init_args.loss.init_args.deep_supervision_steps={steps // 2}"])
     cli.datamodule.setup("fit")
     folder.mkdir(parents=True, exist_ok=True)
     cli.trainer.callbacks.append(texture_curve_callback(folder, cli.datamodule, every=max(steps // 4, 1)))
@@ -149,7 +149,7 @@ def run_refinetex(name: str, seed: int, out: Path, steps: int) -> tuple[dict, to
     model = cli.model.eval()
     batch = figure_batch(cli.datamodule)
     with torch.no_grad():
-        textures = model(batch["image"], batch["parts"])["texture"]
+        textures = model(batch["image"], batch["parts"]).texture
     curve = json.loads((folder / "curve.json").read_text()) if (folder / "curve.json").is_file() else []
     return {"results": dict(model.test_results), "unavailable": dict(model.frozen("test_metrics").unavailable),
             "fit_s": fit_s, "steps": int(cli.trainer.global_step), "curve": curve}, textures

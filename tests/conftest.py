@@ -6,6 +6,9 @@ import os
 import pytest
 import torch
 
+# The user's cache before the private test $ZOO_HOME replaces it: fetched preprocessing models live there.
+USER_ZOO_HOME = os.environ.get("ZOO_HOME", os.path.join(os.path.expanduser("~"), ".cache", "zoo"))
+
 # Before anything imports wandb: never touch the network, keep its files in a temp dir.
 os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
@@ -38,3 +41,23 @@ def tiny_data_dir(zoo_home):
     root = zoo_home / "data"
     SyntheticPeopleDataModule("tiny", data_dir=str(root), progress=False).prepare_data()
     return root
+
+
+@pytest.fixture(scope="session")
+def mediapipe_models(zoo_home):
+    """The real MediaPipe .tflite files (`python -m zoo.preprocess.fetch`, run by .ci/run), linked
+    into the private $ZOO_HOME; the test is skipped, naming the command, when they are not fetched."""
+    from pathlib import Path
+
+    from zoo.preprocess.fetch import FETCH_COMMAND, MEDIAPIPE_VERSION, MODEL_FILES
+
+    pytest.importorskip("ai_edge_litert", reason="pip install ai-edge-litert")
+    source = Path(USER_ZOO_HOME) / "preprocess" / f"mediapipe-{MEDIAPIPE_VERSION}"
+    if not all((source / name).is_file() for name in MODEL_FILES):
+        pytest.skip(f"MediaPipe models not fetched into {source}: run `{FETCH_COMMAND}`")
+    target = Path(zoo_home) / "preprocess" / f"mediapipe-{MEDIAPIPE_VERSION}"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        if not (target / name).exists():
+            (target / name).symlink_to(source / name)
+    return target

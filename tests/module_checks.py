@@ -1,6 +1,7 @@
 """Shared checks every public module passes (in the spirit of diffusers' tester mixins).
 
-Use from a module's test file:
+`tests/modules/test_all_modules.py` runs them over every public module class of `zoo.modules`
+(tiny configs in `tests/modules/specs.py`); a module's own test file may use them for more cases:
 
     from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
 """
@@ -22,6 +23,23 @@ def _first_tensor(output) -> list[torch.Tensor]:
     if hasattr(output, "__dict__"):
         return [t for v in vars(output).values() for t in _first_tensor(v)]
     return []
+
+
+def output_tensors(output) -> list[torch.Tensor]:
+    """Every tensor of a module's output (tensors, dicts, sequences and dataclasses, in order)."""
+    return _first_tensor(output)
+
+
+def assert_batch_shapes(outputs: dict[int, object]) -> None:
+    """outputs {batch size: a module's output}: the same tensors for each batch size, each either a
+    scalar or (batch, ...) with the same trailing shape."""
+    shapes = {b: [tuple(t.shape) for t in _first_tensor(out)] for b, out in outputs.items()}
+    counts = {b: len(s) for b, s in shapes.items()}
+    assert len(set(counts.values())) == 1 and next(iter(counts.values())) > 0, f"output tensors per batch: {counts}"
+    for per_tensor in zip(*shapes.values()):
+        for b, shape in zip(shapes, per_tensor):
+            assert shape == () or shape[0] == b, f"an output of shape {shape} at batch {b}: {per_tensor}"
+        assert len({s[1:] for s in per_tensor}) == 1, f"trailing shapes differ between batch sizes: {per_tensor}"
 
 
 def scalar_of(output) -> torch.Tensor:

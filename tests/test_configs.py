@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import zoo.datamodules.datasets.procedural  # noqa: F401 - its module-level tensors must not be made on the meta device
 from zoo.cli import ZooCLI
 
 ROOT = Path(__file__).resolve().parents[1]

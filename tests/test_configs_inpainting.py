@@ -30,8 +30,8 @@ def test_dinar_vqgan_has_the_paper_sizes_except_rgb_channels(tmp_path, monkeypat
     for key, value in DINAR_VQGAN_INIT_ARGS.items():
         if key not in ("in_channels", "out_channels"):
             assert args[key] == value, key
-    assert (args["in_channels"], args["out_channels"]) == (3, 3)  # RGB synthetic textures for now
-    assert vqgan.encode(torch.empty(1, 3, 256, 256, device="meta"), quantize=False).shape == (1, 6, 64, 64)
+    assert (args["in_channels"], args["out_channels"]) == (5, 5)  # RGB + known + gap masks (DINAR: 21)
+    assert vqgan.encode(torch.empty(1, 5, 256, 256, device="meta"), quantize=False).shape == (1, 6, 64, 64)
 
 
 def test_dinar_diffusion_has_the_paper_sizes(tmp_path, monkeypatch):
@@ -44,6 +44,9 @@ def test_dinar_diffusion_has_the_paper_sizes(tmp_path, monkeypatch):
         1e-6, 1000, "scaled_linear", 3e-4, 2e-2, "epsilon")
     assert data.batch_size == 128 and data.settings.texture_size == 256
     assert cli.trainer.max_steps == 50000
+    assert (hp.mask_channels, hp.ddim_timesteps, hp.final_latent_paste, hp.erode_known_mask) == (
+        True, "leading", False, True)
+    assert data.fill_gaps
 
 
 @pytest.mark.parametrize("vqgan_config, diffusion_config, name", PAIRS)
@@ -66,4 +69,4 @@ def test_small_vqgan_is_the_registry_entry(tmp_path, monkeypatch):
     assert "configs/inpainting/vqgan_small.yaml" in entry.how_to_get
     vqgan = build("vqgan_small.yaml", tmp_path, monkeypatch).model.vqgan
     assert f"{type(vqgan).__module__}.{type(vqgan).__name__}" == entry.class_path
-    assert vqgan.encode(torch.empty(2, 3, 64, 64, device="meta"), quantize=False).shape == (2, 6, 16, 16)
+    assert vqgan.encode(torch.empty(2, 5, 64, 64, device="meta"), quantize=False).shape == (2, 6, 16, 16)

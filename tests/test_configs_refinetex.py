@@ -23,13 +23,14 @@ ABLATIONS = {"baseline": (None, False, False), "conv_refine": (ConvRefiner, Fals
 
 def tiny_overrides(config: dict, tmp_path: Path) -> list[str]:
     model = config["model"]["init_args"]
-    args = ["--model.init_args.backbone.init_args.feat_dim=8", "--model.init_args.backbone.init_args.num_heads=2",
-            "--model.init_args.backbone.init_args.uv_size=[16, 16]", "--trainer.logger=false",
+    net, parts = "--model.init_args.network.init_args", model["network"]["init_args"]
+    args = [f"{net}.backbone.init_args.feat_dim=8", f"{net}.backbone.init_args.num_heads=2",
+            f"{net}.backbone.init_args.uv_size=[16, 16]", "--trainer.logger=false",
             f"--trainer.default_root_dir={tmp_path}"]
-    if model.get("refiner"):
-        args.append("--model.init_args.refiner.init_args.hidden_channels=8")
-        if "feature_channels" in model["refiner"].get("init_args", {}):
-            args.append("--model.init_args.refiner.init_args.feature_channels=8")
+    if parts.get("refiner"):
+        args.append(f"{net}.refiner.init_args.hidden_channels=8")
+        if "feature_channels" in parts["refiner"].get("init_args", {}):
+            args.append(f"{net}.refiner.init_args.feature_channels=8")
     if model.get("uncertainty"):
         args.append("--model.init_args.uncertainty.init_args.width=8")
     data = config["data"]["init_args"]
@@ -56,15 +57,15 @@ def test_refinetex_config_instantiates(path, tmp_path, monkeypatch):
     cli = ZooCLI(args=["--config", str(path), *tiny_overrides(config, tmp_path)], run=False)
     model = cli.model
     assert isinstance(model, RefineTexSystem)
-    assert model.backbone.uv_size == (16, 16)
+    assert model.network.uv_size == (16, 16)
     refiner, uncertainty, cycle = ABLATIONS[path.stem.removeprefix("ablation_")]
-    assert (type(model.refiner) if model.refiner is not None else None) is refiner
+    assert (type(model.network.refiner) if model.network.refiner is not None else None) is refiner
     assert isinstance(model.uncertainty, UncertaintyHead) is uncertainty
-    assert (model.weights["cycle"] == 0.1) is cycle and (model.weights["url"] == 1e-3) is uncertainty
+    weights = model.loss.weights
+    assert (weights["cycle"] == 0.1) is cycle and (weights["url"] == 1e-3) is uncertainty
     # the paper's base-loss weights everywhere; the ground-truth texture loss only as an opt-in
-    assert (model.weights["reid"], model.weights["style"], model.weights["face"], model.weights["novel_view"]) == (
-        5000.0, 0.4, 0.01, 1.0)
-    assert model.weights["texture_l1"] == 0.0 and model.hparams.lr == 1e-3
+    assert (weights["reid"], weights["style"], weights["face"], weights["novel_view"]) == (5000.0, 0.4, 0.01, 1.0)
+    assert weights["texture_l1"] == 0.0 and model.hparams.lr == 1e-3
     assert type(cli.datamodule).__name__ in ("SyntheticPeopleDataModule", "Market1501DataModule", "DeepFashionDataModule",
                                              "ImageFolderDataModule")
 

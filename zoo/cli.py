@@ -19,6 +19,7 @@ import os
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
+from zoo import __version__
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class SaveResolvedConfig(SaveConfigCallback):
     def on_fit_start(self, trainer, pl_module) -> None:
         if self.already_saved or not trainer.is_global_zero:
             return
-        text = self.parser.dump(self.config, skip_none=False)
+        text = f"# zoo {__version__} (python -m zoo)\n" + self.parser.dump(self.config, skip_none=False)
         folder = run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / self.config_filename).write_text(text, encoding="utf-8")

@@ -167,11 +167,15 @@ def test_refinetex_predicts_textures_for_the_folder(folder, tmp_path):
     from tests.systems.test_refinetex_system import UV, tiny_system
 
     torch.set_num_threads(1)
-    system = tiny_system(None, predict_dir=str(tmp_path / "pred"))
+    from zoo.callbacks import TextureWriter
+
+    system = tiny_system(None, reid_weight=0.0, style_weight=0.0)
     dm = _module(folder, image_size=(32, 16), batch_size=2)
+    writer = TextureWriter(output_dir=str(tmp_path / "pred"))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=str(tmp_path))
-    written = [path for batch in trainer.predict(system, datamodule=dm) for path in batch]
+                         enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[writer])
+    trainer.predict(system, datamodule=dm)
+    written = writer.written
     expected = [tmp_path / "pred" / "textures" / f"view_{i:05d}.png" for i in range(3)]
     assert sorted(written) == [str(p) for p in expected]  # textures only: no Anny meshes for this data
     for path in expected:

@@ -99,3 +99,20 @@ def test_items_carry_a_protocol_background_that_is_not_the_image(dm):
     item = test[0]
     outside = (item["mask"] == 0).expand(3, -1, -1)
     assert (item["background"][outside] - item["image"][outside]).abs().mean() > 0.05
+def test_gap_filled_partial_texture(tiny_data_dir):
+    """fill_gaps (DINAR's B_fill): gap texels lie on the atlas next to known ones, outside the known
+    mask; known texels keep the raw scatter; without it gap_mask is empty."""
+    raw = SyntheticPeopleDataModule("tiny", data_dir=str(tiny_data_dir), progress=False, pairs="none")
+    filled = SyntheticPeopleDataModule("tiny", data_dir=str(tiny_data_dir), progress=False, pairs="none",
+                                       fill_gaps=True)
+    raw.setup()
+    filled.setup()
+    a, b = raw.datasets["train"][0], filled.datasets["train"][0]
+    assert not a["gap_mask"].any()
+    torch.testing.assert_close(b["known_mask"], a["known_mask"])
+    gap, known = b["gap_mask"] > 0.5, b["known_mask"] > 0.5
+    assert gap.any() and not (gap & known).any() and (b["texture_mask"][gap] > 0.5).all()
+    near_known = torch.nn.functional.max_pool2d(known[None].float(), 3, 1, 1)[0] > 0.5
+    assert near_known[gap].all()
+    torch.testing.assert_close(b["partial"] * known, a["partial"] * known)
+    assert not (a["partial"] * gap).any() and (b["partial"] * gap).abs().sum() > 0

@@ -1,6 +1,8 @@
 """Sampling through diffusers' schedulers and the inpainting loop."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -27,11 +29,48 @@ def random_mask(seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
 def test_ddim_eta0_with_oracle_recovers_x0(prediction_type):
-    diffusion = GaussianDiffusion(prediction_type=prediction_type)
+    # "trailing" ends on alpha-bar 1: the last step lands on the clean sample
+    diffusion = GaussianDiffusion(prediction_type=prediction_type, ddim_timesteps="trailing")
     x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
     out = diffusion.sample(oracle(diffusion, x0), SHAPE, sampler="ddim", num_steps=20, eta=0.0,
                            generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, x0, rtol=0, atol=1e-4)
+
+
+def _dinar_alphas_cumprod(T: int = 1000) -> list[float]:
+    """DINAR's schedule written out by hand: beta_i = (sqrt(3e-4) + i / (T - 1) (sqrt(2e-2) - sqrt(3e-4)))^2."""
+    a, b, out, prod = math.sqrt(3e-4), math.sqrt(2e-2), [], 1.0
+    for i in range(T):
+        prod *= 1.0 - (a + i / (T - 1) * (b - a)) ** 2
+        out.append(prod)
+    return out
+
+
+@pytest.mark.parametrize("steps", [200, 50, 7])
+def test_ddim_leading_grid_is_dinars(steps):
+    """DINAR (latent diffusion's DDIM sampler): c = T // S, t = k c + 1 for k = S-1 .. 0, and the last
+    update goes to alphas_cumprod[0] (eta 0: x = sqrt(abar_0) x0_hat + sqrt(1 - abar_0) eps)."""
+    diffusion = GaussianDiffusion()
+    seen = []
+
+    def denoiser(x, t):
+        seen.append(int(t[0]))
+        return torch.full_like(x, 0.5)
+
+    scheduler = diffusion.make_scheduler("ddim")
+    scheduler.set_timesteps(steps)
+    c = 1000 // steps
+    assert scheduler.timesteps.tolist() == [k * c + 1 for k in reversed(range(steps))]
+    diffusion.sample(denoiser, SHAPE, sampler="ddim", num_steps=steps, generator=torch.Generator().manual_seed(0))
+    assert seen == [k * c + 1 for k in reversed(range(steps))]
+    # the last step, in float64 by hand
+    abar = _dinar_alphas_cumprod()
+    x = torch.randn(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    eps = torch.full_like(x, 0.5)
+    x0_hat = (x - math.sqrt(1 - abar[1]) * eps) / math.sqrt(abar[1])
+    expected = math.sqrt(abar[0]) * x0_hat + math.sqrt(1 - abar[0]) * eps
+    out = scheduler.step(eps.float(), scheduler.timesteps[-1], x.float(), eta=0.0).prev_sample
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "dpm++"])
@@ -45,7 +84,7 @@ def test_other_samplers_with_oracle_recover_x0(sampler):
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("erode", [False, True])
-def test_known_region_holds_exactly(sampler, erode):
+def test_known_region_holds_exactly_with_final_paste(sampler, erode):
     diffusion = GaussianDiffusion()
     known = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
     mask = random_mask()
@@ -57,13 +96,29 @@ def test_known_region_holds_exactly(sampler, erode):
 
     out = diffusion.sample(denoiser, SHAPE, cond=cond, sampler=sampler, num_steps=8,
                            eta=1.0 if sampler == "ddim" else 0.0, known=known, known_mask=mask, erode=erode,
-                           generator=torch.Generator().manual_seed(2))
+                           generator=torch.Generator().manual_seed(2), final_paste=True)
     region = diffusion.replacement_mask(mask, erode).expand(SHAPE)
     assert region.any() and not region.all()
     assert torch.equal(out[region], known[region])
     assert not torch.equal(out[~region], known[~region])
     if erode:
         assert region.sum() < (mask > 0.5).expand(SHAPE).sum()
+
+
+def test_without_final_paste_the_last_update_is_kept():
+    """DINAR keeps the last DDIM update in the known region (no latent paste after the last step); from
+    t = 1 that update stays close to the known latent, but is not it."""
+    diffusion = GaussianDiffusion()
+    known, mask = torch.randn(SHAPE), random_mask()
+
+    def denoiser(x, t):
+        return torch.tanh(x) * 0.3
+
+    out = diffusion.sample(denoiser, SHAPE, sampler="ddim", num_steps=8, eta=1.0, known=known, known_mask=mask,
+                           generator=torch.Generator().manual_seed(2))
+    region = diffusion.replacement_mask(mask).expand(SHAPE)
+    assert not torch.equal(out[region], known[region])
+    assert (out[region] - known[region]).abs().max() < 0.15
 
 
 def test_known_region_is_noised_to_the_current_timestep():

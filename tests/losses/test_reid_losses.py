@@ -14,7 +14,8 @@ from zoo.losses import (
     part_style_loss_from_features,
     reid_perceptual_loss,
 )
-from zoo.modules.reid import SmallReID, freeze
+from zoo.modules.reid import SmallReID
+from zoo.utils.frozen import freeze
 
 torch.set_num_threads(1)
 

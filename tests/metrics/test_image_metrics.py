@@ -20,7 +20,8 @@ from zoo.metrics import (
     texformer_ssim,
     uint8_round_trip,
 )
-from zoo.modules.reid import SmallReID, freeze
+from zoo.modules.reid import SmallReID
+from zoo.utils.frozen import freeze
 
 torch.set_num_threads(1)
 

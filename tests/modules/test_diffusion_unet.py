@@ -110,6 +110,43 @@ def test_invalid_arguments_and_inputs():
         tiny_unet()(torch.randn(2, 5, 8, 8), torch.tensor([1, 2, 3]))
 
 
+def test_dinar_preset_matches_dinars_code():
+    """DINAR's inpainting/openaimodel.py and util.py (read from its code): GroupNorm with 8 groups, and
+    preproc_input = 3x3 convs 3 -> 3 and 2 -> 2 on input channels -5:-2 and -2:."""
+    with torch.device("meta"):
+        model = DiffusionUNet.dinar()
+    assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
+    for conv, channels in ((model.preproc_rgb, 3), (model.preproc_mask, 2)):
+        assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (channels, channels, (3, 3), (1, 1))
+        assert conv.bias is not None
+    # DINAR's attention_resolutions (8, 4, 2) are downsampling rates of its 64 px latent: 8, 16, 32 px
+    assert sorted(set(model.attention_sides)) == [64 // 8, 64 // 4, 64 // 2]
+
+
+def test_preproc_input_replaces_the_last_five_input_channels():
+    torch.manual_seed(0)
+    model = tiny_unet(in_channels=7, preproc_input=True)
+    with torch.no_grad():
+        for p in model.parameters():  # a non-trivial output despite the zero-initialised layers
+            if not p.any():
+                p.normal_(0, 0.1)
+        for conv in (model.preproc_rgb, model.preproc_mask):
+            conv.weight.zero_()
+            conv.bias.zero_()
+    x = torch.randn(2, 7, 8, 8)
+    changed_tail, changed_head = x.clone(), x.clone()
+    changed_tail[:, 2:] += 1.0
+    changed_head[:, :2] += 1.0
+    with torch.no_grad():
+        out = model(x, 3)
+        torch.testing.assert_close(model(changed_tail, 3), out)  # channels -5: only reach the net via preproc
+        assert not torch.allclose(model(changed_head, 3), out)
+    plain = tiny_unet(in_channels=7, preproc_input=False)
+    assert plain.preproc_rgb is None
+    with pytest.raises(ValueError, match="preproc_input"):
+        tiny_unet(in_channels=4, preproc_input=True)
+
+
 def test_dinar_preset_on_meta_device():
     with torch.device("meta"):
         model = DiffusionUNet.dinar()

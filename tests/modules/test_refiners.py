@@ -10,8 +10,8 @@ from zoo.modules.refiners import (
     ConvRefiner,
     DeformableRefiner,
     DeformableSampleConv2d,
-    refinetex_paper_config,
 )
+from zoo.modules.refinetex import refinetex_paper_config
 from zoo.modules.texformer import TexformerBackbone, TexturePrediction
 from zoo.pretrained.config import import_class
 

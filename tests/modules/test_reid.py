@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
-from zoo.modules.reid import PCBReID, SmallReID, check_frozen, freeze
+from zoo.modules.reid import PCBReID, SmallReID
+from zoo.pretrained.convert import pcb_from_original_checkpoint
+from zoo.utils.frozen import check_frozen, freeze
 
 torch.set_num_threads(1)
 TINY_PCB = (96, 32)  # layer4 is 6x2: one row per stripe
@@ -125,7 +127,7 @@ def original_checkpoint(tmp_path_factory):
 
 def test_pcb_from_original_checkpoint_matches_original(original_checkpoint, tmp_path):
     original, path = original_checkpoint
-    net = PCBReID.from_original_checkpoint(path, input_size=TINY_PCB).eval()
+    net = pcb_from_original_checkpoint(path, input_size=TINY_PCB).eval()
     assert net.num_classes == 7  # read from the checkpoint
     image = torch.rand(2, 3, 64, 32) * 2 - 1
     with torch.no_grad():
@@ -147,21 +149,21 @@ def test_pcb_checkpoint_strict_keys(original_checkpoint, tmp_path):
     broken.pop("classifier3.add_block.1.running_var")
     torch.save(broken, tmp_path / "missing.pth")
     with pytest.raises(KeyError, match="missing .*heads.3.bottleneck.1.running_var"):
-        PCBReID.from_original_checkpoint(tmp_path / "missing.pth")
+        pcb_from_original_checkpoint(tmp_path / "missing.pth")
     extra = dict(state)
     extra["model.extra_head.weight"] = torch.zeros(1)
     torch.save(extra, tmp_path / "extra.pth")
     with pytest.raises(KeyError, match="unexpected .*backbone.extra_head.weight"):
-        PCBReID.from_original_checkpoint(tmp_path / "extra.pth")
+        pcb_from_original_checkpoint(tmp_path / "extra.pth")
     alien = {"foo.weight": torch.zeros(1), **state}
     torch.save(alien, tmp_path / "alien.pth")
     with pytest.raises(KeyError, match="foo.weight"):
-        PCBReID.from_original_checkpoint(tmp_path / "alien.pth")
+        pcb_from_original_checkpoint(tmp_path / "alien.pth")
 
 
 def test_pcb_missing_checkpoint_says_what_to_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="layumi/Person_reID_baseline_pytorch.*reid-pcb-market1501"):
-        PCBReID.from_original_checkpoint(tmp_path / "nope.pth")
+        pcb_from_original_checkpoint(tmp_path / "nope.pth")
 
 
 def test_pcb_gradients_and_batch_sizes():

@@ -26,6 +26,14 @@ class Other(PretrainedMixin, nn.Module):
         super().__init__()
 
 
+class Holder(PretrainedMixin, nn.Module):
+    """A composite: a nested zoo module, and a plain-data mapping that merely looks like a config."""
+
+    def __init__(self, inner: nn.Module | None = None, spec: dict | None = None) -> None:
+        super().__init__()
+        self.inner, self.spec = inner, spec
+
+
 def test_round_trip_records_the_outermost_arguments(tmp_path):
     net = TinyChild(5)
     assert net.config == {"class_path": f"{__name__}.TinyChild", "init_args": {"width": 5, "extra": 0.5}}
@@ -67,3 +75,116 @@ def test_names_resolve_under_zoo_home(tmp_path, monkeypatch):
         load_pretrained("no-such-model")
     with pytest.raises(FileNotFoundError, match="not a saved zoo module"):
         load_pretrained(str(tmp_path / "missing-folder"))
+
+
+# ------------------------------------------------------------------ loading never runs foreign code
+@pytest.mark.parametrize("class_path", ["os.makedirs", "zoo.cli.main", "zoo.pretrained.mixin.load_pretrained",
+                                        "torch.nn.Linear", "zoo.__main__.main", "zoo.modules.no_such.Thing"])
+def test_a_config_may_only_name_zoo_module_classes(tmp_path, class_path):
+    folder = Tiny().save_pretrained(tmp_path / "m")
+    marker = tmp_path / "made-by-the-config"
+    config = {"class_path": class_path, "init_args": {"name": str(marker)}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="not a zoo module class|dotted path"):
+        load_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_a_nested_config_is_checked_too(tmp_path):
+    folder = Holder().save_pretrained(tmp_path / "m")
+    marker = tmp_path / "made-by-the-config"
+    config = {"class_path": f"{__name__}.Holder",
+              "init_args": {"inner": {"class_path": "os.makedirs", "init_args": {"name": str(marker)}}}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="init_args.inner.*not a zoo module class"):
+        load_pretrained(folder)
+    assert not marker.exists()
+
+
+def test_nested_modules_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    spec = {"class_path": "os.makedirs", "init_args": {"name": str(tmp_path / "x")}}
+    outer = Holder(inner=Tiny(width=2), spec=spec)  # the module is recorded as a nested class_path / init_args
+    config = outer.config
+    assert config["init_args"]["inner"] == {"class_path": f"{__name__}.Tiny",
+                                            "init_args": {"width": 2, "sizes": [1, 2], "name": "t"}}
+    loaded = Holder.from_pretrained(outer.save_pretrained(tmp_path / "m"))
+    assert loaded.config == config and isinstance(loaded.inner, Tiny)
+    torch.testing.assert_close(loaded.inner.lin.weight, outer.inner.lin.weight)
+    assert loaded.spec == spec and not (tmp_path / "x").exists()  # typed as data: passed on, never called
+
+
+def test_the_registry_entry_checks_the_class_and_the_checksum(tmp_path, monkeypatch):
+    from zoo.pretrained import REGISTRY, PretrainedEntry
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    Tiny().save_pretrained(tmp_path / "reid-synthetic")
+    with pytest.raises(TypeError, match="registry entry 'reid-synthetic' is a zoo.modules.reid.SmallReID"):
+        load_pretrained("reid-synthetic")
+    entry = PretrainedEntry(name="tiny-pinned", class_path=f"{__name__}.Tiny", description="test", how_to_get="test",
+                            source="test", licence="test", sha256="0" * 64)
+    monkeypatch.setitem(REGISTRY, "tiny-pinned", entry)
+    Tiny().save_pretrained(tmp_path / "tiny-pinned")
+    with pytest.raises(ValueError, match="sha256"):
+        load_pretrained("tiny-pinned")
+    from zoo.pretrained.mixin import sha256_of
+
+    monkeypatch.setitem(REGISTRY, "tiny-pinned", PretrainedEntry(**{**entry.__dict__, "sha256": sha256_of(
+        tmp_path / "tiny-pinned" / "model.safetensors")}))
+    assert isinstance(load_pretrained("tiny-pinned"), Tiny)
+    for entry in REGISTRY.values():  # every real entry says where its weights come from and under what licence
+        assert entry.source and entry.licence
+
+
+def test_a_working_directory_folder_never_shadows_a_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    Tiny(6).save_pretrained(tmp_path / "reid-synthetic")
+    with pytest.raises(FileNotFoundError, match="'./reid-synthetic'"):
+        load_pretrained("reid-synthetic")
+    assert load_pretrained("./reid-synthetic").lin.in_features == 6
+
+
+# ------------------------------------------------------------------ saving never loses a user's files
+def test_save_refuses_a_folder_of_someone_elses_files(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("my: own settings\n")
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty.*overwrite=True"):
+        Tiny().save_pretrained(folder)
+    assert (folder / "config.yaml").read_text() == "my: own settings\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "notes.txt"]
+    Tiny().save_pretrained(folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "keep me" and isinstance(load_pretrained(folder), Tiny)
+    with pytest.raises(FileExistsError, match="a file"):
+        Tiny().save_pretrained(folder / "notes.txt")
+
+
+def test_resaving_a_module_folder_replaces_only_its_files(tmp_path):
+    folder = Tiny(3).save_pretrained(tmp_path / "m")
+    (folder / "README.md").write_text("about this model")
+    Tiny(5).save_pretrained(folder)
+    assert load_pretrained(folder).lin.in_features == 5
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.yaml", "model.safetensors"]
+    import zoo
+    from zoo.pretrained.mixin import saved_zoo_version
+
+    assert saved_zoo_version(folder) == zoo.__version__
+    assert set(yaml.safe_load((folder / "config.yaml").read_text())) == {"class_path", "init_args"}  # pastes into YAML
+
+
+def test_an_interrupted_save_keeps_the_old_files(tmp_path, monkeypatch):
+    folder = Tiny(3).save_pretrained(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("zoo.pretrained.mixin.save_model", fail)
+    with pytest.raises(KeyboardInterrupt):
+        Tiny(5).save_pretrained(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temporary file left either
+    with pytest.raises(KeyboardInterrupt):
+        Tiny(5).save_pretrained(tmp_path / "new")
+    assert not (tmp_path / "new").exists()

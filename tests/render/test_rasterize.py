@@ -71,6 +71,51 @@ def test_matches_brute_force(H, W):
     assert torch.isinf(frags.depth[frags.face_index < 0]).all()
 
 
+def test_small_and_off_screen_faces_match_brute_force():
+    # Many sub-pixel faces (most cover no pixel centre and are culled before the float set-up)
+    # and faces that straddle or miss the image borders.
+    g = torch.Generator().manual_seed(11)
+    n = 400
+    centres = torch.rand(n, 1, 3, generator=g) * torch.tensor([3.0, 3.0, 1.0]) + torch.tensor([-1.5, -1.5, 2.0])
+    size = torch.where(torch.rand(n, 1, 1, generator=g) < 0.8, 0.02, 0.3)
+    verts = (centres + size * torch.randn(n, 3, 3, generator=g)).reshape(1, -1, 3)
+    faces = torch.arange(3 * n).reshape(n, 3)
+    K = torch.tensor([[[12.0, 0.0, 9.5], [0.0, 12.0, 7.5], [0.0, 0.0, 1.0]]])
+    frags = rasterize(verts, faces, K, (16, 20))
+    ref_face, ref_bary, _ = brute_force(verts, faces, K, 16, 20)
+    same = frags.face_index == ref_face
+    assert same.float().mean() > 0.995 and (ref_face >= 0).sum() > 50
+    torch.testing.assert_close(frags.bary[same].double(), ref_bary[same], atol=1e-5, rtol=0)
+
+
+def test_coplanar_faces_at_one_depth_tie_to_the_smaller_index():
+    # Two overlapping triangles at the same constant depth (not a power of two): the overlap
+    # is an exact tie and goes to face 0 wherever both cover the pixel centre.
+    tri = torch.tensor([[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [0.0, 1.0, 3.0]])
+    verts = torch.cat([tri, tri * torch.tensor([0.9, 0.9, 1.0]) + torch.tensor([0.1, 0.05, 0.0])])[None]
+    faces = torch.tensor([[3, 4, 5], [0, 1, 2]])  # listed second, so face 1 is the big one
+    K = torch.tensor([[[20.0, 0.0, 7.5], [0.0, 20.0, 7.5], [0.0, 0.0, 1.0]]])
+    frags = rasterize(verts, faces, K, (16, 16))
+    ref_face, _, _ = brute_force(verts[:, [3, 4, 5]], torch.tensor([[0, 1, 2]]), K, 16, 16)
+    assert (ref_face >= 0).sum() > 20
+    assert (frags.face_index[ref_face >= 0] == 0).all()
+    assert torch.equal(frags.depth[frags.mask], torch.full_like(frags.depth[frags.mask], 3.0))
+
+
+def test_undrawable_vertices_drop_only_their_faces():
+    verts, faces, K = random_scene(1, 12, 20, 20, seed=5)
+    clean = rasterize(verts, faces, K, (20, 20))
+    broken = verts.clone()
+    broken[0, 0] = float("nan")  # face 0
+    broken[0, 3, 2] = -1.0  # face 1: behind the camera
+    broken[0, 6, 0] = float("inf")  # face 2
+    frags = rasterize(broken, faces, K, (20, 20))
+    assert not torch.isin(frags.face_index, torch.tensor([0, 1, 2])).any()
+    others = ~torch.isin(clean.face_index, torch.tensor([0, 1, 2])) & (clean.face_index >= 0)
+    # Pixels that a dropped face did not win keep their face.
+    assert torch.equal(frags.face_index[others], clean.face_index[others])
+
+
 def test_chunking_gives_identical_result():
     verts, faces, K = random_scene(3, 40, 32, 32, seed=3)
     whole = rasterize(verts, faces, K, (32, 32))
@@ -120,6 +165,7 @@ def test_behind_camera_faces_are_skipped():
         (dict(faces=torch.tensor([[0, 1, 9]])), "there are 4 vertices"),
         (dict(K=torch.eye(3)), "K must be a \\(1, 3, 3\\)"),
         (dict(image_size=(0, 4)), "image_size"),
+        (dict(image_size=(4, 40000)), "image_size"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, match):

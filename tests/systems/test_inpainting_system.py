@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from tests.systems.test_vqgan_system import RandomTextures, quiet_trainer
-from zoo.callbacks.ema import EMACallback, ExponentialMovingAverage
+from zoo.utils.ema import ExponentialMovingAverage
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.latent_inpainting import LatentInpaintingSystem
@@ -14,8 +13,8 @@ from zoo.systems.latent_inpainting import LatentInpaintingSystem
 
 def tiny_vqgan() -> VQGAN:
     torch.manual_seed(0)
-    return VQGAN(in_channels=3, base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16,
-                 latent_channels=4, num_codes=16, code_dim=3, norm_groups=4)
+    return VQGAN(in_channels=5, base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16,
+                 latent_channels=4, num_codes=16, code_dim=3, norm_groups=4)  # RGB + known + gap masks
 
 
 def tiny_unet(in_channels: int = 7) -> DiffusionUNet:
@@ -59,36 +58,77 @@ def test_fit_with_vqgan_loaded_by_name_and_checkpoint_without_it(tmp_path, monke
     assert torch.equal(restored.ema.num_updates, system.ema.num_updates)
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
-def test_inpaint_keeps_known_texels_and_is_deterministic(sampler):
+def randomised_system() -> LatentInpaintingSystem:
     system = tiny_system(tiny_vqgan()).eval()
     with torch.no_grad():  # give the zero-initialised denoiser a non-trivial output
         for p in system.denoiser.parameters():
             if not p.any():
                 p.normal_(0, 0.05)
-    batch = RandomTextures(count=2).items
-    partial = torch.stack([b["partial"] for b in batch])
-    known = torch.stack([b["known_mask"] for b in batch])
-    out = system.inpaint(partial, known, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
-    again = system.inpaint(partial, known, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
+        system.vqgan.quantizer.embedding.weight.normal_()  # spread codes: decoding tells latents apart
+    return system
+
+
+def stacked(items: list[dict]) -> dict:
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
+def test_inpaint_keeps_known_texels_and_is_deterministic(sampler):
+    system = randomised_system()
+    batch = stacked(RandomTextures(count=2).items)
+    partial, known = batch["partial"], batch["known_mask"]
+    gap = torch.zeros_like(known)
+    gap[..., 8] = 1  # gap-filled texels next to the known half are pasted as well
+    partial = partial + gap * 0.25
+    out = system.inpaint(partial, known, gap, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
+    again = system.inpaint(partial, known, gap, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
     assert out.shape == partial.shape and torch.isfinite(out).all()
-    region = (known > 0.5).expand_as(out)
-    assert torch.equal(out[region], partial[region]), "DINAR eq. 6: known texels are pasted back exactly"
+    region = ((known + gap) > 0.5).expand_as(out)
+    assert torch.equal(out[region], partial[region]), "DINAR eq. 6: known and gap-filled texels pasted back exactly"
     assert not torch.equal(out[~region], partial[~region])
     assert torch.equal(out, again)
 
 
+def test_inpainting_follows_its_condition():
+    """The defect of issue 7: samples that ignore the condition. Another identity's condition (the batch
+    rolled by one) must change the unseen texels, and leave the pasted known texels alone."""
+    system = randomised_system()
+    batch = stacked(RandomTextures(count=3).items)
+    partial, known = batch["partial"], batch["known_mask"]
+    _, vqgan_input, filled = system.vqgan_inputs(batch)
+    _, cond, _ = system._condition(vqgan_input, filled)
+    kw = dict(sampler="ddim", steps=4, generator=None, use_ema=False)  # the EMA holds the zero init
+    true = system.inpaint(partial, known, **{**kw, "generator": torch.Generator().manual_seed(0)})
+    same = system.inpaint(partial, known, cond_override=cond, **{**kw, "generator": torch.Generator().manual_seed(0)})
+    other = system.inpaint(partial, known, cond_override=cond.roll(1, 0),
+                           **{**kw, "generator": torch.Generator().manual_seed(0)})
+    unseen = (known < 0.5).expand_as(true)
+    assert torch.equal(true, same)
+    assert (true[unseen] - other[unseen]).abs().mean() > 1e-3
+    assert torch.equal(true[~unseen], other[~unseen])
+
+
 def test_condition_layout_and_denoiser_check():
     system = tiny_system(tiny_vqgan())
-    partial, known = torch.rand(2, 3, 16, 16), torch.zeros(2, 1, 16, 16)
-    known[..., :8] = 1
-    z, cond, fully_known = system._condition(partial, known)
-    assert z.shape == (2, 3, 8, 8) and cond.shape == (2, 4, 8, 8) and fully_known.shape == (2, 1, 8, 8)
+    texture, partial, known = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16), torch.zeros(2, 1, 16, 16)
+    known[..., :7] = 1
+    gap = torch.zeros_like(known)
+    gap[..., 7] = 1
+    atlas = torch.ones_like(known)
+    complete, vqgan_input, filled = system.vqgan_inputs(
+        {"texture": texture, "partial": partial, "known_mask": known, "gap_mask": gap, "texture_mask": atlas})
+    torch.testing.assert_close(filled, known + gap)
+    torch.testing.assert_close(vqgan_input, torch.cat([partial * filled, filled, gap], 1))
+    torch.testing.assert_close(complete, torch.cat([texture, atlas, torch.zeros_like(atlas)], 1))
+    z, cond, resized = system._condition(vqgan_input, filled)
+    assert z.shape == (2, 3, 8, 8) and cond.shape == (2, 4, 8, 8) and resized.shape == (2, 1, 8, 8)
     torch.testing.assert_close(cond[:, :3], z)
-    assert fully_known[..., :4].all() and not fully_known[..., 4:].any()
+    # nearest resize (DINAR): latent cell j takes texel 2j, so cells 0..3 are known (texels 0, 2, 4, 6)
+    assert resized[..., :4].eq(1).all() and resized[..., 4:].eq(0).all()
+    torch.testing.assert_close(z, system.vqgan.encode(vqgan_input, quantize=False))  # pre-quantisation
     with pytest.raises(ValueError, match="7 -> 3"):
         LatentInpaintingSystem(tiny_unet(in_channels=6), tiny_vqgan())
-    with pytest.raises(ValueError, match="partial"):
+    with pytest.raises(ValueError, match="VQGAN input"):
         system._condition(torch.rand(2, 4, 16, 16), known)
 
 
@@ -109,33 +149,3 @@ def test_ema_update_warmup_swap_and_state():
     copy.load_state_dict(ema.state_dict())
     torch.testing.assert_close(copy.weight, ema.weight)
     assert int(copy.num_updates) == 1
-
-
-class _Tiny(pl.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.net = torch.nn.Linear(3, 1)
-
-    def training_step(self, batch, batch_idx):
-        return self.net(batch["texture"].mean((2, 3))).pow(2).mean()
-
-    def validation_step(self, batch, batch_idx):
-        self.seen_in_validation = self.net.weight.detach().clone()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
-def test_ema_callback_swaps_for_validation_and_is_checkpointed(tmp_path):
-    module, callback = _Tiny(), EMACallback(decay=0.5, warmup=False, attribute="net")
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, max_steps=2, limit_train_batches=2, limit_val_batches=1,
-                         num_sanity_val_steps=0, callbacks=[callback])
-    trainer.fit(module, datamodule=RandomTextures(count=4))
-    assert int(callback.ema.num_updates) == 2
-    torch.testing.assert_close(module.seen_in_validation, callback.ema.weight)
-    assert not torch.equal(module.net.weight, callback.ema.weight), "training weights are back after validation"
-    trainer.save_checkpoint(tmp_path / "c.ckpt")
-    states = torch.load(tmp_path / "c.ckpt", weights_only=False)["callbacks"]
-    (state,) = [v for k, v in states.items() if "EMACallback" in k]
-    torch.testing.assert_close(state["weight"], callback.ema.weight)

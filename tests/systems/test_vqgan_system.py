@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.common import log_image_grid
-from zoo.systems.vqgan import VQGANSystem, preview
+from zoo.systems.vqgan import VQGANSystem
+from zoo.utils.images import preview
 
 
 class RandomTextures(pl.LightningDataModule):
@@ -39,9 +40,9 @@ class RandomTextures(pl.LightningDataModule):
 
 def tiny_system(**kwargs) -> VQGANSystem:
     torch.manual_seed(0)
-    vqgan = VQGAN(in_channels=3, base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16,
-                  latent_channels=4, num_codes=16, code_dim=3, norm_groups=4)
-    disc = PatchDiscriminator(in_channels=3, base_channels=8, n_layers=2, norm="group", norm_groups=4)
+    vqgan = VQGAN(in_channels=5, base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16,
+                  latent_channels=4, num_codes=16, code_dim=3, norm_groups=4)  # RGB + known + gap masks
+    disc = PatchDiscriminator(in_channels=5, base_channels=8, n_layers=2, norm="group", norm_groups=4)
     return VQGANSystem(vqgan, disc, **{"lr": 1e-3, "disc_start": 0, **kwargs})
 
 
@@ -125,6 +126,32 @@ def test_preview_channels_and_image_logging():
 
 def test_channel_mismatch_is_an_error():
     vqgan = VQGAN(in_channels=3, base_channels=8, channel_multipliers=[1], num_res_blocks=1, num_codes=4,
-                  code_dim=2, latent_channels=2, norm_groups=4)
+                  code_dim=2, latent_channels=2, norm_groups=4, output_heads=False)
     with pytest.raises(ValueError, match="in_channels"):
         VQGANSystem(vqgan, PatchDiscriminator(in_channels=21, base_channels=8, n_layers=1))
+    with pytest.raises(ValueError, match="mask_channels"):
+        VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1), mask_channels=False)
+    system = VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1))
+    with pytest.raises(ValueError, match="mask_channels"):  # 3-channel textures + 2 masks != 3 inputs
+        system._texture(RandomTextures().items[0] | {"texture": torch.zeros(1, 3, 16, 16)})
+
+
+def test_trains_on_complete_and_partial_textures_with_their_masks():
+    """DINAR's VQGAN encodes the pipeline's partial textures with their known / gap masks as channels:
+    every batch holds the complete textures (known mask = atlas) and the partial ones."""
+    system = tiny_system()
+    items = RandomTextures(count=2).items
+    batch = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+    batch["gap_mask"] = torch.zeros_like(batch["known_mask"])
+    batch["gap_mask"][..., 8] = batch["texture_mask"][..., 8]  # the column next to the known half
+    x, mask = system._texture(batch)
+    assert x.shape == (4, 5, 16, 16) and mask.shape == (4, 1, 16, 16)
+    torch.testing.assert_close(x[:2, :3], batch["texture"])
+    torch.testing.assert_close(x[:2, 3:4], batch["texture_mask"])
+    assert not x[:2, 4].any()
+    known = torch.maximum(batch["known_mask"], batch["gap_mask"])
+    torch.testing.assert_close(x[2:, 3:4], known)
+    torch.testing.assert_close(x[2:, 4:5], batch["gap_mask"])
+    torch.testing.assert_close(x[2:, :3], batch["partial"] * known)
+    complete_only = tiny_system(train_on="complete")._texture(batch)[0]
+    torch.testing.assert_close(complete_only, x[:2])

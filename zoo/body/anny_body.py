@@ -24,7 +24,7 @@ import torch
 
 from zoo.body.base import BodyModel, BodyOutput
 from zoo.body.controls import ControlRig, axis_angle_to_matrix
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 logger = logging.getLogger(__name__)
 

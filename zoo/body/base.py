@@ -208,7 +208,7 @@ class BodyModel(PretrainedMixin, nn.Module, abc.ABC):
     @property
     def _param_dtype(self) -> torch.dtype:
         """Inputs are cast to the model's float dtype (float32 unless the module was converted)."""
-        template = self.__dict__.get("_buffers", {}).get("template_vertices")
+        template = dict(self.named_buffers(recurse=False)).get("template_vertices")
         return template.dtype if template is not None else torch.float32
 
     def extra_repr(self) -> str:

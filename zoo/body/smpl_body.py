@@ -34,7 +34,7 @@ import torch
 from zoo.body.base import BodyModel, BodyOutput
 from zoo.body.controls import ControlRig
 from zoo.body.uv import corner_uvs_from_layout, read_obj
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +354,20 @@ class SMPLXBody(_SMPLFamily):
         full_pose = full_pose + self._pose_mean
         shape = torch.cat([betas, full["expression"]], dim=1)
         return self._skin(shape, full_pose, torch.cat([self._shapedirs, self._expr_dirs], dim=-1))
+
+    def root_joint(self, betas: torch.Tensor | None = None, expression: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3) the pelvis of the shaped rest mesh in SMPL-X's own frame: what `forward`
+        subtracts. smplx's vertices (its `transl` = 0) are ours + this (posing turns about it)."""
+        betas = self._check_params("betas", betas, self.num_betas)
+        expression = self._check_params("expression", expression, self.num_expression_coeffs)
+        batch = self._batch_size(betas=betas, expression=expression)
+        ref = self._v_template
+        betas = ref.new_zeros(batch, self.num_betas) if betas is None else betas.expand(batch, -1)
+        expression = ref.new_zeros(batch, self.num_expression_coeffs) if expression is None else expression.expand(batch, -1)
+        shape = torch.cat([betas, expression], dim=1)
+        dirs = torch.cat([self._shapedirs, self._expr_dirs], dim=-1)
+        shaped = ref[None] + torch.einsum("bl,vcl->bvc", shape, dirs)
+        return torch.einsum("v,bvc->bc", self._J_regressor[0], shaped)
 
 
 def default_paths() -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""Lightning callbacks (EMA of weights)."""
-from zoo.callbacks.ema import EMACallback, ExponentialMovingAverage
+"""Lightning callbacks: prediction export."""
+from zoo.callbacks.texture_writer import TextureWriter
 
-__all__ = ["EMACallback", "ExponentialMovingAverage"]
+__all__ = ["TextureWriter"]

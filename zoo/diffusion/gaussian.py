@@ -4,7 +4,8 @@ Forward process x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho et al. 2020). T
 any callable `denoiser(x, t) -> prediction` where `x` is the noisy sample with the condition
 concatenated along channels (DINAR: noisy latent | partial-texture latent | known mask) and `t`
 a (B,) long tensor of training timesteps. Sampling steps are diffusers' schedulers; this class
-adds the conditioning and the inpainting loop (known region replaced at every step, then pasted).
+adds the conditioning and the inpainting loop (known region replaced before every step, as DINAR's
+DDIM sampler; DINAR keeps the last update there and pastes known texels only after decoding).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
-from zoo.diffusion.sampling import canonical_sampler, erode_mask, make_scheduler
+from zoo.diffusion.sampling import DDIM_TIMESTEPS, canonical_sampler, erode_mask, make_scheduler
 from zoo.diffusion.schedules import make_beta_schedule
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -43,19 +44,20 @@ class GaussianDiffusion:
         beta_start, beta_end: (scaled) linear endpoints (DINAR: 3e-4, 2e-2).
         prediction_type: what the denoiser predicts: "epsilon" (DINAR), "sample" (x0) or
             "v_prediction" (v = sqrt(abar) eps - sqrt(1 - abar) x0, Salimans & Ho 2022).
-        timestep_spacing: sampling timesteps of diffusers' schedulers ("trailing" default).
+        ddim_timesteps: DDIM grid, "leading" (DINAR: t = k c + 1, last step to alphas_cumprod[0])
+            or "trailing" (t = T - 1 first, last step to 1); see `make_scheduler`.
     """
 
     def __init__(self, num_train_timesteps: int = 1000, beta_schedule: str = "scaled_linear",
                  beta_start: float = 3e-4, beta_end: float = 2e-2, prediction_type: str = "epsilon",
-                 timestep_spacing: str = "trailing"):
+                 ddim_timesteps: str = "leading"):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-        if timestep_spacing not in ("trailing", "leading", "linspace"):
-            raise ValueError(f"timestep_spacing must be trailing, leading or linspace, got {timestep_spacing!r}")
+        if ddim_timesteps not in DDIM_TIMESTEPS:
+            raise ValueError(f"ddim_timesteps must be one of {DDIM_TIMESTEPS}, got {ddim_timesteps!r}")
         self.num_train_timesteps = num_train_timesteps
         self.prediction_type = prediction_type
-        self.timestep_spacing = timestep_spacing
+        self.ddim_timesteps = ddim_timesteps
         self.betas = make_beta_schedule(beta_schedule, num_train_timesteps, beta_start, beta_end)  # float64
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)
 
@@ -128,7 +130,7 @@ class GaussianDiffusion:
 
     def make_scheduler(self, sampler: str):
         """A fresh diffusers scheduler on this schedule ("ddpm", "ddim" or "dpm++")."""
-        return make_scheduler(sampler, self.betas, self.prediction_type, self.timestep_spacing)
+        return make_scheduler(sampler, self.betas, self.prediction_type, self.ddim_timesteps)
 
     @staticmethod
     def replacement_mask(known_mask: torch.Tensor, erode: bool = False) -> torch.Tensor:
@@ -145,7 +147,7 @@ class GaussianDiffusion:
                sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
                known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None, erode: bool = False,
                generator: torch.Generator | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+               dtype: torch.dtype = torch.float32, final_paste: bool = False) -> torch.Tensor:
         """Draw samples of `shape` (B, C, h, w), optionally inpainting a known region.
 
         Args:
@@ -156,8 +158,11 @@ class GaussianDiffusion:
             eta: DDIM noise scale (0 deterministic DDIM; DINAR samples with eta 1); DDIM only.
             known, known_mask: inpainting. Before every denoiser call the region
                 `replacement_mask(known_mask, erode)` of the current sample is replaced by `known`
-                noised to the current timestep; at the end that region is set to `known` exactly.
+                noised to the current timestep (DINAR / latent diffusion's DDIM sampler).
             erode: erode the known mask 3x3 first (DINAR).
+            final_paste: also set that region to `known` after the last step. False (DINAR): the
+                last update is kept there, and known content is pasted back only in texture space
+                after decoding, so the decoder sees a latent the denoiser made consistent.
             generator: makes the run deterministic (initial noise, known-region noise, DDPM/DDIM noise).
         """
         sampler = canonical_sampler(sampler)
@@ -188,6 +193,6 @@ class GaussianDiffusion:
             model_in = self._model_input(scheduler.scale_model_input(x, t), cond)
             prediction = denoiser(model_in, t_batch)
             x = scheduler.step(prediction, t, x, generator=generator, **step_kwargs).prev_sample
-        if region is not None:
+        if region is not None and final_paste:
             x = torch.where(region, known, x)
         return x

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
+DDIM_TIMESTEPS = ("leading", "trailing")
 _ALIASES = {"dpmsolver++": "dpm++", "dpm_solver++": "dpm++", "dpmsolver": "dpm++"}
 
 
@@ -21,7 +22,7 @@ def canonical_sampler(name: str) -> str:
 
 
 def make_scheduler(name: str, betas: torch.Tensor, prediction_type: str = "epsilon",
-                   timestep_spacing: str = "trailing"):
+                   ddim_timesteps: str = "leading"):
     """A fresh diffusers scheduler (they are stateful: one per sampling run).
 
     Args:
@@ -29,20 +30,29 @@ def make_scheduler(name: str, betas: torch.Tensor, prediction_type: str = "epsil
             (DPMSolverMultistepScheduler, algorithm "dpmsolver++", 2nd order).
         betas: (T,) training betas.
         prediction_type: "epsilon", "sample" or "v_prediction" (what the denoiser outputs).
-        timestep_spacing: diffusers' "trailing" (default: the first step is t = T - 1, where
-            sampling starts from pure noise), "leading" or "linspace".
-    No sample clipping (latents are unbounded); the last DDIM / DPM-Solver++ step lands on the
-    predicted clean sample (`set_alpha_to_one`, `final_sigmas_type="zero"`).
+        ddim_timesteps: the DDIM grid. "leading" (DINAR's, from latent diffusion's sampler): with
+            c = T // steps the timesteps are t = k c + 1, k = steps-1 .. 0, and the last step goes
+            to alphas_cumprod[0], not to 1 (diffusers: leading spacing, steps_offset 1,
+            set_alpha_to_one False). "trailing": t = T - 1 first and the last step to alpha-bar 1
+            (the cleaner grid of Lin et al. 2024; not what DINAR samples with).
+    DDPM and DPM-Solver++ use diffusers' "trailing" spacing (DDPM with all T steps is then
+    T-1 .. 0, as DINAR's ancestral loop; DPM-Solver++ is not in DINAR). No sample clipping
+    (latents are unbounded); DPM-Solver++'s last step lands on its clean-sample estimate.
     """
+    if ddim_timesteps not in DDIM_TIMESTEPS:
+        raise ValueError(f"ddim_timesteps must be one of {DDIM_TIMESTEPS}, got {ddim_timesteps!r}")
     common = dict(num_train_timesteps=len(betas), trained_betas=betas.double().cpu().numpy(),
-                  prediction_type=prediction_type, timestep_spacing=timestep_spacing)
+                  prediction_type=prediction_type)
     name = canonical_sampler(name)
     if name == "ddpm":
-        return DDPMScheduler(clip_sample=False, variance_type="fixed_small", **common)
+        return DDPMScheduler(clip_sample=False, variance_type="fixed_small", timestep_spacing="trailing", **common)
     if name == "ddim":
-        return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, **common)
+        if ddim_timesteps == "leading":
+            return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, timestep_spacing="leading",
+                                 steps_offset=1, **common)
+        return DDIMScheduler(clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing", **common)
     return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True,
-                                       final_sigmas_type="zero", **common)
+                                       final_sigmas_type="zero", timestep_spacing="trailing", **common)
 
 
 def erode_mask(mask: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:

@@ -2,8 +2,12 @@
 
 RefineTex (eq. 5 and 8): L_base = 5000 ReID + 0.4 part style + 0.01 face structure, computed for the
 same view and a novel view; L_total = L_base-sv + L_base-nv + 0.1 L_cyc + 1e-3 L_url.
+DINAR (section 3.2): 2.2 L2 + 1.0 perceptual (crop) + 1.0 Dice + 0.01 adversarial + lazy R1 0.1 / 16
+steps, face region again x 0.1 (`zoo.losses.avatar`, `zoo.losses.adversarial`).
 The only state a loss may hold is a frozen feature network (the ReID network) passed in.
 """
+from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss, r1_penalty
+from zoo.losses.avatar import AvatarReconstructionLoss, PerceptualDistance, dinar_loss_mask, masked_l2
 from zoo.losses.reconstruction import (
     CycleConsistencyLoss,
     DiceLoss,
@@ -22,6 +26,14 @@ from zoo.losses.reid import (
 from zoo.losses.structure import FaceStructureLoss, face_structure_loss, ssim_structure_map
 
 __all__ = [
+    "AvatarReconstructionLoss",
+    "LazyR1",
+    "PerceptualDistance",
+    "dinar_loss_mask",
+    "logistic_discriminator_loss",
+    "masked_l2",
+    "nonsaturating_generator_loss",
+    "r1_penalty",
     "CycleConsistencyLoss",
     "DiceLoss",
     "FaceStructureLoss",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.modules.reid import check_frozen, freeze
+from zoo.utils.frozen import check_frozen, freeze
 
 REDUCTIONS = ("mean", "sum")
 

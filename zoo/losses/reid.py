@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.losses._common import FrozenReIDLoss, check_same_shape
-from zoo.modules.reid import check_frozen, check_image
+from zoo.utils.frozen import check_frozen, check_image
 
 
 def reid_perceptual_loss(reid: nn.Module, render: torch.Tensor, image: torch.Tensor,

@@ -36,7 +36,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from torchmetrics.functional.regression import cosine_similarity
 
 from zoo.metrics.lpips import MetricUnavailable, load_lpips_alex
-from zoo.modules.reid import check_frozen, check_image
+from zoo.utils.frozen import check_frozen, check_image
 
 VARIANTS = ("standard", "texformer")
 

@@ -10,7 +10,10 @@ Why not diffusers' `UNet2DModel`: it sets one attention *head dimension* for eve
 at widths 512, 768 and 1024 for multipliers (2, 3, 4)), which it cannot express; it also selects
 attention by block-type names instead of by feature-map resolution. This file is written from
 the ADM/LDM description: sinusoidal time embedding + MLP added in every residual block,
-BigGAN-style residual up/down sampling, zero-initialised residual outputs.
+BigGAN-style residual up/down sampling, zero-initialised residual outputs. Two details of DINAR's
+code are defaults here: GroupNorm with 8 groups (its `normalization`), and `preproc_input`, two
+3x3 convolutions that replace input channels -5:-2 and -2: before the first layer (DINAR applies
+them to the concatenated input, i.e. to the last condition-latent channels and the mask).
 """
 from __future__ import annotations
 
@@ -37,9 +40,10 @@ DINAR_UNET_INIT_ARGS: dict = {
     "dropout": 0.5,
     "resblock_updown": True,
     "scale_shift_norm": False,
-    "norm_groups": 32,
+    "norm_groups": 8,
     "mid_attention": True,
     "time_embed_dim": None,
+    "preproc_input": True,
 }
 
 
@@ -159,17 +163,20 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
             convolutional resampling.
         scale_shift_norm: time embedding as GroupNorm scale/shift (ADM) instead of an additive bias
             (LDM's default, used by DINAR's preset).
-        norm_groups: GroupNorm groups (32).
+        norm_groups: GroupNorm groups (8, DINAR's code; LDM uses 32).
         mid_attention: attention in the middle block (True, as LDM).
         time_embed_dim: width of the time-embedding MLP; None means 4 * base_channels (ADM/LDM).
+        preproc_input: DINAR's `preproc_input`: a 3x3 conv (3 -> 3) replaces input channels
+            -5:-2 and another (2 -> 2) replaces channels -2: before the first layer; needs
+            in_channels >= 5. False gives LDM's plain U-Net.
     """
 
     def __init__(self, in_channels: int = 13, out_channels: int = 6, base_channels: int = 256,
                  channel_multipliers: Sequence[int] = (1, 2, 3, 4), num_res_blocks: int = 2,
                  attention_resolutions: Sequence[int] = (32, 16, 8), resolution: int = 64, num_heads: int = 8,
                  head_channels: int | None = None, dropout: float = 0.5, resblock_updown: bool = True,
-                 scale_shift_norm: bool = False, norm_groups: int = 32, mid_attention: bool = True,
-                 time_embed_dim: int | None = None):
+                 scale_shift_norm: bool = False, norm_groups: int = 8, mid_attention: bool = True,
+                 time_embed_dim: int | None = None, preproc_input: bool = True):
         super().__init__()
         if min(in_channels, out_channels, base_channels, num_res_blocks, num_heads) < 1:
             raise ValueError("in_channels, out_channels, base_channels, num_res_blocks and num_heads must be >= 1, "
@@ -180,6 +187,9 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if head_channels is not None and head_channels < 1:
             raise ValueError(f"head_channels must be None or >= 1, got {head_channels}")
+        if preproc_input and in_channels < 5:
+            raise ValueError(f"preproc_input needs in_channels >= 5 (it convolves channels -5:-2 and -2:), "
+                             f"got {in_channels}")
         self.in_channels, self.out_channels, self.base_channels = in_channels, out_channels, base_channels
         self.downsampling = 2 ** (len(channel_multipliers) - 1)
         emb_ch = 4 * base_channels if time_embed_dim is None else time_embed_dim
@@ -192,6 +202,8 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
         def block(cin: int, cout: int, **kw) -> TimestepResBlock:
             return TimestepResBlock(cin, emb_ch, cout, dropout, norm_groups, scale_shift_norm=scale_shift_norm, **kw)
 
+        self.preproc_rgb = nn.Conv2d(3, 3, 3, padding=1) if preproc_input else None
+        self.preproc_mask = nn.Conv2d(2, 2, 3, padding=1) if preproc_input else None
         self.time_embed = nn.Sequential(nn.Linear(base_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
         self.input_blocks = nn.ModuleList([_EmbedSequential([nn.Conv2d(in_channels, base_channels, 3, padding=1)])])
         skips, ch, res = [base_channels], base_channels, resolution
@@ -247,6 +259,8 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
             raise ValueError(f"t must be a number or a ({x.shape[0]},) tensor, got shape {tuple(t.shape)}")
         emb = self.time_embed(timestep_embedding(t, self.base_channels).to(x.dtype))
         h, skips = x, []
+        if self.preproc_rgb is not None:
+            h = torch.cat([x[:, :-5], self.preproc_rgb(x[:, -5:-2]), self.preproc_mask(x[:, -2:])], dim=1)
         for blk in self.input_blocks:
             h = blk(h, emb)
             skips.append(h)

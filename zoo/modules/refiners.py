@@ -8,19 +8,16 @@ deform_conv2d keeps the spatial size, so `DeformableSampleConv2d` resamples inst
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.modules.fusion import PADDING_MODES, MaskFusion
-from zoo.modules.texformer import TexformerBackbone, TexturePrediction, split_prediction
-from zoo.modules.uncertainty import UncertaintyHead
+from zoo.modules.fusion import PADDING_MODES
+from zoo.modules.texformer import TexturePrediction, split_prediction
 from zoo.modules.unet_blocks import check_image_tensor, check_positive_int, conv_stack
 from zoo.pretrained import PretrainedMixin
-from zoo.pretrained.config import class_path_of, to_plain
 
 OFFSET_SOURCES = ("flow", "prediction", "features")
 
@@ -224,27 +221,3 @@ class ConvRefiner(PretrainedMixin, nn.Module):
                                 padding_mode="zeros", align_corners=self.align_corners)
         x = self.body(torch.cat([sampled, skip], dim=1))
         return split_prediction(self.head(torch.cat([x, skip], dim=1)), features=x)
-
-
-def _defaults(cls: type) -> dict:
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: to_plain(p.default, f"{cls.__name__}.{p.name}") for p in params
-            if p.default is not inspect.Parameter.empty}
-
-
-def refinetex_paper_config() -> dict:
-    """The RefineTex modules as `class_path`/`init_args` entries with the paper's settings.
-
-    Every module's defaults are the paper / implementation-notes settings, so this is a map of
-    those defaults; image 128x64 (H x W) -> UV 128x128. Keys: backbone, refiner, fusion,
-    uncertainty (plus image_size and uv_size, for data and render configs).
-    """
-    backbone = _defaults(TexformerBackbone)
-    return {
-        "image_size": [128, 64],
-        "uv_size": list(backbone["uv_size"]),
-        "backbone": {"class_path": class_path_of(TexformerBackbone), "init_args": backbone},
-        "refiner": {"class_path": class_path_of(DeformableRefiner), "init_args": _defaults(DeformableRefiner)},
-        "fusion": {"class_path": class_path_of(MaskFusion), "init_args": _defaults(MaskFusion)},
-        "uncertainty": {"class_path": class_path_of(UncertaintyHead), "init_args": _defaults(UncertaintyHead)},
-    }

@@ -9,22 +9,21 @@ network here exposes
 and does its own preprocessing (documented per class), so callers always pass zoo images.
 
 - `PCBReID`: PCB ResNet-50 (6 stripes, last stage stride 1), the network of the papers. Weights
-  come from the public Market-1501 checkpoint through `PCBReID.from_original_checkpoint`.
+  come from the public Market-1501 checkpoint through `zoo.pretrained.convert` (`pcb`).
 - `TorchreidResNet50`: torchreid's plain ResNet-50 at 256x128, the second network of the papers'
-  tables (CosSim-R); weights from a torchreid Market-1501 checkpoint through `zoo.pretrained.convert`.
+  tables (CosSim-R); weights from a torchreid Market-1501 checkpoint through `zoo.pretrained.convert`
+  (`resnet50`).
 - `SmallReID`: a small CNN the zoo trains itself on synthetic identities (`zoo.systems.reid`), so
   the losses and metrics work without any third-party weights.
 
-Frozen use (losses, metrics): call `freeze(network)`; `check_frozen` is what they enforce.
+Frozen use (losses, metrics): call `zoo.utils.frozen.freeze(network)`; `check_frozen` is what
+they enforce.
 """
 from __future__ import annotations
 
 import abc
 
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.pretrained import PretrainedMixin
+from zoo.utils.frozen import check_frozen, check_image, freeze  # noqa: F401 (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,40 +42,6 @@ def _check_size(value: Sequence[int], name: str, length: int) -> list[int]:
     if len(values) != length or not all(isinstance(v, int) and v > 0 for v in values):
         raise ValueError(f"{name} must be {length} positive ints, got {value!r}")
     return values
-
-
-def check_image(image: torch.Tensor, name: str = "image") -> None:
-    """Raise unless `image` is a floating (B, 3, H, W) tensor."""
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"{name} must be (B, 3, H, W), got {shape}")
-    if not image.is_floating_point():
-        raise ValueError(f"{name} must be a floating tensor in [-1, 1], got dtype {image.dtype}")
-
-
-def freeze(network: nn.Module) -> nn.Module:
-    """Put a feature network in eval mode with no trainable parameters (in place) and return it."""
-    network.eval()
-    network.requires_grad_(False)
-    return network
-
-
-def check_frozen(network: nn.Module, who: str) -> None:
-    """Raise unless `network` is in eval mode and none of its parameters requires a gradient.
-
-    A ReID network used by a loss or metric must be a fixed measuring device: in train mode its
-    BatchNorm statistics would drift with the rendered images and dropout would make the loss noisy.
-    """
-    if not hasattr(network, "features"):
-        raise TypeError(f"{who}: the ReID network must have a features(image) method, got {type(network).__name__}")
-    if network.training:
-        raise ValueError(f"{who}: the ReID network is in train mode; call zoo.modules.reid.freeze(network) first")
-    trainable = [n for n, p in network.named_parameters() if p.requires_grad]
-    if trainable:
-        raise ValueError(
-            f"{who}: the ReID network has trainable parameters ({trainable[0]}, ... {len(trainable)} in all); "
-            "call zoo.modules.reid.freeze(network) first"
-        )
 
 
 @dataclass
@@ -204,22 +170,6 @@ class _PCBHead(nn.Module):
         return self.classifier(self.bottleneck(x))
 
 
-# Original (layumi Person_reID_baseline_pytorch PCB) key -> our key. The ResNet's own `fc` is kept
-# in the original model but never used by PCB; it is the only part of the checkpoint we drop.
-_ORIGINAL_KEY_RULES = [
-    (re.compile(r"^model\.fc\.(weight|bias)$"), None),
-    (re.compile(r"^model\.(.+)$"), r"backbone.\1"),
-    (re.compile(r"^classifier(\d+)\.add_block\.([01])\.(.+)$"), r"heads.\1.bottleneck.\2.\3"),
-    (re.compile(r"^classifier(\d+)\.classifier\.0\.(.+)$"), r"heads.\1.classifier.\2"),
-]
-
-PCB_CHECKPOINT_HELP = (
-    "the PCB ResNet-50 Market-1501 checkpoint of layumi/Person_reID_baseline_pytorch "
-    "(the `net_last.pth` in the PCB model folder of that project's released models; keys "
-    "`model.conv1.weight`, `model.layer1...`, `classifier0.add_block...`, ... `classifier5...`)"
-)
-
-
 class PCBReID(ReIDNetwork):
     """PCB (Part-based Convolutional Baseline) ResNet-50, the ReID network of Texformer / RefineTex.
 
@@ -275,67 +225,6 @@ class PCBReID(ReIDNetwork):
         dropped = self.dropout(parts)
         logits = torch.stack([head(dropped[:, :, i]) for i, head in enumerate(self.heads)], dim=1)
         return ReIDOutput(features=feats, embedding=parts.flatten(1), logits=logits)
-
-    @staticmethod
-    def convert_original_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Rename the keys of a layumi PCB state dict to this module's keys (no checking)."""
-        if original and all(k.startswith("module.") for k in original):  # saved from DataParallel
-            original = {k[len("module."):]: v for k, v in original.items()}
-        converted, unknown = {}, []
-        for key, value in original.items():
-            for pattern, target in _ORIGINAL_KEY_RULES:
-                if pattern.match(key):
-                    if target is not None:
-                        converted[pattern.sub(target, key)] = value
-                    break
-            else:
-                unknown.append(key)
-        if unknown:
-            raise KeyError(f"unexpected keys in the PCB checkpoint (not in the layumi PCB layout): {unknown[:8]}"
-                           + (f" ... {len(unknown)} in all" if len(unknown) > 8 else ""))
-        return converted
-
-    @classmethod
-    def from_original_checkpoint(cls, path: str | os.PathLike, num_classes: int | None = None,
-                                 input_size: Sequence[int] = (384, 128)) -> "PCBReID":
-        """Build a PCBReID from the public PCB Market-1501 checkpoint, with strict key checking.
-
-        `num_classes` defaults to the checkpoint's classifier size. Every tensor of the module must
-        come from the checkpoint and every checkpoint tensor except the unused `model.fc.*` must
-        land in the module; shapes must match. Save the result with `save_pretrained` (for example
-        to `$ZOO_HOME/reid-pcb-market1501`) to load it by name afterwards.
-        """
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no PCB checkpoint at {path}. Download {PCB_CHECKPOINT_HELP} yourself (the zoo never "
-                f"downloads) and pass its path; then save_pretrained the result to "
-                f"$ZOO_HOME/reid-pcb-market1501 to use it by the name 'reid-pcb-market1501'."
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"{path} does not hold a state dict of tensors")
-        converted = cls.convert_original_state_dict(state)
-        head_weight = converted.get("heads.0.classifier.weight")
-        if head_weight is None:
-            raise KeyError(f"{path} has no classifier0.classifier.0.weight: not a layumi PCB checkpoint")
-        stripes = len({k.split(".")[1] for k in converted if k.startswith("heads.")})
-        module = cls(num_classes=int(head_weight.shape[0]) if num_classes is None else num_classes,
-                     stripes=stripes, bottleneck_dim=int(head_weight.shape[1]), input_size=input_size)
-        expected = module.state_dict()
-        missing = sorted(set(expected) - set(converted))
-        unexpected = sorted(set(converted) - set(expected))
-        if missing or unexpected:
-            raise KeyError(f"PCB checkpoint {path} does not match PCBReID: missing {missing[:8]}, "
-                           f"unexpected {unexpected[:8]}")
-        bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items()
-               if v.shape != expected[k].shape]
-        if bad:
-            raise ValueError(f"PCB checkpoint {path} has tensors of the wrong shape (key, got, expected): {bad[:4]}")
-        module.load_state_dict(converted, strict=True)
-        return module
 
 
 # ----------------------------------------------------------------------------------------------

@@ -185,10 +185,6 @@ class CrossAttentionUnit(PretrainedMixin, nn.Module):
         return self.attend(self.project_query(query_feat), query_feat.shape[-2:], key_feat, value_feat)
 
 
-def _clear_query_cache_hook(module: "TexformerBackbone", incompatible_keys) -> None:
-    module._query_cache = None
-
-
 class TexformerBackbone(PretrainedMixin, nn.Module):
     """Texformer (Xu & Loy 2021), the "deep network" that predicts RefineTex's offsets.
 
@@ -207,12 +203,9 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
     identical copies (BatchNorm's batch mean and biased variance of B copies equal those of one
     copy; the backward of a broadcast sums the per-sample gradients); the only difference is
     BatchNorm's running-variance update, whose unbiased correction uses n = H*W instead of
-    B*H*W (a relative difference below 1/(H*W), 1e-3 at the coarsest 32x32 map). With
-    `cache_query` the projected queries are also kept across calls whenever they cannot need
-    gradients (eval mode, and either grad mode off or the query parameters frozen). The cache is
-    dropped by `.train()`/`.eval()`, `set_query_code` and `load_state_dict`, and is keyed on the
-    storage and version counter of every query-branch tensor, so in-place updates (optimiser
-    steps, `.to()`) also invalidate it.
+    B*H*W (a relative difference below 1/(H*W), 1e-3 at the coarsest 32x32 map). Nothing is
+    kept across calls: a cache would have to notice every in-place change of the weights (an
+    optimiser step, an EMA swap), so the branch is recomputed on each forward (on a batch of one).
 
     Args:
         feat_dim: feature width at every scale (128, implementation notes section 1).
@@ -229,7 +222,6 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
             linspace(-1, 1) across the atlas. The original code is the body's rest-pose surface
             positions written into the UV atlas: install it with `set_query_code`; the buffer is
             persistent, so it is saved and loaded with the weights.
-        cache_query: keep the query branch across calls when no gradient can flow into it.
         pos_temperature: temperature of the sine positional encoding (DETR's 10000).
 
     forward(image (B, 3, Hi, Wi) in [-1, 1], parts (B, Hi, Wi) integer labels) with Hi, Wi
@@ -242,10 +234,8 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
 
     def __init__(self, feat_dim: int = 128, num_heads: int = 8, uv_size: Sequence[int] = (128, 128),
                  part_label_max: int = 7, coord_order: str = "yx", softmax_scale: str = "num_keys",
-                 query_code_init: str = "uv", cache_query: bool = True,
-                 pos_temperature: float = 10000.0) -> None:
+                 query_code_init: str = "uv", pos_temperature: float = 10000.0) -> None:
         super().__init__()
-        self._query_cache: tuple | None = None
         if (not isinstance(uv_size, Sequence) or len(uv_size) != 2
                 or any(isinstance(s, bool) or not isinstance(s, int) or s < 4 or s % 4 for s in uv_size)):
             raise ValueError(f"uv_size must be two ints >= 4 divisible by 4, got {uv_size!r}")
@@ -255,7 +245,7 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
         if query_code_init not in QUERY_CODE_INITS:
             raise ValueError(f"query_code_init must be one of {QUERY_CODE_INITS}, got {query_code_init!r}")
         self.feat_dim, self.uv_size = feat_dim, (int(uv_size[0]), int(uv_size[1]))
-        self.part_label_max, self.coord_order, self.cache_query = part_label_max, coord_order, bool(cache_query)
+        self.part_label_max, self.coord_order = part_label_max, coord_order
         self.query_encoder = ThreeScaleUNet(3, feat_dim, in_convs=1, out_convs=2)
         self.key_encoder = ThreeScaleUNet(4, feat_dim, in_convs=1, out_convs=2)
         self.value_encoder = ThreeScaleUNet(5, feat_dim, in_convs=1, out_convs=2)
@@ -267,7 +257,6 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
         self.decoder = ThreeScaleUNet(feat_dim, feat_dim, in_convs=2, out_convs=1)
         self.head = nn.Conv2d(feat_dim, 6, 3, padding=1)
         self.register_buffer("query_code", analytic_query_code(*self.uv_size), persistent=True)
-        self.register_load_state_dict_post_hook(_clear_query_cache_hook)
 
     # ----------------------------------------------------------------- inputs
     @staticmethod
@@ -292,7 +281,7 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
 
     def set_query_code(self, code: torch.Tensor) -> None:
         """Install the UV colour code, (3, Huv, Wuv) in [-1, 1] (e.g. rest-pose positions
-        rasterised into the atlas); drops the query cache."""
+        rasterised into the atlas)."""
         want = (3, *self.uv_size)
         if not isinstance(code, torch.Tensor) or tuple(code.shape) != want:
             got = tuple(code.shape) if isinstance(code, torch.Tensor) else type(code).__name__
@@ -301,17 +290,8 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
             raise ValueError("query code must be finite floats in [-1, 1]")
         with torch.no_grad():
             self.query_code.copy_(code.to(self.query_code))
-        self._query_cache = None
 
     # ------------------------------------------------------------ query branch
-    def train(self, mode: bool = True) -> "TexformerBackbone":
-        self._query_cache = None
-        return super().train(mode)
-
-    def _query_tensors(self) -> list[torch.Tensor]:
-        tensors = [self.query_code, *self.query_encoder.parameters(), *self.query_encoder.buffers()]
-        return tensors + [unit.to_q.weight for unit in self.attention]
-
     def _compute_query_tokens(self, batch: int = 1) -> list[torch.Tensor]:
         """Projected queries per scale (full, 1/2, 1/4), each (batch, heads, N, head_dim)."""
         code = self.query_code.unsqueeze(0).expand(batch, -1, -1, -1)
@@ -319,21 +299,8 @@ class TexformerBackbone(PretrainedMixin, nn.Module):
         return [unit.project_query(f) for unit, f in zip(self.attention, feats)]
 
     def _query_tokens(self, batch: int) -> list[torch.Tensor]:
-        """Query tokens for a batch of `batch`: computed once on a batch of one (broadcast later)."""
-        tensors = self._query_tensors()
-        usable = self.cache_query and not self.training and not (
-            torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-        if not usable:
-            return self._compute_query_tokens()
-        try:
-            key = (torch.is_inference_mode_enabled(),
-                   tuple((t.device, t.dtype, t.data_ptr(), t._version) for t in tensors))
-        except RuntimeError:  # inference tensors carry no version counter: do not cache
-            return self._compute_query_tokens()
-        if self._query_cache is None or self._query_cache[0] != key:
-            with torch.no_grad():
-                self._query_cache = (key, self._compute_query_tokens())
-        return self._query_cache[1]
+        """Query tokens for a batch of `batch`: computed on a batch of one (broadcast in attention)."""
+        return self._compute_query_tokens()
 
     # ----------------------------------------------------------------- forward
     def forward(self, image: torch.Tensor, parts: torch.Tensor) -> TexturePrediction:

@@ -8,8 +8,11 @@ Why not diffusers' `VQModel`: its quantizer applies the commitment weight to the
 (`legacy=True`, which `VQModel` does not expose), it has no dead-code restart and reports no
 codebook usage, and its encoder/decoder are configured by block-type names rather than by the
 resolution list DINAR is specified with. The blocks below are written from the paper's
-description (GroupNorm + SiLU residual blocks, single-head spatial attention, strided-conv
-downsampling, nearest upsampling).
+description (GroupNorm residual blocks, single-head spatial attention, strided-conv downsampling,
+nearest upsampling). DINAR's code differs from taming's VQGAN in two ways that the defaults
+follow: LeakyReLU(0.01) activations instead of SiLU, and two output heads (BatchNorm, LeakyReLU,
+3x3 conv) that replace the texture's RGB channels (-5:-2) and its known / gap mask channels (-2:)
+(`activation`, `output_heads`).
 """
 from __future__ import annotations
 
@@ -39,7 +42,20 @@ DINAR_VQGAN_INIT_ARGS: dict = {
     "beta": 0.25,
     "norm_groups": 16,
     "dropout": 0.0,
+    "activation": "leaky_relu",
+    "output_heads": True,
 }
+
+ACTIVATIONS = ("leaky_relu", "silu")
+
+
+def make_activation(name: str) -> nn.Module:
+    """The activation named `name`: "leaky_relu" = LeakyReLU(0.01) (DINAR's VQGAN), "silu" (taming)."""
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01)
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
 def _check_groups(channels: int, groups: int, where: str) -> None:
@@ -48,10 +64,12 @@ def _check_groups(channels: int, groups: int, where: str) -> None:
 
 
 class ResnetBlock(nn.Module):
-    """Pre-activation residual block: (GroupNorm, SiLU, conv) x 2, 1x1 shortcut when widths differ."""
+    """Pre-activation residual block: (GroupNorm, activation, conv) x 2, 1x1 shortcut when widths differ."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm_groups: int, dropout: float = 0.0):
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int, dropout: float = 0.0,
+                 activation: str = "leaky_relu"):
         super().__init__()
+        self.act = make_activation(activation)
         _check_groups(in_channels, norm_groups, "ResnetBlock")
         _check_groups(out_channels, norm_groups, "ResnetBlock")
         self.norm1 = nn.GroupNorm(norm_groups, in_channels, eps=1e-6)
@@ -62,8 +80,8 @@ class ResnetBlock(nn.Module):
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.conv1(self.act(self.norm1(x)))
+        h = self.conv2(self.dropout(self.act(self.norm2(h))))
         return self.shortcut(x) + h
 
 
@@ -134,13 +152,16 @@ class Encoder(PretrainedMixin, nn.Module):
         latent_channels: output channels (6 in DINAR).
         norm_groups: GroupNorm groups (16 in DINAR).
         dropout: dropout inside residual blocks (0 in taming's VQGAN).
+        activation: "leaky_relu" (LeakyReLU(0.01), DINAR's code) or "silu" (taming-transformers).
     """
 
     def __init__(self, in_channels: int = 21, base_channels: int = 64, channel_multipliers: Sequence[int] = (1, 2, 4),
                  num_res_blocks: int = 2, attention_resolutions: Sequence[int] = (), mid_attention: bool = True,
-                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0):
+                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0,
+                 activation: str = "leaky_relu"):
         super().__init__()
         _validate_sizes(base_channels, channel_multipliers, num_res_blocks, resolution, norm_groups)
+        self.act = make_activation(activation)
         self.in_channels = in_channels
         self.num_downsamplings = len(channel_multipliers) - 1
         widths = [base_channels * int(m) for m in channel_multipliers]
@@ -152,16 +173,16 @@ class Encoder(PretrainedMixin, nn.Module):
             level.blocks = nn.ModuleList()
             level.attns = nn.ModuleList()
             for _ in range(num_res_blocks):
-                level.blocks.append(ResnetBlock(ch, width, norm_groups, dropout))
+                level.blocks.append(ResnetBlock(ch, width, norm_groups, dropout, activation))
                 ch = width
                 if res in attention_resolutions:
                     level.attns.append(AttnBlock(ch, norm_groups))
             level.down = Downsample(ch) if i < len(widths) - 1 else nn.Identity()
             res = res // 2 if i < len(widths) - 1 else res
             self.levels.append(level)
-        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout, activation)
         self.mid_attn = AttnBlock(ch, norm_groups) if mid_attention else nn.Identity()
-        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout, activation)
         self.norm_out = nn.GroupNorm(norm_groups, ch, eps=1e-6)
         self.conv_out = nn.Conv2d(ch, latent_channels, 3, padding=1)
 
@@ -178,36 +199,52 @@ class Encoder(PretrainedMixin, nn.Module):
                     h = level.attns[i](h)
             h = level.down(h)
         h = self.mid2(self.mid_attn(self.mid1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(self.act(self.norm_out(h)))
+
+
+class OutputHead(nn.Sequential):
+    """BatchNorm, activation, 3x3 conv on a few channels of the decoder output (DINAR's heads)."""
+
+    def __init__(self, channels: int, activation: str):
+        super().__init__(nn.BatchNorm2d(channels), make_activation(activation), nn.Conv2d(channels, channels, 3, padding=1))
 
 
 class Decoder(PretrainedMixin, nn.Module):
     """Mirror of `Encoder`: `num_res_blocks + 1` residual blocks per level, nearest upsampling.
 
     Args: as `Encoder`, with `out_channels` (texture channels produced) in place of `in_channels`
-    and `latent_channels` the input width.
+    and `latent_channels` the input width, and
+        output_heads: DINAR's two heads (BatchNorm, activation, 3x3 conv) that replace output
+            channels -5:-2 (the neural texture's sampled RGB) and -2: (its known-texel and
+            gap-fill masks); needs out_channels >= 5. False for textures without those channels.
     """
 
     def __init__(self, out_channels: int = 21, base_channels: int = 64, channel_multipliers: Sequence[int] = (1, 2, 4),
                  num_res_blocks: int = 2, attention_resolutions: Sequence[int] = (), mid_attention: bool = True,
-                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0):
+                 resolution: int = 256, latent_channels: int = 6, norm_groups: int = 16, dropout: float = 0.0,
+                 activation: str = "leaky_relu", output_heads: bool = True):
         super().__init__()
         _validate_sizes(base_channels, channel_multipliers, num_res_blocks, resolution, norm_groups)
+        if output_heads and out_channels < 5:
+            raise ValueError(f"output_heads needs out_channels >= 5 (RGB at -5:-2, masks at -2:), got {out_channels}")
+        self.act = make_activation(activation)
+        self.rgb_head = OutputHead(3, activation) if output_heads else None
+        self.mask_head = OutputHead(2, activation) if output_heads else None
         self.latent_channels = latent_channels
         widths = [base_channels * int(m) for m in channel_multipliers]
         ch = widths[-1]
         res = resolution // 2 ** (len(widths) - 1)
         self.conv_in = nn.Conv2d(latent_channels, ch, 3, padding=1)
-        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid1 = ResnetBlock(ch, ch, norm_groups, dropout, activation)
         self.mid_attn = AttnBlock(ch, norm_groups) if mid_attention else nn.Identity()
-        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout)
+        self.mid2 = ResnetBlock(ch, ch, norm_groups, dropout, activation)
         self.levels = nn.ModuleList()  # coarse to fine
         for i in reversed(range(len(widths))):
             level = nn.Module()
             level.blocks = nn.ModuleList()
             level.attns = nn.ModuleList()
             for _ in range(num_res_blocks + 1):
-                level.blocks.append(ResnetBlock(ch, widths[i], norm_groups, dropout))
+                level.blocks.append(ResnetBlock(ch, widths[i], norm_groups, dropout, activation))
                 ch = widths[i]
                 if res in attention_resolutions:
                     level.attns.append(AttnBlock(ch, norm_groups))
@@ -227,7 +264,10 @@ class Decoder(PretrainedMixin, nn.Module):
                 if len(level.attns):
                     h = level.attns[i](h)
             h = level.up(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        h = self.conv_out(self.act(self.norm_out(h)))
+        if self.rgb_head is None:
+            return h
+        return torch.cat([h[:, :-5], self.rgb_head(h[:, -5:-2]), self.mask_head(h[:, -2:])], dim=1)
 
 
 @dataclass
@@ -361,20 +401,25 @@ class VQGAN(PretrainedMixin, nn.Module):
         beta: commitment weight (0.25).
         norm_groups: GroupNorm groups (16).
         dropout: residual-block dropout (0).
+        activation: "leaky_relu" (LeakyReLU(0.01), DINAR's code) or "silu" (taming-transformers).
+        output_heads: DINAR's decoder heads on output channels -5:-2 (RGB) and -2: (known and
+            gap masks); needs out_channels >= 5 (see `zoo.render.texture_with_masks`). False only for
+            textures without mask channels.
     """
 
     def __init__(self, in_channels: int = 21, out_channels: int | None = None, base_channels: int = 64,
                  channel_multipliers: Sequence[int] = (1, 2, 4), num_res_blocks: int = 2,
                  attention_resolutions: Sequence[int] = (), mid_attention: bool = True, resolution: int = 256,
                  latent_channels: int = 6, num_codes: int = 8192, code_dim: int = 6, beta: float = 0.25,
-                 norm_groups: int = 16, dropout: float = 0.0):
+                 norm_groups: int = 16, dropout: float = 0.0, activation: str = "leaky_relu",
+                 output_heads: bool = True):
         super().__init__()
         if in_channels < 1 or (out_channels is not None and out_channels < 1):
             raise ValueError(f"in_channels={in_channels} and out_channels={out_channels} must be >= 1")
         shared = dict(base_channels=base_channels, channel_multipliers=list(channel_multipliers),
                       num_res_blocks=num_res_blocks, attention_resolutions=list(attention_resolutions),
                       mid_attention=mid_attention, resolution=resolution, latent_channels=latent_channels,
-                      norm_groups=norm_groups, dropout=dropout)
+                      norm_groups=norm_groups, dropout=dropout, activation=activation)
         self.in_channels = in_channels
         self.out_channels = in_channels if out_channels is None else out_channels
         self.downsampling = 2 ** (len(channel_multipliers) - 1)
@@ -382,7 +427,7 @@ class VQGAN(PretrainedMixin, nn.Module):
         self.quant_conv = nn.Conv2d(latent_channels, code_dim, 1)
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
-        self.decoder = Decoder(out_channels=self.out_channels, **shared)
+        self.decoder = Decoder(out_channels=self.out_channels, output_heads=output_heads, **shared)
 
     @classmethod
     def dinar(cls, **overrides) -> "VQGAN":
@@ -395,7 +440,10 @@ class VQGAN(PretrainedMixin, nn.Module):
 
     @property
     def last_layer(self) -> torch.Tensor:
-        """Weight of the decoder's output conv (where GAN losses measure gradient norms)."""
+        """Weight of the decoder's last conv on the RGB channels (where GAN losses measure gradient
+        norms): the RGB head's conv when the decoder has heads."""
+        if self.decoder.rgb_head is not None:
+            return self.decoder.rgb_head[-1].weight
         return self.decoder.conv_out.weight
 
     def encode(self, x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
@@ -426,3 +474,4 @@ class VQGAN(PretrainedMixin, nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of scalar parameters (works on the meta device)."""
     return sum(math.prod(p.shape) for p in module.parameters())
+

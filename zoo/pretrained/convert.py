@@ -10,7 +10,8 @@
 (CosSim-R), saved to `$ZOO_HOME/reid-resnet50-market1501`.
 `texformer`: Texformer's released weights -> `zoo.modules.texformer.TexformerBackbone`, the conv
 biases folded into the BatchNorm running means (exact), saved to `$ZOO_HOME/texformer-smplmarket`.
-Each default folder is the registry name its configs load; --output writes elsewhere.
+Each default folder is the registry name its configs load; --output writes elsewhere (--overwrite
+replaces the files of a non-empty folder).
 
 Texformer's checkpoint. The reference network is the same computation as `TexformerBackbone` with
 other module names and one difference in parameters: every 3x3 conv of the reference keeps a bias
@@ -26,7 +27,7 @@ bare `state_dict()` of its `Texformer` module): encoders `unet_q` / `unet_k` / `
 `linear1`, `linear2`, `norm`; decoder blocks `conv0` ... `conv5` as above and `conv6` =
 (conv-BN-ReLU `conv6.0.conv.*`, output conv `conv6.1`).
 
-Layering: this file is a command-line tool on top of `zoo.modules` (it builds the modules it
+Layering: this file is a command-line tool on top of `zoo.modules` (it builds the module it
 converts into); the rest of `zoo.pretrained` sits below the modules and never imports them.
 """
 from __future__ import annotations
@@ -40,12 +41,90 @@ from typing import Sequence
 
 import torch
 
-from zoo.pretrained.registry import zoo_home
+from zoo.modules.reid import PCBReID, TorchreidResNet50
+from zoo.modules.texformer import TexformerBackbone
+from zoo.utils.paths import zoo_home
 
 log = logging.getLogger("zoo.pretrained.convert")
 
 DEFAULT_NAMES = {"pcb": "reid-pcb-market1501", "resnet50": "reid-resnet50-market1501",
                  "texformer": "texformer-smplmarket"}
+
+# Original (layumi Person_reID_baseline_pytorch PCB) key -> our key. The ResNet's own `fc` is kept
+# in the original model but never used by PCB; it is the only part of the checkpoint we drop.
+PCB_KEY_RULES = [
+    (re.compile(r"^model\.fc\.(weight|bias)$"), None),
+    (re.compile(r"^model\.(.+)$"), r"backbone.\1"),
+    (re.compile(r"^classifier(\d+)\.add_block\.([01])\.(.+)$"), r"heads.\1.bottleneck.\2.\3"),
+    (re.compile(r"^classifier(\d+)\.classifier\.0\.(.+)$"), r"heads.\1.classifier.\2"),
+]
+
+PCB_CHECKPOINT_HELP = (
+    "the PCB ResNet-50 Market-1501 checkpoint of layumi/Person_reID_baseline_pytorch "
+    "(the `net_last.pth` in the PCB model folder of that project's released models; keys "
+    "`model.conv1.weight`, `model.layer1...`, `classifier0.add_block...`, ... `classifier5...`)"
+)
+
+
+def convert_pcb_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the keys of a layumi PCB state dict to `PCBReID`'s keys (unknown keys are an error)."""
+    if original and all(k.startswith("module.") for k in original):  # saved from DataParallel
+        original = {k[len("module."):]: v for k, v in original.items()}
+    converted, unknown = {}, []
+    for key, value in original.items():
+        for pattern, target in PCB_KEY_RULES:
+            if pattern.match(key):
+                if target is not None:
+                    converted[pattern.sub(target, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise KeyError(f"unexpected keys in the PCB checkpoint (not in the layumi PCB layout): {unknown[:8]}"
+                       + (f" ... {len(unknown)} in all" if len(unknown) > 8 else ""))
+    return converted
+
+
+def pcb_from_original_checkpoint(path: str | os.PathLike, num_classes: int | None = None,
+                                 input_size: Sequence[int] = (384, 128)) -> PCBReID:
+    """Build a PCBReID from the public PCB Market-1501 checkpoint, with strict key checking.
+
+    `num_classes` defaults to the checkpoint's classifier size. Every tensor of the module must
+    come from the checkpoint and every checkpoint tensor except the unused `model.fc.*` must land
+    in the module; shapes must match. Save the result with `save_pretrained` (for example to
+    `$ZOO_HOME/reid-pcb-market1501`) to load it by name afterwards.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no PCB checkpoint at {path}. Download {PCB_CHECKPOINT_HELP} yourself (the zoo never "
+            f"downloads) and pass its path; then save_pretrained the result to "
+            f"$ZOO_HOME/reid-pcb-market1501 to use it by the name 'reid-pcb-market1501'."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    converted = convert_pcb_state_dict(state)
+    head_weight = converted.get("heads.0.classifier.weight")
+    if head_weight is None:
+        raise KeyError(f"{path} has no classifier0.classifier.0.weight: not a layumi PCB checkpoint")
+    stripes = len({k.split(".")[1] for k in converted if k.startswith("heads.")})
+    module = PCBReID(num_classes=int(head_weight.shape[0]) if num_classes is None else num_classes,
+                     stripes=stripes, bottleneck_dim=int(head_weight.shape[1]), input_size=list(input_size))
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    if missing or unexpected:
+        raise KeyError(f"PCB checkpoint {path} does not match PCBReID: missing {missing[:8]}, "
+                       f"unexpected {unexpected[:8]}")
+    bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in converted.items()
+           if v.shape != expected[k].shape]
+    if bad:
+        raise ValueError(f"PCB checkpoint {path} has tensors of the wrong shape (key, got, expected): {bad[:4]}")
+    module.load_state_dict(converted, strict=True)
+    return module
 
 
 def load_state_dict_file(path: str | os.PathLike, what: str, how_to_get: str) -> dict[str, torch.Tensor]:
@@ -89,8 +168,6 @@ TORCHREID_CHECKPOINT_HELP = (
 def torchreid_resnet50_from_original_checkpoint(path: str | os.PathLike, input_size: Sequence[int] = (256, 128)):
     """A TorchreidResNet50 from a torchreid `resnet50` checkpoint (keys match one to one; the number of
     classes is read off `classifier.weight`), with strict key and shape checking."""
-    from zoo.modules.reid import TorchreidResNet50
-
     state = load_state_dict_file(path, "torchreid ResNet-50", TORCHREID_CHECKPOINT_HELP)
     if "classifier.weight" not in state:
         raise KeyError(f"{path} has no classifier.weight: not a torchreid resnet50 checkpoint")
@@ -180,8 +257,6 @@ def texformer_from_original_checkpoint(path: str | os.PathLike, num_heads: int =
     analytic code until `set_query_code` installs the body's (RefineTexSystem does it from the
     data's `uv_maps()`). Save the result with `save_pretrained` to load it by name.
     """
-    from zoo.modules.texformer import TexformerBackbone
-
     converted = convert_texformer_state_dict(load_state_dict_file(path, "Texformer", TEXFORMER_CHECKPOINT_HELP))
     first = converted.get("query_encoder.inc.0.0.weight")
     if first is None:
@@ -196,23 +271,25 @@ def _folder(kind: str, output: str | Path | None) -> Path:
     return Path(output).expanduser() if output is not None else zoo_home() / DEFAULT_NAMES[kind]
 
 
-def convert_pcb(checkpoint: str | Path, output: str | Path | None = None, num_classes: int | None = None) -> Path:
-    """PCBReID.from_original_checkpoint(checkpoint).save_pretrained(output or $ZOO_HOME/reid-pcb-market1501)."""
-    from zoo.modules.reid import PCBReID
+def convert_pcb(checkpoint: str | Path, output: str | Path | None = None, num_classes: int | None = None,
+                overwrite: bool = False) -> Path:
+    """pcb_from_original_checkpoint(checkpoint).save_pretrained(output or $ZOO_HOME/reid-pcb-market1501)."""
+    module = pcb_from_original_checkpoint(checkpoint, num_classes=num_classes)
+    folder = Path(output).expanduser() if output is not None else zoo_home() / DEFAULT_NAMES["pcb"]
+    return module.save_pretrained(folder, overwrite=overwrite)
 
-    return PCBReID.from_original_checkpoint(checkpoint, num_classes=num_classes).save_pretrained(_folder("pcb", output))
 
-
-def convert_resnet50(checkpoint: str | Path, output: str | Path | None = None) -> Path:
-    """TorchreidResNet50.from_original_checkpoint(checkpoint), saved to output or $ZOO_HOME/reid-resnet50-market1501."""
-    return torchreid_resnet50_from_original_checkpoint(checkpoint).save_pretrained(_folder("resnet50", output))
+def convert_resnet50(checkpoint: str | Path, output: str | Path | None = None, overwrite: bool = False) -> Path:
+    """A torchreid resnet50 checkpoint as TorchreidResNet50, saved to output or $ZOO_HOME/reid-resnet50-market1501."""
+    module = torchreid_resnet50_from_original_checkpoint(checkpoint)
+    return module.save_pretrained(_folder("resnet50", output), overwrite=overwrite)
 
 
 def convert_texformer(checkpoint: str | Path, output: str | Path | None = None, num_heads: int = 8,
-                      uv_size: tuple[int, int] = (128, 128)) -> Path:
+                      uv_size: Sequence[int] = (128, 128), overwrite: bool = False) -> Path:
     """Texformer's checkpoint as a TexformerBackbone, saved to output or $ZOO_HOME/texformer-smplmarket."""
     module = texformer_from_original_checkpoint(checkpoint, num_heads=num_heads, uv_size=uv_size)
-    return module.save_pretrained(_folder("texformer", output))
+    return module.save_pretrained(_folder("texformer", output), overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -223,14 +300,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--num-classes", type=int, default=None, help="pcb: classifier size (default: the checkpoint's)")
     parser.add_argument("--num-heads", type=int, default=8, help="texformer: attention heads (not in the checkpoint)")
     parser.add_argument("--uv-size", type=int, nargs=2, default=(128, 128), help="texformer: UV map H W")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of a non-empty --output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.kind == "pcb":
-        folder = convert_pcb(args.checkpoint, args.output, args.num_classes)
+        folder = convert_pcb(args.checkpoint, args.output, args.num_classes, args.overwrite)
     elif args.kind == "resnet50":
-        folder = convert_resnet50(args.checkpoint, args.output)
+        folder = convert_resnet50(args.checkpoint, args.output, args.overwrite)
     else:
-        folder = convert_texformer(args.checkpoint, args.output, args.num_heads, tuple(args.uv_size))
+        folder = convert_texformer(args.checkpoint, args.output, args.num_heads, list(args.uv_size), args.overwrite)
     log.info("wrote %s (config.yaml + model.safetensors); load it with zoo.pretrained.load_pretrained(%r)",
              folder, DEFAULT_NAMES[args.kind] if args.output is None else str(folder))
     return folder

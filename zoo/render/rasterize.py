@@ -1,20 +1,34 @@
 """Exact triangle rasterisation in pure PyTorch (CPU and CUDA, batched).
 
 Conventions (OpenCV camera): x right, y down, z forward; a camera-space point (X, Y, Z)
-projects to u = fx X/Z + cx, v = fy Y/Z + cy. Pixel (row i, column j) is sampled at its
-centre, image coordinates (u, v) = (j, i) -- so pixel centres sit at integer coordinates.
+projects to u = fx X/Z + s Y/Z + cx, v = fy Y/Z + cy. Pixel (row i, column j) is sampled at
+its centre, image coordinates (u, v) = (j, i) -- so pixel centres sit at integer coordinates.
 
-Method: every face is projected, its screen bounding box is clipped to the image and
-enumerated as (face, pixel) candidate pairs; each pair is tested with edge functions,
-perspective-correct barycentrics and depth are computed for the covered pairs, and a
-scatter-min z-buffer keeps the nearest surface. Ties in depth go to the smaller face
-index, which makes the result deterministic. The cost is proportional to the summed
-bounding-box area of the faces, never to faces x pixels. Large workloads are processed
-in chunks of faces so that memory stays bounded.
+Method, in four stages (`_setup`, `_candidates`, `_zbuffer`, `_barycentrics`;
+benchmarks/rasterize.py times each):
 
-Faces with a vertex at Z <= `near` are skipped (no clipping); degenerate faces (zero
-screen area) cover nothing. Both windings are rasterised (no back-face culling).
-Rasterisation is not differentiable: gradients flow through texture sampling instead.
+1. set-up: every vertex is projected once (float64) and its rounded screen position (ceil and
+   floor, clipped to the image) is packed into four int16 numbers; three gathers and two
+   element-wise minima give every face's box of pixel centres. Faces whose box holds no pixel
+   centre of the image, or with a vertex at Z <= `near` (or not finite), are dropped there
+   with integer work only -- exactly: a dropped face covers no pixel centre. On a mesh of many
+   small faces most faces cover no pixel centre of a small image, so only the survivors get
+   the floating-point set-up: their screen barycentrics as planes a + b x + c y in the pixel
+   coordinates relative to the box origin (small numbers, so the per-pixel work keeps its
+   digits in float32), and 1/Z of the corners.
+2. candidates: the pixels of every surviving face's box are enumerated as (face, pixel) pairs
+   and their barycentrics evaluated; a pair covers its pixel when all three are >= 0.
+3. z-buffer: a scatter-max of 1/Z (affine in screen space) keeps the nearest surface per
+   pixel, then a scatter-min keeps the smallest face index among exact ties, which makes the
+   result deterministic. Large workloads run in chunks of faces so that memory stays bounded.
+4. barycentrics: perspective-correct barycentrics and depth are computed once per covered
+   pixel, for the winning face only, with the same arithmetic as the depth test.
+
+Everything works on whole 1-D tensors (no per-face Python, no strided gathers), so the cost is
+a few passes over the vertices, the faces (integer work) and the box pixels of the faces that
+cover a pixel centre, never faces x pixels. Degenerate faces (zero screen area) cover nothing.
+Both windings are rasterised (no back-face culling). Rasterisation is not differentiable:
+gradients flow through texture sampling instead.
 """
 from __future__ import annotations
 
@@ -22,8 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
-
 _NO_FACE = torch.iinfo(torch.int64).max
+_MAX_SIZE = torch.iinfo(torch.int16).max  # box corners are packed as int16
 
 
 @dataclass
@@ -56,31 +70,149 @@ def _check_inputs(vertices, faces, K, image_size):
         raise ValueError(f"faces must be a (F, 3) tensor, got {getattr(faces, 'shape', type(faces))}")
     if faces.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"faces must be int64 (or int32), got {faces.dtype}")
-    if faces.numel() and (faces.min() < 0 or faces.max() >= vertices.shape[1]):
-        raise ValueError(
-            f"faces index vertices in [{int(faces.min())}, {int(faces.max())}] but there are "
-            f"{vertices.shape[1]} vertices"
-        )
+    if faces.numel():
+        lo, hi = torch.aminmax(faces)
+        if lo < 0 or hi >= vertices.shape[1]:
+            raise ValueError(
+                f"faces index vertices in [{int(lo)}, {int(hi)}] but there are {vertices.shape[1]} vertices"
+            )
     if not isinstance(K, torch.Tensor) or K.shape != (vertices.shape[0], 3, 3):
         raise ValueError(f"K must be a ({vertices.shape[0]}, 3, 3) tensor, got {getattr(K, 'shape', type(K))}")
-    if len(image_size) != 2 or int(image_size[0]) <= 0 or int(image_size[1]) <= 0:
-        raise ValueError(f"image_size must be (H, W) with positive sizes, got {image_size}")
+    if len(image_size) != 2 or not all(0 < int(s) < _MAX_SIZE for s in image_size):
+        raise ValueError(f"image_size must be (H, W) with sizes in [1, {_MAX_SIZE - 1}], got {image_size}")
     if K.device != vertices.device or faces.device != vertices.device:
         raise ValueError(
             f"vertices ({vertices.device}), faces ({faces.device}) and K ({K.device}) must share a device"
         )
 
 
-def _candidate_pairs(bw, bh):
-    """Enumerate (owner, local x, local y) for every pixel of every face's bounding box."""
+def _project(vertices, K, H, W, near):
+    """Per-vertex u, v and 1/Z, each (B*V,) float64 (NaN where not drawable), and (B*V,)
+    int64 codes, each the int16 quadruple [ceil u, ceil v, ceil -u, ceil -v] = [ceil u, ceil v,
+    -floor u, -floor v] clipped to the image, so that the element-wise minimum over a face's
+    corners is its box of pixel centres [x0, y0, -x1, -y1]. An undrawable vertex gets the
+    neutral codes (W, H, 1, 1), which never enlarge a box."""
+    # Geometry in float64: edge functions of pixel coordinates lose digits in float32 on
+    # thin faces; this per-vertex pass is cheap.
+    X, Y, Z = vertices.detach().to(torch.float64).unbind(-1)  # (B, V) each
+    Kd = K.detach().to(torch.float64)[:, :, :, None]  # (B, 3, 3, 1): broadcasts over vertices
+    inv_z = torch.where(Z > near, Z.reciprocal(), float("nan"))
+    x, y = X * inv_z, Y * inv_z
+    u = x * Kd[:, 0, 0] + y * Kd[:, 0, 1] + Kd[:, 0, 2]
+    v = y * Kd[:, 1, 1] + Kd[:, 1, 2]
+    signed = torch.stack([u, v, u.neg(), v.neg()]).view(4, -1).nan_to_num_(nan=_MAX_SIZE)
+    bounds = torch.tensor([[0.0, W], [0.0, H], [1.0 - W, 1.0], [1.0 - H, 1.0]], dtype=torch.float64, device=u.device)
+    signed.ceil_().clamp_(min=bounds[:, :1], max=bounds[:, 1:])
+    codes = torch.empty((signed.shape[1], 4), dtype=torch.int16, device=u.device).copy_(signed.t())
+    return u.view(-1), v.view(-1), inv_z.view(-1), codes.view(torch.int64).view(-1)
+
+
+def _setup(vertices, faces, K, H, W, near, work_dtype):
+    """Cull faces with integer codes, then the float set-up of the survivors.
+
+    Returns (planes, face_id, base, bw, bh) for the surviving faces: planes (14, K) in
+    `work_dtype`, rows a0 a1 a2 b0 b1 b2 c0 c1 c2 1/Z0 1/Z1 1/Z2 (1/Z1 - 1/Z0) (1/Z2 - 1/Z0),
+    where a_k + b_k x + c_k y is the k-th screen barycentric of the face at pixel (x, y)
+    relative to its box origin; the face
+    index; the box origin as a flat pixel index (B*H*W image); the box width (0 for a face that
+    covers nothing) and height.
+    """
+    B, V = vertices.shape[:2]
+    F = faces.shape[0]
+    u, v, inv_z, codes = _project(vertices, K, H, W, near)
+    # Flat vertex index of each corner of every face, (B*F,) per corner.
+    offset = V * torch.arange(B, device=faces.device)[:, None]
+    corner = [faces[:, k] if B == 1 else (faces[:, k] + offset).view(-1) for k in range(3)]
+    c = [codes.index_select(0, corner[k]).view(torch.int16).view(-1, 4) for k in range(3)]
+    box = torch.minimum(torch.minimum(c[0], c[1]), c[2])  # (B*F, 4): x0 y0 -x1 -y1
+    keep = (torch.maximum(box[:, 0] + box[:, 2], box[:, 1] + box[:, 3]) <= 0).nonzero().squeeze(1)
+    n = len(keep)
+    box = torch.empty((4, n), dtype=torch.int64, device=keep.device).copy_(box.index_select(0, keep).t())
+    # Corners relative to the box origin (float64, exact for these small integers), and 1/Z.
+    pts = torch.empty((3, 3, n), dtype=torch.float64, device=keep.device)  # (u, v, 1/Z), corner, face
+    for k in range(3):
+        idx = corner[k].index_select(0, keep)
+        for value, out in zip((u, v, inv_z), pts[:, k]):
+            torch.index_select(value, 0, idx, out=out)
+    U, Vr = pts[0].sub_(box[0]), pts[1].sub_(box[1])
+    # Edge k (opposite vertex k) from vertex i to j: its edge function at (x, y) is
+    # a + b x + c y, positive inside a counter-clockwise face; the three sum to twice the area.
+    abc = torch.empty((3, 3, n), dtype=torch.float64, device=keep.device)
+    for k, (i, j) in enumerate(((1, 2), (2, 0), (0, 1))):
+        torch.mul(U[i], Vr[j], out=abc[0, k]).sub_(U[j] * Vr[i])
+        torch.sub(Vr[i], Vr[j], out=abc[1, k])
+        torch.sub(U[j], U[i], out=abc[2, k])
+    area = abc[0, 0] + abc[0, 1] + abc[0, 2]
+    planes = torch.empty((14, n), dtype=work_dtype, device=keep.device)
+    torch.div(abc.view(9, n), area, out=planes[:9])  # barycentric planes, for either winding
+    planes[9:12].copy_(pts[2])
+    torch.sub(pts[2, 1:], pts[2, :1], out=planes[12:])
+    drawable = (area != 0) & area.isfinite()  # degenerate faces, undrawable vertices
+    bw = (box[0] + box[2]).neg_().add_(1).mul_(drawable)
+    bh = (box[1] + box[3]).neg_().add_(1)
+    if B == 1:
+        return planes, keep, box[1] * W + box[0], bw, bh
+    return planes, keep % F, ((keep // F) * H + box[1]) * W + box[0], bw, bh
+
+
+def _evaluate(planes, idx, x, y):
+    """Screen barycentrics and 1/Z of faces idx at pixels (x, y) relative to their box
+    origins. Separate multiplies and adds (no fused ops) keep every value bit-identical between
+    the depth test and the final pass."""
+    lam = [planes[k].index_select(0, idx) + planes[3 + k].index_select(0, idx) * x
+           + planes[6 + k].index_select(0, idx) * y for k in range(3)]
+    # 1/Z is affine in screen space; in this form it is exactly 1/Z0 on a face of constant
+    # depth, so that coplanar faces at one depth tie exactly (and the smaller index wins).
+    inv_depth = planes[9].index_select(0, idx) + lam[1] * planes[12].index_select(0, idx) \
+        + lam[2] * planes[13].index_select(0, idx)
+    return lam, inv_depth
+
+
+def _candidates(planes, base, bw, bh, W):
+    """Every pixel of every face's box: (row of its face, flat pixel index, 1/Z where the face
+    covers the pixel centre and -1 where it does not)."""
     counts = bw * bh
     total = int(counts.sum())
-    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts, output_size=total)
-    start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=counts.device) - start[owner]
-    width = bw[owner]
-    row = local // width
-    return owner, local - row * width, row
+    owner = torch.repeat_interleave(counts, output_size=total)
+    local = torch.arange(total, device=counts.device) - (counts.cumsum(0) - counts).index_select(0, owner)
+    width = bw.index_select(0, owner)
+    ly = local // width
+    lx = local - ly * width
+    lam, inv_depth = _evaluate(planes, owner, lx.to(planes.dtype), ly.to(planes.dtype))
+    inside = torch.minimum(torch.minimum(lam[0], lam[1]), lam[2]) >= 0
+    pix = base.index_select(0, owner) + ly * W + lx
+    return owner, pix, torch.where(inside, inv_depth, -1.0)  # -1 never wins against the 0 background
+
+
+def _zbuffer(owner, pix, inv_depth, zbuf, best, first_row):
+    """Merge one chunk of candidates (face rows from `first_row` on) into the running 1/Z
+    buffer and the buffer of winning rows: nearest first, then the smallest row (= face index
+    within an image) among exact ties."""
+    if first_row:
+        old = zbuf.index_select(0, pix)
+    zbuf.scatter_reduce_(0, pix, inv_depth, reduce="amax")
+    new = zbuf.index_select(0, pix)
+    if first_row:  # a pixel this chunk brought nearer forgets its earlier winner
+        best.index_fill_(0, pix[new > old], _NO_FACE)
+    best.scatter_reduce_(0, pix, torch.where(inv_depth == new, owner + first_row, _NO_FACE), reduce="amin")
+
+
+def _barycentrics(planes, face_id, base, best, W, dtype):
+    """Face index, perspective-correct barycentrics and depth of every pixel, flat."""
+    npix = best.shape[0]
+    pix = (best != _NO_FACE).nonzero().squeeze(1)
+    row = best.index_select(0, pix)
+    offset = pix - base.index_select(0, row)
+    ly = offset // W
+    lam, inv_depth = _evaluate(planes, row, (offset - ly * W).to(planes.dtype), ly.to(planes.dtype))
+    persp = torch.stack([lam[k] * planes[9 + k].index_select(0, row) for k in range(3)], 1)
+    face_index = torch.full((npix,), -1, dtype=torch.int64, device=best.device)
+    face_index.index_copy_(0, pix, face_id.index_select(0, row))
+    bary = torch.zeros((npix, 3), dtype=dtype, device=best.device)
+    bary.index_copy_(0, pix, (persp / persp.sum(1, keepdim=True)).to(dtype))
+    depth = torch.full((npix,), float("inf"), dtype=dtype, device=best.device)
+    depth.index_copy_(0, pix, inv_depth.reciprocal().to(dtype))
+    return face_index, bary, depth
 
 
 def rasterize(
@@ -107,100 +239,18 @@ def rasterize(
     _check_inputs(vertices, faces, K, image_size)
     H, W = int(image_size[0]), int(image_size[1])
     B, device = vertices.shape[0], vertices.device
-    faces = faces.long()
-    # Geometry in float64: edge functions of pixel coordinates lose digits in float32 on
-    # thin faces, and the candidate count, not the precision, dominates the cost.
-    verts = vertices.detach().double()
-    Kd = K.detach().double()
-    Z = verts[..., 2]
-    safe_Z = torch.where(Z > near, Z, torch.ones_like(Z))
-    u = Kd[:, 0, 0, None] * verts[..., 0] / safe_Z + Kd[:, 0, 1, None] * verts[..., 1] / safe_Z + Kd[:, 0, 2, None]
-    v = Kd[:, 1, 1, None] * verts[..., 1] / safe_Z + Kd[:, 1, 2, None]
-
-    fu, fv, fz = u[:, faces], v[:, faces], Z[:, faces]  # (B, F, 3)
-    area = (fu[..., 1] - fu[..., 0]) * (fv[..., 2] - fv[..., 0]) - (fu[..., 2] - fu[..., 0]) * (fv[..., 1] - fv[..., 0])
-    x0 = torch.ceil(fu.min(-1).values).clamp(min=0)
-    x1 = torch.floor(fu.max(-1).values).clamp(max=W - 1)
-    y0 = torch.ceil(fv.min(-1).values).clamp(min=0)
-    y1 = torch.floor(fv.max(-1).values).clamp(max=H - 1)
-    keep = (fz > near).all(-1) & (area != 0) & (x1 >= x0) & (y1 >= y0)
-    b_idx, f_idx = keep.nonzero(as_tuple=True)
-
-    npix = B * H * W
     # Per-pair work runs in the input precision (float32 unless float64 is passed).
     work_dtype = torch.float64 if vertices.dtype == torch.float64 else torch.float32
-    zbuf = torch.full((npix,), float("inf"), dtype=work_dtype, device=device)
-    best_face = torch.full((npix,), -1, dtype=torch.int64, device=device)
-    best_bary = torch.zeros((npix, 3), dtype=work_dtype, device=device)
-    best_cand = torch.full((npix,), _NO_FACE, dtype=torch.int64, device=device)  # scratch
-    if len(b_idx):
-        bx0, by0 = x0[b_idx, f_idx], y0[b_idx, f_idx]
-        bw = (x1[b_idx, f_idx] - bx0).long() + 1
-        bh = (y1[b_idx, f_idx] - by0).long() + 1
-        # One packed row per kept face: its corners' screen position relative to the face's
-        # bounding-box origin (small numbers, so the per-pair pass keeps its digits in the
-        # input precision), their 1/Z and 1/area. Each candidate pair is one row gather.
-        u_ = fu[b_idx, f_idx] - bx0[:, None]
-        v_ = fv[b_idx, f_idx] - by0[:, None]
-        z_ = fz[b_idx, f_idx]
-        table = torch.cat([u_, v_, 1.0 / z_, 1.0 / area[b_idx, f_idx, None]], dim=1).to(work_dtype)
-        bx0, by0 = bx0.long(), by0.long()
-        cum = torch.cumsum(bw * bh, 0)
-        chunk_start = 0
-        while chunk_start < len(b_idx):
-            base = cum[chunk_start - 1] if chunk_start else 0
-            chunk_end = int(torch.searchsorted(cum, base + max_pairs_per_chunk, right=True))
-            chunk_end = max(chunk_end, chunk_start + 1)
-            sl = slice(chunk_start, chunk_end)
-            _rasterize_chunk(
-                table[sl], b_idx[sl], f_idx[sl], bx0[sl], by0[sl], bw[sl], bh[sl],
-                H, W, zbuf, best_face, best_bary, best_cand,
-            )
-            chunk_start = chunk_end
-
-    dtype = vertices.dtype
-    face_index = best_face.view(B, H, W)
-    bary = best_bary.view(B, H, W, 3).to(dtype)
-    depth = zbuf.view(B, H, W).to(dtype)
-    return Fragments(face_index=face_index, bary=bary, depth=depth)
-
-
-def _rasterize_chunk(table, b_idx, f_idx, bx0, by0, bw, bh, H, W, zbuf, best_face, best_bary, best_cand):
-    owner, lx, ly = _candidate_pairs(bw, bh)
-    corners = table[:, :6][owner]  # (N, 6): u0 u1 u2 v0 v1 v2, relative to the box origin
-    x, y = lx.to(table.dtype), ly.to(table.dtype)
-    du0, du1, du2 = corners[:, 0] - x, corners[:, 1] - x, corners[:, 2] - x
-    dv0, dv1, dv2 = corners[:, 3] - y, corners[:, 4] - y, corners[:, 5] - y
-    # Edge functions in relative form: the two faces sharing an edge evaluate exactly
-    # negated values there, so a pixel centre on a shared edge is never dropped by both
-    # (watertight). Multiplying by 1/area gives barycentrics for either winding.
-    w0 = du1 * dv2 - du2 * dv1
-    w1 = du2 * dv0 - du0 * dv2
-    w2 = du0 * dv1 - du1 * dv0
-    sign = table[:, 9].sign()[owner]
-    inside = ((w0 * sign >= 0) & (w1 * sign >= 0) & (w2 * sign >= 0)).nonzero().squeeze(1)
-    owner = owner[inside]
-    rest = table[:, 6:10][owner]  # 1/Z0, 1/Z1, 1/Z2, 1/area
-    screen = torch.stack([w0[inside], w1[inside], w2[inside]], dim=1) * rest[:, 3:4]
-    f = f_idx[owner]
-    pix = (b_idx[owner] * H + by0[owner] + ly[inside]) * W + bx0[owner] + lx[inside]
-    # Perspective-correct: 1/Z is affine in screen space.
-    persp = screen * rest[:, 0:3]
-    depth = 1.0 / persp.sum(-1)
-    bary = persp * depth[:, None]
-
-    # Two-pass z-buffer: nearest depth per pixel, then the smallest face id at that depth.
-    old_depth = zbuf[pix]
-    zbuf.scatter_reduce_(0, pix, depth, reduce="amin")
-    at_min = depth == zbuf[pix]
-    pix_min = pix[at_min]
-    best_cand.scatter_reduce_(0, pix_min, f[at_min], reduce="amin")
-    won = at_min & (f == best_cand[pix])  # one winner per pixel within this chunk
-    best_cand[pix_min] = _NO_FACE  # reset only what was touched
-    win_pix, win_face = pix[won], f[won]
-    # Against earlier chunks: a strictly nearer point replaces; an equal depth keeps the
-    # smaller face id.
-    prev_face = best_face[win_pix]
-    replace = (depth[won] < old_depth[won]) | (prev_face < 0) | (win_face < prev_face)
-    best_face[win_pix[replace]] = win_face[replace]
-    best_bary[win_pix[replace]] = bary[won][replace]
+    planes, face_id, base, bw, bh = _setup(vertices, faces.long(), K, H, W, near, work_dtype)
+    zbuf = torch.zeros(B * H * W, dtype=work_dtype, device=device)  # 1/Z; 0 is background
+    best = torch.full((B * H * W,), _NO_FACE, dtype=torch.int64, device=device)  # winning row
+    cum = torch.cumsum(bw * bh, 0)
+    start = 0
+    while start < len(cum):
+        done = int(cum[start - 1]) if start else 0
+        end = max(int(torch.searchsorted(cum, done + max_pairs_per_chunk, right=True)), start + 1)
+        owner, pix, inv_depth = _candidates(planes[:, start:end], base[start:end], bw[start:end], bh[start:end], W)
+        _zbuffer(owner, pix, inv_depth, zbuf, best, start)
+        start = end
+    face_index, bary, depth = _barycentrics(planes, face_id, base, best, W, vertices.dtype)
+    return Fragments(face_index=face_index.view(B, H, W), bary=bary.view(B, H, W, 3), depth=depth.view(B, H, W))

@@ -53,14 +53,67 @@ def _fill_from_neighbours(texture: torch.Tensor, filled: torch.Tensor) -> tuple[
     return texture * filled + grow * acc[:, :C] / acc[:, C:].clamp(min=1), grow
 
 
+def fill_texture_gaps(texture: torch.Tensor, known_mask: torch.Tensor,
+                      atlas_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """DINAR's gap fill (B_fill): close the small gaps a single view leaves inside its visible regions.
+
+    A view scattered into UV leaves isolated empty texels wherever the image is coarser than the
+    texture. Every empty texel with at least one known 3x3 neighbour takes the mean of its known
+    neighbours (one 3x3 splat, as DINAR's texture sampling does); texels farther than one texel from
+    any known one stay empty. The gap-filled texels count as known for conditioning and for the
+    final paste (DINAR's known-texel channel is the union; its second mask channel marks the fill).
+
+    Args:
+        texture: (B, C, H, W); values where `known_mask` is 0 are ignored.
+        known_mask: (B, 1, H, W), 1 where a pixel landed (the texel is observed).
+        atlas_mask: optional (1 or B, 1, H, W), 1 on the UV atlas; fills outside it are discarded.
+
+    Returns:
+        dict with texture (B, C, H, W) (0 outside the known and filled texels), known_mask
+        (B, 1, H, W) (the input, binarised) and filled_mask (B, 1, H, W) (texels filled by the
+        splat, disjoint from known_mask).
+    """
+    if texture.dim() != 4 or known_mask.shape != (texture.shape[0], 1, *texture.shape[2:]):
+        raise ValueError(f"texture must be (B, C, H, W) and known_mask (B, 1, H, W); got "
+                         f"{tuple(texture.shape)}, {tuple(known_mask.shape)}")
+    known = (known_mask > 0.5).to(texture.dtype)
+    filled_texture, filled = _fill_from_neighbours(texture, known)
+    if atlas_mask is not None:
+        if atlas_mask.dim() != 4 or atlas_mask.shape[1] != 1 or atlas_mask.shape[2:] != texture.shape[2:]:
+            raise ValueError(f"atlas_mask must be (B, 1, H, W) matching texture, got {tuple(atlas_mask.shape)}")
+        filled = filled * (atlas_mask > 0.5).to(texture.dtype)
+        filled_texture = filled_texture * (known + filled)
+    return {"texture": filled_texture, "known_mask": known, "filled_mask": filled}
+
+
+def texture_with_masks(rgb: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """DINAR's texture layout: colour channels, then the known mask and the gap-fill mask as the last
+    two channels (its neural texture ends with RGB, known-or-filled, filled; its VQGAN encodes that).
+
+    Args:
+        rgb: (B, C, H, W) texture, zero where unknown.
+        known_mask: (B, 1, H, W) 1 where a pixel landed; for a complete texture, the UV atlas.
+        gap_mask: (B, 1, H, W) 1 on gap-filled texels; None for none. The known channel is
+            known_mask | gap_mask (DINAR's closed mask), the last channel gap_mask.
+    """
+    if known_mask.shape != (rgb.shape[0], 1, *rgb.shape[2:]):
+        raise ValueError(f"known_mask must be (B, 1, H, W) matching rgb {tuple(rgb.shape)}, got {tuple(known_mask.shape)}")
+    gap = torch.zeros_like(known_mask) if gap_mask is None else gap_mask
+    if gap.shape != known_mask.shape:
+        raise ValueError(f"gap_mask must have known_mask's shape {tuple(known_mask.shape)}, got {tuple(gap.shape)}")
+    gap = (gap > 0.5).to(rgb.dtype)
+    known = torch.maximum((known_mask > 0.5).to(rgb.dtype), gap)
+    return torch.cat([rgb, known, gap], dim=1)
+
 def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_size: int | tuple[int, int],
                   erode: int = 0, fill_gaps: bool = True) -> dict[str, torch.Tensor]:
     """Scatter visible pixels into UV space (DINAR's RGB texture; the partial texture of a view).
 
     Each visible pixel adds its colour to the texel nearest to its UV; texels average what they
     receive. With `fill_gaps`, empty texels with at least one filled 3x3 neighbour take the mean
-    of those neighbours (one splat pass), which closes the one-texel gaps left where the image is
-    coarser than the texture.
+    of those neighbours (`fill_texture_gaps`, DINAR's B_fill), which closes the one-texel gaps left
+    where the image is coarser than the texture.
 
     Args:
         image: (B, C, H, W).
@@ -94,10 +147,9 @@ def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, tex
     counts = torch.zeros(B * Ht * Wt, dtype=image.dtype, device=image.device).index_add_(0, texel, torch.ones_like(texel, dtype=image.dtype))
     known = (counts > 0).view(B, 1, Ht, Wt).to(image.dtype)
     texture = (sums / counts.clamp(min=1)[:, None]).view(B, Ht, Wt, C).permute(0, 3, 1, 2)
-    filled = torch.zeros_like(known)
     if fill_gaps:
-        texture, filled = _fill_from_neighbours(texture, known)
-    return {"texture": texture, "known_mask": known, "filled_mask": filled}
+        return fill_texture_gaps(texture, known)
+    return {"texture": texture, "known_mask": known, "filled_mask": torch.zeros_like(known)}
 
 
 def dilate_texture(texture: torch.Tensor, mask: torch.Tensor, iterations: int = 4) -> torch.Tensor:

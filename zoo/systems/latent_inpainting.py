@@ -1,13 +1,17 @@
 """DINAR's texture inpainting (paper section 3.3): a conditional DDPM in a frozen VQGAN's latent space.
 
-Training: the complete texture T and the single-view partial texture T^j are encoded by the
-frozen VQGAN; the denoiser learns to denoise noisy(E(T)) given E(T^j) and the bilinearly resized
-known mask b(B_fill), concatenated on channels. Inference (`inpaint`): sample with the known
-region of the latent replaced at every step, decode, and paste the known texels back (eq. 6).
+Training: the complete texture T and the single-view partial texture T^j (gap-filled, B_fill) are
+encoded by the frozen VQGAN, each with its known-texel and gap-fill masks as its last two channels
+(DINAR's texture layout, `texture_with_masks`); the denoiser learns to denoise noisy(E(T)) given
+E(T^j) and the known mask resized to the latent grid with nearest sampling, concatenated on
+channels. E is the pre-quantisation encoding. Inference (`inpaint`): DDIM with the 3x3 erosion of
+that resized mask replaced by the noised E(T^j) before every step (the last update is kept),
+decode, and paste the known texels back in texture space (eq. 6).
 
 Batches follow the zoo's texture contract: a dict with "texture" (B, C, H, W) in [-1, 1],
-"texture_mask" (B, 1, H, W) 1 on the UV atlas, "partial" (B, C, H, W) zero where unseen and
-"known_mask" (B, 1, H, W) 1 where "partial" is known.
+"texture_mask" (B, 1, H, W) 1 on the UV atlas, "partial" (B, C, H, W) zero where unseen,
+"known_mask" (B, 1, H, W) 1 where a pixel landed and optionally "gap_mask" (B, 1, H, W) 1 on
+texels filled by the gap fill (`zoo.render.fill_texture_gaps`); known = known_mask | gap_mask.
 """
 from __future__ import annotations
 
@@ -15,14 +19,15 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from zoo.callbacks.ema import ExponentialMovingAverage
 from zoo.diffusion import GaussianDiffusion
 from zoo.diffusion.sampling import canonical_sampler
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
+from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.vqgan import preview
+from zoo.utils.ema import ExponentialMovingAverage
+from zoo.utils.images import preview
 
 
 class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
@@ -48,6 +53,14 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
             DDIM, 200 steps, eta 1; validation uses fewer steps to stay cheap).
         erode_known_mask: erode the latent known mask 3x3 before replacing (DINAR).
         preview_channels: 3 (or 1) texture channels shown in image grids (default the first 3).
+        mask_channels: the VQGAN sees textures with their known and gap masks as two extra last
+            channels (DINAR: its neural texture carries both; a partial texture without them is
+            indistinguishable from a dark one). False: colour channels only (a VQGAN trained
+            without masks).
+        ddim_timesteps: DDIM grid, "leading" (DINAR: t = k c + 1, last step to alphas_cumprod[0])
+            or "trailing"; see `zoo.diffusion.sampling.make_scheduler`.
+        final_latent_paste: set the replaced latent region to the known latent after the last
+            step. False (DINAR): known content is pasted only in texture space after decoding.
     """
 
     def __init__(self, denoiser: DiffusionUNet, vqgan: str | VQGAN, num_train_timesteps: int = 1000,
@@ -56,7 +69,8 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
                  weight_decay: float = 0.01, use_ema: bool = True, ema_decay: float = 0.9999, ema_warmup: bool = True,
                  latent_scale: float = 1.0, quantize_latents: bool = False, val_sampler: str = "ddim",
                  val_steps: int = 50, val_eta: float = 1.0, erode_known_mask: bool = True,
-                 preview_channels: list[int] | None = None):
+                 preview_channels: list[int] | None = None, mask_channels: bool = True,
+                 ddim_timesteps: str = "leading", final_latent_paste: bool = False):
         super().__init__()
         if loss_type not in ("l1", "l2"):
             raise ValueError(f"loss_type must be 'l1' or 'l2', got {loss_type!r}")
@@ -66,7 +80,8 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         if isinstance(vqgan, str):
             self.hparams["vqgan"] = vqgan
         self.denoiser = denoiser
-        self.diffusion = GaussianDiffusion(num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type)
+        self.diffusion = GaussianDiffusion(num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type,
+                                           ddim_timesteps)
         self.ema = ExponentialMovingAverage(denoiser, ema_decay, ema_warmup) if use_ema else None
         self._vqgan_source = vqgan if isinstance(vqgan, str) else None
         if isinstance(vqgan, VQGAN):
@@ -95,32 +110,45 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
 
     @torch.no_grad()
     def encode(self, texture: torch.Tensor) -> torch.Tensor:
-        """Diffusion latents of textures (B, C, H, W) -> (B, code_dim, H/f, W/f)."""
+        """Diffusion latents (B, code_dim, H/f, W/f) of VQGAN inputs (B, C_vqgan, H, W), pre-quantisation
+        unless `quantize_latents` (DINAR diffuses the encoder output before quantisation)."""
+        if texture.ndim != 4 or texture.shape[1] != self.vqgan.in_channels:
+            raise ValueError(f"VQGAN input must be (B, {self.vqgan.in_channels}, H, W), got {tuple(texture.shape)}"
+                             + (" (textures with mask_channels carry 2 mask channels)" if self.hparams.mask_channels
+                                else ""))
         return self.vqgan.encode(texture, quantize=self.hparams.quantize_latents) * self.hparams.latent_scale
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vqgan.decode(latents / self.hparams.latent_scale, quantize=True)
 
-    def _condition(self, partial: torch.Tensor, known_mask: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(partial latent, condition = latent | b(known mask), known-cell mask of the latent grid);
-        b is an antialiased bilinear resize to the latent size (DINAR section 3.3)."""
-        if partial.ndim != 4 or partial.shape[1] != self.vqgan.in_channels:
-            raise ValueError(f"partial must be (B, {self.vqgan.in_channels}, H, W), got {tuple(partial.shape)}")
-        if known_mask.shape != (partial.shape[0], 1, *partial.shape[2:]):
-            raise ValueError(f"known_mask must be (B, 1, H, W) matching partial, got {tuple(known_mask.shape)}")
-        z_partial = self.encode(partial)
-        size = z_partial.shape[-2:]
-        mask = known_mask.to(z_partial.dtype)
-        resized = F.interpolate(mask, size=size, mode="bilinear", align_corners=False, antialias=True)
-        fully_known = F.interpolate(mask, size=size, mode="area") > 0.999  # latent cells whose texels are all known
-        return z_partial, torch.cat([z_partial, resized], dim=1), fully_known
+    def vqgan_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(complete texture, partial texture) as VQGAN inputs, and the partial's known mask
+        known_mask | gap_mask (DINAR's filled mask, used for conditioning and for the paste)."""
+        texture, partial, gap = batch["texture"], batch["partial"], batch.get("gap_mask")
+        filled = texture_with_masks(partial, batch["known_mask"], gap)
+        known = filled[:, -2:-1]
+        if not self.hparams.mask_channels:
+            return texture, partial * known, known
+        atlas = batch.get("texture_mask")
+        atlas = torch.ones_like(known) if atlas is None else atlas.to(texture.dtype).expand_as(known)
+        return texture_with_masks(texture, atlas), texture_with_masks(partial * known, known, gap), known
+
+    def _condition(self, vqgan_input: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(partial latent, condition = latent | resized mask, resized mask): the known mask is
+        resized to the latent grid with nearest sampling, as DINAR's condition channel."""
+        if known.shape != (vqgan_input.shape[0], 1, *vqgan_input.shape[2:]):
+            raise ValueError(f"known mask must be (B, 1, H, W) matching the partial texture {tuple(vqgan_input.shape)}, "
+                             f"got {tuple(known.shape)}")
+        z_partial = self.encode(vqgan_input)
+        resized = F.interpolate(known.to(z_partial.dtype), size=z_partial.shape[-2:], mode="nearest")
+        return z_partial, torch.cat([z_partial, resized], dim=1), resized
 
     # --- training ---------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        z0 = self.encode(batch["texture"])
-        _, cond, _ = self._condition(batch["partial"], batch["known_mask"])
+        complete, partial, known = self.vqgan_inputs(batch)
+        z0 = self.encode(complete)
+        _, cond, _ = self._condition(partial, known)
         out = self.diffusion.training_loss(self.denoiser, z0, cond=cond, loss_type=self.hparams.loss_type)
         self.log("train/diffusion_loss", out.loss, prog_bar=True, batch_size=z0.shape[0])
         return out.loss
@@ -135,16 +163,28 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
 
     # --- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def inpaint(self, partial: torch.Tensor, known_mask: torch.Tensor, sampler: str = "ddim", steps: int = 200,
-                eta: float | None = None, generator: torch.Generator | None = None, use_ema: bool = True,
-                erode: bool | None = None) -> torch.Tensor:
-        """Complete partial textures (B, C, H, W); texels where known_mask is 1 are `partial` exactly.
+    def inpaint(self, partial: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None,
+                sampler: str = "ddim", steps: int = 200, eta: float | None = None,
+                generator: torch.Generator | None = None, use_ema: bool = True, erode: bool | None = None,
+                cond_override: torch.Tensor | None = None) -> torch.Tensor:
+        """Complete partial textures (B, C, H, W); texels where known_mask or gap_mask is 1 are
+        `partial` exactly (DINAR eq. 6, pasted after decoding).
 
         `eta` defaults to 1 for DDIM (DINAR) and is unused by the other samplers; `erode` defaults
         to `erode_known_mask`. Sampling uses the EMA weights when available and `use_ema`.
+        `cond_override` (B, code_dim + 1, h, w) replaces the denoiser's condition channels only
+        (the known-region replacement and the paste still use this input): a probe of how much
+        the samples follow the condition.
         """
-        known_mask = known_mask.to(partial.dtype)
-        z_partial, cond, fully_known = self._condition(partial, known_mask)
+        texture = torch.zeros_like(partial)
+        batch = {"texture": texture, "partial": partial, "known_mask": known_mask, "gap_mask": gap_mask,
+                 "texture_mask": torch.ones_like(known_mask)}
+        _, vqgan_input, known = self.vqgan_inputs({k: v for k, v in batch.items() if v is not None})
+        z_partial, cond, resized = self._condition(vqgan_input, known)
+        if cond_override is not None:
+            if cond_override.shape != cond.shape:
+                raise ValueError(f"cond_override must be {tuple(cond.shape)}, got {tuple(cond_override.shape)}")
+            cond = cond_override
         eta = (1.0 if eta is None else eta) if canonical_sampler(sampler) == "ddim" else 0.0
         erode = self.hparams.erode_known_mask if erode is None else erode
         was_training = self.denoiser.training
@@ -152,31 +192,33 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         try:
             if use_ema and self.ema is not None:
                 with self.ema.swap_into(self.denoiser):
-                    z = self._sample(z_partial, cond, fully_known, sampler, steps, eta, generator, erode)
+                    z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
             else:
-                z = self._sample(z_partial, cond, fully_known, sampler, steps, eta, generator, erode)
+                z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
         finally:
             self.denoiser.train(was_training)
-        texture = self.decode(z)
-        return torch.where(known_mask > 0.5, partial, texture)  # DINAR eq. 6
+        decoded = self.decode(z)[:, :partial.shape[1]]
+        return torch.where(known > 0.5, partial, decoded)  # DINAR eq. 6, in texture space
 
-    def _sample(self, z_partial, cond, fully_known, sampler, steps, eta, generator, erode) -> torch.Tensor:
+    def _sample(self, z_partial, cond, resized, sampler, steps, eta, generator, erode) -> torch.Tensor:
         return self.diffusion.sample(self.denoiser, z_partial.shape, cond=cond, sampler=sampler, num_steps=steps,
-                                     eta=eta, known=z_partial, known_mask=fully_known.float(), erode=erode,
-                                     generator=generator, device=z_partial.device, dtype=z_partial.dtype)
+                                     eta=eta, known=z_partial, known_mask=resized, erode=erode,
+                                     generator=generator, device=z_partial.device, dtype=z_partial.dtype,
+                                     final_paste=self.hparams.final_latent_paste)
 
     # --- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        texture, partial, known = batch["texture"], batch["partial"], batch["known_mask"]
+        texture, partial = batch["texture"], batch["partial"]
+        complete, partial_input, known = self.vqgan_inputs(batch)
         atlas = batch.get("texture_mask", torch.ones_like(known))
-        z0 = self.encode(texture)
-        _, cond, _ = self._condition(partial, known)
+        z0 = self.encode(complete)
+        _, cond, _ = self._condition(partial_input, known)
         generator = torch.Generator(device=self.device).manual_seed(batch_idx)
         loss = self.diffusion.training_loss(self.denoiser, z0, cond=cond, loss_type=self.hparams.loss_type,
                                             generator=generator).loss
         hp = self.hparams
-        result = self.inpaint(partial, known, sampler=hp.val_sampler, steps=hp.val_steps,
-                              eta=hp.val_eta, generator=generator)
+        result = self.inpaint(partial, batch["known_mask"], batch.get("gap_mask"), sampler=hp.val_sampler,
+                              steps=hp.val_steps, eta=hp.val_eta, generator=generator)
         unknown = (atlas * (1 - known)).expand_as(texture)
         l1 = ((result - texture).abs() * unknown).sum() / unknown.sum().clamp_min(1.0)
         self.log_dict({"val/diffusion_loss": loss, "val/l1_unknown": l1}, batch_size=texture.shape[0], sync_dist=True)

@@ -3,32 +3,29 @@
 Manual optimisation with two optimisers (generator = the VQGAN, discriminator = a PatchGAN), as
 in taming-transformers. Batches follow the texture contract of the zoo's datamodules: a dict with
 "texture" (B, C, H, W) in [-1, 1] and optionally "texture_mask" (B, 1, H, W), 1 on the UV atlas
-(reconstruction losses count atlas texels only).
+(reconstruction losses count atlas texels only). DINAR's VQGAN encodes the pipeline's own textures,
+which carry the known-texel and gap-fill masks as channels and are partial at inference; with
+`mask_channels` the textures get those two channels (`texture_with_masks`; a complete texture's
+known mask is the atlas) and with `train_on="both"` the batch's partial textures ("partial",
+"known_mask", optional "gap_mask") are reconstructed too, so the encoder learns the inputs the
+inpainter will give it.
 """
 from __future__ import annotations
 
 import logging
-import os
-from typing import Sequence
-
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
+from zoo.metrics.lpips import load_lpips_weights
 from zoo.pretrained import export_folder
+from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.utils.images import preview
 
 log = logging.getLogger(__name__)
-
-
-def preview(images: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
-    """The 3 (or 1) channels of textures (B, C, H, W) shown in image grids (default the first 3)."""
-    if channels is not None:
-        return images[:, list(channels)]
-    return images[:, :3] if images.shape[1] >= 3 else images[:, :1]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -37,31 +34,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
         return values.mean()
     weight = mask.expand_as(values)
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-def load_lpips(weights_path: str, net: str = "vgg") -> nn.Module:
-    """LPIPS with every weight from local files: nothing is downloaded.
-
-    `weights_path` is a file holding a full LPIPS state dict (backbone and linear layers) of
-    backbone `net`, or "hub-cache" for LPIPS(alex) from torchvision's AlexNet file in the torch hub
-    cache plus the lpips package's linear heads (`zoo.metrics.lpips.load_lpips_alex`)."""
-    if weights_path == "hub-cache":
-        from zoo.metrics.lpips import load_lpips_alex
-
-        return load_lpips_alex()
-    if not os.path.isfile(weights_path):
-        raise FileNotFoundError(f"perceptual_weights {weights_path!r} does not exist; it must hold a full LPIPS "
-                                "state dict (backbone and linear layers), saved with torch.save or safetensors")
-    import lpips  # imported here: it pulls in torchvision, unused unless perceptual loss is on
-
-    model = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-    if weights_path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(weights_path)
-    else:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 class VQGANSystem(FrozenNetworks, pl.LightningModule):
@@ -77,7 +49,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         reconstruction_weight: weight of the reconstruction loss.
         perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
         perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
-            from the torch hub cache (see `load_lpips`); None disables LPIPS (its backbone would
+            from the torch hub cache (see `zoo.metrics.lpips.load_lpips_weights`); None disables LPIPS (its backbone would
             otherwise be downloaded, which the zoo never does).
         perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
         perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
@@ -95,6 +67,10 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         preview_channels: 3 (or 1) channels shown in image grids (default the first 3).
         export_path: where `on_train_end` saves the VQGAN with `save_pretrained`: a folder, or a
             bare name for `$ZOO_HOME/<name>` (then `from_pretrained(name)` finds it).
+        mask_channels: append the known and gap-fill masks as two last channels (DINAR's texture
+            layout); the VQGAN then has C + 2 input / output channels.
+        train_on: "both" (DINAR: complete textures and the batch's partial textures, each with its
+            masks, in every step) or "complete" (complete textures only).
     """
 
     def __init__(self, vqgan: VQGAN, discriminator: PatchDiscriminator, lr: float = 1e-4, disc_lr: float | None = None,
@@ -105,8 +81,13 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
                  adversarial_weight: float = 0.8, adaptive_weight: bool = True, disc_start: int = 10000,
                  codebook_weight: float = 1.0, dead_code_restart_every: int = 0, dead_code_min_count: float = 1.0,
                  image_log_every_n_steps: int = 500, preview_channels: list[int] | None = None,
-                 export_path: str | None = None):
+                 export_path: str | None = None, mask_channels: bool = True, train_on: str = "both"):
         super().__init__()
+        if train_on not in ("both", "complete"):
+            raise ValueError(f"train_on must be 'both' or 'complete', got {train_on!r}")
+        if train_on == "both" and not mask_channels:
+            raise ValueError("train_on='both' needs mask_channels: without them a partial texture's unknown texels "
+                             "look like black ones")
         if reconstruction_loss not in ("l1", "l2"):
             raise ValueError(f"reconstruction_loss must be 'l1' or 'l2', got {reconstruction_loss!r}")
         if adversarial_loss not in ("hinge", "non_saturating"):
@@ -119,7 +100,7 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         self.vqgan, self.discriminator = vqgan, discriminator
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
         if perceptual_weights is not None and perceptual_weight > 0:
-            self.attach_frozen("lpips", load_lpips(perceptual_weights, perceptual_net))
+            self.attach_frozen("lpips", load_lpips_weights(perceptual_weights, perceptual_net))
         elif perceptual_weight > 0:
             log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
 
@@ -130,10 +111,22 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         return [opt_g, opt_d]
 
     def _texture(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = batch["texture"]
-        if x.ndim != 4 or x.shape[1] != self.vqgan.in_channels:
-            raise ValueError(f"batch['texture'] must be (B, {self.vqgan.in_channels}, H, W), got {tuple(x.shape)}")
-        return x, batch.get("texture_mask")
+        """VQGAN inputs of the batch and the loss mask (the atlas) of each."""
+        x, mask = batch["texture"], batch.get("texture_mask")
+        extra = 2 if self.hparams.mask_channels else 0
+        if x.ndim != 4 or x.shape[1] + extra != self.vqgan.in_channels:
+            raise ValueError(f"batch['texture'] must be (B, {self.vqgan.in_channels - extra}, H, W) for a VQGAN with "
+                             f"{self.vqgan.in_channels} input channels (mask_channels={bool(extra)}), "
+                             f"got {tuple(x.shape)}")
+        if not extra:
+            return x, mask
+        atlas = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype).expand_as(x[:, :1])
+        complete = texture_with_masks(x, atlas)
+        if self.hparams.train_on == "complete" or "partial" not in batch:
+            return complete, mask
+        partial = texture_with_masks(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
+        partial = torch.cat([partial[:, :-2] * partial[:, -2:-1], partial[:, -2:]], dim=1)
+        return torch.cat([complete, partial]), torch.cat([atlas, atlas])
 
     def _nll(self, x: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         hp = self.hparams

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -80,3 +81,10 @@ def log_picture(loggers, key: str, picture: torch.Tensor, step: int, fallback_di
             written = True
     if not written and loggers and fallback_dir is not None:
         save_png(picture, Path(fallback_dir) / "images" / f"{key.replace('/', '_')}_{step:07d}.png")
+
+
+def preview(images: torch.Tensor, channels: Sequence[int] | None = None) -> torch.Tensor:
+    """The 3 (or 1) channels of textures (B, C, H, W) shown in image grids (default the first 3)."""
+    if channels is not None:
+        return images[:, list(channels)]
+    return images[:, :3] if images.shape[1] >= 3 else images[:, :1]

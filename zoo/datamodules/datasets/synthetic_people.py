@@ -4,8 +4,15 @@ Generation (once, cached on disk): each identity gets a body shape, a procedural
 (`procedural.paint_texture`) and `views_per_identity` views, each with its own pose (standing
 to walking) and camera (yaw 0-360, small pitch, distance jitter) over a procedural background.
 A view stores what the real datasets give plus what they cannot: image, person mask, 2D part
-labels, the UV render (exact per-pixel UV), camera-space vertices and K. The texture *is* the
-ground truth of every pixel: image = grid_sample(texture, uv) over the background.
+labels, the UV render (exact per-pixel UV), camera-space vertices and K. By default the texture
+*is* the ground truth of every pixel: image = grid_sample(texture, uv) over the background.
+
+Avatar options (`shading`, `clothing_offset`; off by default) add what a per-texel RGB texture
+cannot explain and a neural renderer can learn: Lambertian shading from a light fixed in the
+world per identity (so it changes with the pose, not with the camera alone), and clothes standing
+off the body surface (the person's silhouette and pixels come from a displaced "clothed" mesh,
+while `uv`, `vertices` and `parts` stay those of the body, as a body fit would give them). With
+them on, `masks` is the clothed silhouette and the image is no longer grid_sample(texture, uv).
 
 Layout of a cache folder (arrays are memory-mapped .npy, one row per view or identity):
     meta.json                         generation settings + split sizes
@@ -18,6 +25,9 @@ Layout of a cache folder (arrays are memory-mapped .npy, one row per view or ide
     <split>/view_person.npy (N,)         int64 index into the split's identities
     <split>/textures.npy    (P, T, T, 3) uint8 ground-truth textures
     <split>/person_ids.npy  (P,)         int64 global identity ids
+    texture_mask.npy, face_hands_mask.npy, uv_position_code.npy   UV maps of the body
+    face_mask_uv.npy (T, T) uint8, limb_colours_uv.npy (3, T, T) float32   (newer caches only:
+        the face region and the occlusion detector's limb-colour texture, see `avatar_uv_maps`)
 """
 from __future__ import annotations
 
@@ -35,9 +45,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, dilate_texture, look_at_body, rasterize, render_labels, render_uv, sample_texture,
-                        scatter_to_uv, to_camera)
+from zoo.render import (composite, dilate_texture, fill_texture_gaps, look_at_body, rasterize, render_labels, render_uv,
+                        sample_texture, scatter_to_uv, to_camera)
 from zoo.render.body_maps import body_uv_maps
+from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
+from zoo.render.shading import render_normals, vertex_normals
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,10 @@ class GenerationSettings:
         split_fractions: (train, val, test) fractions of the identities (each split >= 1).
         store_vertices: also store camera-space vertices of each view (large).
         seed: the whole dataset is a function of this seed.
+        shading: strength in [0, 1] of Lambertian shading from a light fixed in the world per
+            identity (0 = flat albedo, the original data).
+        clothing_offset: largest distance in metres (e.g. 0.02) that clothes stand off the body
+            surface along its normals (0 = skin-tight, the original data).
     """
 
     num_identities: int = 64
@@ -76,6 +92,8 @@ class GenerationSettings:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     store_vertices: bool = True
     seed: int = 0
+    shading: float = 0.0
+    clothing_offset: float = 0.0
 
     def __post_init__(self):
         if self.num_identities < 3:
@@ -88,9 +106,21 @@ class GenerationSettings:
             raise ValueError(f"texture_size must be >= 8, got {self.texture_size}")
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1) > 1e-6:
             raise ValueError(f"split_fractions must be 3 numbers summing to 1, got {self.split_fractions}")
+        if not 0.0 <= self.shading <= 1.0:
+            raise ValueError(f"shading must be in [0, 1], got {self.shading}")
+        if not 0.0 <= self.clothing_offset <= 0.2:
+            raise ValueError(f"clothing_offset must be in [0, 0.2] metres, got {self.clothing_offset}")
+
+    @property
+    def avatar_effects(self) -> bool:
+        return self.shading > 0 or self.clothing_offset > 0
 
     def key(self, body_name: str) -> str:
-        payload = json.dumps({**asdict(self), "body": body_name, "format": FORMAT_VERSION}, sort_keys=True)
+        fields = asdict(self)
+        for name, default in _LATER_FIELDS.items():  # absent at their defaults: older caches keep their names
+            if fields[name] == default:
+                del fields[name]
+        payload = json.dumps({**fields, "body": body_name, "format": FORMAT_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def split_identities(self) -> dict[str, range]:
@@ -101,6 +131,42 @@ class GenerationSettings:
         if n_train < 1:
             raise ValueError(f"{n} identities leave no training identity with fractions {self.split_fractions}")
         return {"train": range(0, n_train), "val": range(n_train, n_train + n_val), "test": range(n_train + n_val, n)}
+
+
+_LATER_FIELDS = {"shading": 0.0, "clothing_offset": 0.0}
+
+
+def _outward(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1) +1 / -1: the sign that turns `vertex_normals` of the mesh outwards (its winding)."""
+    tri = (vertices - vertices.mean(1, keepdim=True))[:, faces]
+    volume = (torch.linalg.cross(tri[:, :, 0], tri[:, :, 1], dim=-1) * tri[:, :, 2]).sum(dim=(1, 2))
+    return torch.where(volume < 0, -1.0, 1.0)[:, None, None]
+
+
+def _avatar_identity(body, settings: GenerationSettings, pid: int) -> dict[str, torch.Tensor]:
+    """One identity's world light and per-vertex clothing offsets, from a generator of its own
+    (so the draws of the original data are unchanged)."""
+    g = torch.Generator().manual_seed(settings.seed * 1_000_003 + pid + 500_000_000)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand((), generator=g).item()  # noqa: E731
+    light = torch.tensor([u(-1.0, 1.0), u(0.3, 1.2), u(-0.4, 1.0)])
+    light = light / light.norm()
+    rest = body.template_vertices.float()
+    faces = body.faces
+    parts = torch.zeros(rest.shape[0], dtype=torch.long).scatter_reduce_(
+        0, faces.reshape(-1), body.face_parts.repeat_interleave(3), "amax", include_self=False)
+    y = rest[:, 1]
+    height = (y - y.min()) / (y.max() - y.min())
+    covered = (parts == 2) & (height < u(0.78, 0.82))  # top, to the neckline
+    covered |= parts == 5  # thighs
+    if torch.rand((), generator=g) < 0.5:
+        covered |= parts == 3  # sleeves
+    if torch.rand((), generator=g) < 0.6:
+        covered |= (parts == 6) & (height > 0.06)  # trousers
+    theta = torch.atan2(rest[:, 0], rest[:, 2])
+    folds = torch.sin(2 * torch.pi * u(6.0, 14.0) * height + u(0.0, 6.3)) * torch.cos(u(1.0, 4.0) * theta)
+    looseness = u(0.4, 1.0)
+    offsets = settings.clothing_offset * looseness * (0.7 + 0.3 * folds) * covered
+    return {"light": light, "offsets": offsets, "ambient": torch.tensor(u(0.3, 0.55))}
 
 
 def _pose_views(body, betas, n: int, g: torch.Generator, settings: GenerationSettings) -> torch.Tensor:
@@ -114,8 +180,9 @@ def _pose_views(body, betas, n: int, g: torch.Generator, settings: GenerationSet
         return body(betas=betas.expand(n, -1), pose=pose).vertices
 
 
-def _render_view(body, verts, texture, g, settings: GenerationSettings):
-    """Camera and render of one posed body (1, V, 3); returns numpy arrays."""
+def _render_view(body, verts, texture, g, settings: GenerationSettings, avatar: dict | None = None):
+    """Camera and render of one posed body (1, V, 3); returns numpy arrays. With `avatar`
+    (`_avatar_identity`), the person is drawn from the clothed mesh under the identity's light."""
     H, W = settings.image_size
     yaw = 360 * torch.rand(1, generator=g)
     pitch = settings.max_pitch_deg * (1.5 * torch.rand(1, generator=g) - 0.5)
@@ -128,12 +195,27 @@ def _render_view(body, verts, texture, g, settings: GenerationSettings):
     K = torch.tensor([[[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1.0]]])
     frags = rasterize(cam, body.faces, K, (H, W))
     uv, mask = render_uv(frags, body.corner_uvs)
-    person = sample_texture(texture[None], uv, mask)
-    image = composite(person, mask, background(g, (H, W))[None])
+    person_mask = mask
+    if avatar is None:
+        person = sample_texture(texture[None], uv, mask)
+    else:
+        outward = _outward(verts, body.faces)
+        clothed = verts + avatar["offsets"][None, :, None] * vertex_normals(verts, body.faces) * outward
+        clothed_cam = to_camera(clothed, R, t)
+        clothed_frags = rasterize(clothed_cam, body.faces, K, (H, W))
+        clothed_uv, person_mask = render_uv(clothed_frags, body.corner_uvs)
+        person = sample_texture(texture[None], clothed_uv, person_mask)
+        if settings.shading > 0:
+            normals = render_normals(clothed_frags, clothed_cam, body.faces) * outward[..., None]
+            light = (R[0] @ avatar["light"])[None, :, None, None]
+            ambient = avatar["ambient"]
+            lambert = ambient + (1 - ambient) * (normals * light).sum(1, keepdim=True).clamp(min=0)
+            person = person * (1 - settings.shading + settings.shading * lambert)
+    image = composite(person, person_mask, background(g, (H, W))[None])
     parts = render_labels(frags, body.face_parts)
     return {
         "images": (image[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().numpy(),
-        "masks": mask[0, 0].byte().numpy(),
+        "masks": person_mask[0, 0].byte().numpy(),
         "parts": parts[0].byte().numpy(),
         "uv": uv[0].half().numpy(),
         "K": K[0].numpy(),
@@ -178,8 +260,9 @@ def _generate(body, settings: GenerationSettings, folder: Path, progress: bool) 
             textures.append((texture.permute(1, 2, 0) * 255).round().byte().numpy())
             descriptions.append(desc)
             posed = _pose_views(body, betas, settings.views_per_identity, g, settings)
+            avatar = _avatar_identity(body, settings, pid) if settings.avatar_effects else None
             for v in range(settings.views_per_identity):
-                view = _render_view(body, posed[v:v + 1], padded, g, settings)
+                view = _render_view(body, posed[v:v + 1], padded, g, settings, avatar)
                 for k, v in view.items():
                     arrays[k].append(v)
                 arrays["view_person"].append(local)
@@ -203,10 +286,23 @@ def _generate(body, settings: GenerationSettings, folder: Path, progress: bool) 
     np.save(tmp / "texture_mask.npy", maps["mask"][0].numpy().astype(np.uint8))
     np.save(tmp / "face_hands_mask.npy", maps["face_hands"].numpy().astype(np.uint8))
     np.save(tmp / "uv_position_code.npy", maps["position_code"].numpy().astype(np.float32))
+    for name, value in avatar_uv_maps(body, settings.texture_size, settings.image_size[0]).items():
+        np.save(tmp / f"{name}.npy", value)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     log.info("generated %d views in %.1f s (%.1f views/s) into %s", n_views, elapsed, n_views / elapsed, folder)
     return folder
+
+
+def avatar_uv_maps(body, size: int, image_height: int) -> dict[str, np.ndarray]:
+    """UV maps the avatar data needs: `face_mask_uv` (T, T) uint8, the face region (DINAR counts
+    it again in the losses), and `limb_colours_uv` (3, T, T) float32, the occlusion detector's
+    limb-colour texture (`zoo.render.occlusion.limb_colour_texture`, blended for views
+    `image_height` tall)."""
+    face = body.uv_region_mask("face", size)
+    colours = limb_colour_texture(body.template_vertices, body.faces, body.face_parts, body.corner_uvs, size,
+                                  smooth_iterations_for(image_height))
+    return {"face_mask_uv": face.numpy().astype(np.uint8), "limb_colours_uv": colours.numpy().astype(np.float32)}
 
 
 def _to_image(array: np.ndarray) -> torch.Tensor:
@@ -221,7 +317,8 @@ class SyntheticPeople(Dataset):
         image (3, H, W) in [-1, 1]; mask (1, H, W); parts (H, W) int64; uv (H, W, 2);
         K (3, 3); vertices (V, 3) when stored; view_id, person_id (global identity) int64;
         texture (3, T, T) in [-1, 1] ground truth; texture_mask (1, T, T);
-        partial (3, T, T) the first view scattered into UV; known_mask (1, T, T);
+        partial (3, T, T) the first view scattered into UV; known_mask (1, T, T) texels a pixel
+        landed on; gap_mask (1, T, T) texels filled by the gap fill (zeros without `fill_gaps`);
         background (3, H, W) in [-1, 1], a procedural background that is NOT the image's own (the
         backdrop Texformer's protocol composites renders over for the ReID / style losses and the
         texformer-variant metrics; the pair shares it): a fresh random one per call with
@@ -233,9 +330,12 @@ class SyntheticPeople(Dataset):
         pairs: "random" (a new partner view every epoch), "fixed" (deterministic partner:
             the next view of the same person) or "none" (no novel_ keys).
         partial_erode: odd erosion of the mask before scattering the partial texture (0: none).
+        fill_gaps: fill the one-texel gaps of the partial texture inside the atlas (DINAR's B_fill,
+            `zoo.render.fill_texture_gaps`) and mark them in gap_mask.
     """
 
-    def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", partial_erode: int = 0):
+    def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", partial_erode: int = 0,
+                 fill_gaps: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if pairs not in ("random", "fixed", "none"):
@@ -245,6 +345,7 @@ class SyntheticPeople(Dataset):
             raise FileNotFoundError(f"{root} is not a generated synthetic people folder (no meta.json)")
         self.folder, self.split, self.pairs, self.partial_erode = root / split, split, pairs, partial_erode
         self.random = pairs == "random"
+        self.fill_gaps = fill_gaps
         self.meta = json.loads((root / "meta.json").read_text())
         load = lambda name: np.load(self.folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
         self.images, self.masks, self.parts, self.uv, self.K = (load(k) for k in ("images", "masks", "parts", "uv", "K"))
@@ -290,8 +391,12 @@ class SyntheticPeople(Dataset):
         item["texture_mask"] = self.texture_mask
         scattered = scatter_to_uv(item["image"][None], item["uv"][None], item["mask"][None],
                                   self.texture_mask.shape[-1], erode=self.partial_erode, fill_gaps=False)
-        item["known_mask"] = scattered["known_mask"][0] * self.texture_mask
-        item["partial"] = scattered["texture"][0] * item["known_mask"]
+        known = scattered["known_mask"] * self.texture_mask[None]
+        partial, gap = scattered["texture"] * known, torch.zeros_like(known)
+        if self.fill_gaps:
+            filled = fill_texture_gaps(partial, known, self.texture_mask[None])
+            partial, gap = filled["texture"], filled["filled_mask"]
+        item["known_mask"], item["gap_mask"], item["partial"] = known[0], gap[0], partial[0]
         item["background"] = self.background(index, tuple(item["image"].shape[-2:]))
         if self.pairs != "none":
             others = self.views_of[person]

@@ -1,0 +1,88 @@
+"""DINAR stage 1 through the command line: a tiny fit, then predict writing each avatar's files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from zoo.cli import main
+from zoo.metrics.lpips import MetricUnavailable, lpips_status
+from zoo.systems.neural_avatar import build_perceptual, uv_body_mask
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_CONFIG = str(ROOT / "configs" / "dinar" / "avatar_cpu.yaml")
+
+
+def tiny_config(data_dir, out_dir) -> str:
+    """configs/dinar/avatar_cpu.yaml at test sizes (32 px people, 16 px textures, 4-channel widths)."""
+    config = yaml.safe_load(Path(CPU_CONFIG).read_text())
+    sg2 = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
+    model = config["model"]["init_args"]
+    net = model["network"]["init_args"]
+    net["encoder"]["init_args"] = {"image_size": 32, "style_dim": 8, **sg2}
+    net["generator"]["init_args"] = {"texture_size": 16, "out_channels": 4, "style_dim": 8, **sg2}
+    net["renderer"]["init_args"] = {"texture_channels": 9, "base_channels": 4, "n_downsampling": 2, "n_blocks": 1,
+                                    "uv_features": 2, "mask_features": 2, "features": 4}
+    model["discriminator"]["init_args"] = {"image_size": 32, **sg2}
+    model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None)
+    config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
+                                       overrides={"image_size": [32, 32], "texture_size": 16})
+    checkpoint, writer = config["trainer"]["callbacks"]
+    checkpoint["init_args"]["dirpath"] = str(out_dir / "ckpt")
+    writer["init_args"].update(output_dir=str(out_dir / "avatars"), render_size=32, turntable_frames=3, walk_frames=2,
+                               rgb_channels=[4, 5, 6])
+    config["trainer"].update(enable_progress_bar=False, logger=False, default_root_dir=str(out_dir), max_steps=4,
+                             limit_val_batches=1, val_check_interval=2, limit_predict_batches=1)
+    path = out_dir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, zoo_home):
+    root = tmp_path_factory.mktemp("dinar_fit")
+    config = tiny_config(zoo_home / "data", root)
+    main(["fit", "--config", config])
+    ckpts = list((root / "ckpt").glob("*.ckpt"))
+    assert ckpts, "the fit wrote a checkpoint"
+    return config, root, ckpts[0]
+
+
+def test_fit_trains_every_network_parameter(fitted):
+    _, _, ckpt = fitted
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    keys = state["state_dict"]
+    assert any(k.startswith("network.encoder.") for k in keys) and any(k.startswith("discriminator.") for k in keys)
+    # Lightning counts each optimiser step: max_steps=4 is 2 batches of one G and one D step
+    assert int(keys["disc_steps"]) == 2
+    assert not any("reconstruction" in k for k in keys), "frozen loss networks stay out of checkpoints"
+
+
+def test_predict_writes_each_avatar(fitted):
+    config, root, ckpt = fitted
+    out = root / "avatars"
+    main(["predict", "--config", config, f"--ckpt_path={ckpt}"])
+    people = sorted(out.glob("person_*"))
+    assert people
+    for person in people:
+        texture = load_file(person / "neural_texture.safetensors")["texture"]
+        assert texture.shape == (9, 16, 16) and torch.isfinite(texture).all()
+        for name in ("rgb_channels.png", "turntable.gif", "walk.gif", "turntable/frame_002.png", "walk/frame_001.png"):
+            assert (person / name).is_file(), name
+
+
+def test_uv_body_mask():
+    uv = torch.tensor([[[[0.5, -0.5], [-2.0, -2.0]]]])
+    assert uv_body_mask(uv).flatten().tolist() == [1.0, 0.0]
+
+
+def test_paper_perceptual_fails_at_start_naming_the_file():
+    if lpips_status(net="vgg") == "ok":
+        pytest.skip("LPIPS(vgg) weights are on disk here")
+    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+        build_perceptual("lpips_vgg", None, None)
+    with pytest.raises(ValueError, match="reid"):
+        build_perceptual("lpips_vgg", "reid", None)

@@ -1,0 +1,225 @@
+"""DINAR stage 1 (paper sections 3.1-3.2, 4): train the texture encoder + generator and the neural
+renderer end to end on pairs of views of one person (source -> target, different pose and camera).
+
+Manual optimisation, one generator step and one discriminator step per batch:
+    G: 2.2 L2 + 1.0 perceptual (random crop on the body) + 1.0 Dice + 0.1 face (L2 + perceptual)
+       + 0.01 non-saturating adversarial              (`zoo.losses.avatar`, `zoo.losses.adversarial`)
+    D: logistic loss on real / rendered targets, + lazy R1 (0.1, every 16 D steps).
+Adam lr 2e-3 (paper), betas (0, 0.99) (StyleGAN2's, also DINAR's finetuning).
+
+Batch contract (`zoo.datamodules.avatars.SyntheticAvatarDataModule`), with S = source_prefix and
+T = target_prefix ("source_" / "target_"; "" / "novel_" read `SyntheticPeopleDataModule` pairs):
+S+"image" (B, 3, H, W) in [-1, 1], S+"mask" (B, 1, H, W), S+"uv" (B, H, W, 2) (`render_uv`), and the
+same three for the target. Optional: S+"rgb_texture" (B, 5, T, T) precomputed RGB channels (else
+computed here, skipping S+"occlusion" pixels), T+"face_mask" or T+"parts" (face = `face_label`).
+The real target is composited over the same background as the render.
+
+Perceptual loss: `perceptual="lpips_vgg"` is the paper's; when its weights are missing the run
+fails at start naming the file, unless `perceptual_fallback` names a stand-in ("reid": the zoo's
+ReID features of `reid`), which is then used and logged. "none" disables the term.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
+from zoo.losses.avatar import AvatarReconstructionLoss, PerceptualDistance, dinar_loss_mask
+from zoo.metrics.lpips import MetricUnavailable, load_lpips_vgg
+from zoo.pretrained import export_folder, load_pretrained
+from zoo.render import composite
+from zoo.render.neural_texture import rgb_texture_channels
+from zoo.systems.common import FrozenNetworks, log_image_grid
+
+log = logging.getLogger(__name__)
+PERCEPTUAL = ("lpips_vgg", "reid", "none")
+
+
+def uv_body_mask(uv: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 1 where a UV render (B, H, W, 2) holds a body point (inside [-1, 1])."""
+    return (uv.abs() <= 1.0).all(dim=-1)[:, None].to(uv.dtype)
+
+
+def build_perceptual(kind: str, fallback: str | None, reid: str | None) -> tuple[PerceptualDistance | None, str]:
+    """The perceptual distance and a line saying which one is used (see the module docstring)."""
+    for choice in (kind, fallback):
+        if choice is None:
+            continue
+        if choice not in PERCEPTUAL:
+            raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {choice!r}")
+        if choice == "none":
+            return None, "perceptual loss disabled (perceptual='none')"
+        if choice == "reid":
+            if reid is None:
+                raise ValueError("perceptual 'reid' needs `reid`: a pretrained ReID name or folder (e.g. reid-synthetic)")
+            return PerceptualDistance(load_pretrained(reid), "reid"), f"perceptual loss: ReID features of {reid!r} (stand-in)"
+        try:
+            return PerceptualDistance(load_lpips_vgg(), "lpips"), "perceptual loss: LPIPS(vgg), as the paper"
+        except MetricUnavailable as err:
+            if fallback is None or choice == fallback:
+                raise MetricUnavailable(f"{err}. Set perceptual_fallback (e.g. 'reid') to train with a stand-in") from err
+            log.warning("NeuralAvatarSystem: %s; falling back to %r", err, fallback)
+    raise ValueError(f"no usable perceptual loss among {kind!r} and {fallback!r}")
+
+
+class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
+    """DINAR's stage-1 training of the avatar network (see the module docstring).
+
+    Args:
+        network: the avatar network (`zoo.modules.dinar.DinarAvatarNet`).
+        discriminator: judges rendered / real targets (`zoo.modules.stylegan2.StyleGAN2Discriminator`,
+            image size = the render size).
+        perceptual: "lpips_vgg" (paper), "reid" or "none".
+        perceptual_fallback: stand-in when LPIPS(vgg) weights are missing ("reid"), or None to fail.
+        reid: ReID network name / folder for the "reid" perceptual distance.
+        l2_weight, perceptual_weight, dice_weight, face_weight, adversarial_weight: 2.2, 1.0, 1.0,
+            0.1, 0.01 (paper section 4).
+        r1_weight, r1_interval: lazy R1 gamma and period (0.1, 16).
+        crop_size: perceptual crop side (256 of 512 in the paper); face_crop_size around the face.
+        lr, disc_lr, betas: Adam settings (2e-3; disc_lr None = lr; (0, 0.99)).
+        texture_size: side of the RGB channels sampled from the source (256; = the generator's).
+        erode: erosion of the person mask before RGB sampling (DINAR: 5).
+        background: constant background of renders and targets in [-1, 1] (1.0 white, DINAR).
+        face_label: part label of the face/head in "novel_parts" (1, the zoo's coarse head).
+        source_prefix, target_prefix: batch key prefixes of the two views (see the module docstring).
+        image_log_every_n_steps: image grid period (0 disables).
+        export_path: where `on_train_end` saves the network (`save_pretrained`); None skips.
+    """
+
+    def __init__(self, network: nn.Module, discriminator: nn.Module, perceptual: str = "lpips_vgg",
+                 perceptual_fallback: str | None = None, reid: str | None = None, l2_weight: float = 2.2,
+                 perceptual_weight: float = 1.0, dice_weight: float = 1.0, face_weight: float = 0.1,
+                 adversarial_weight: float = 0.01, r1_weight: float = 0.1, r1_interval: int = 16, crop_size: int = 256,
+                 face_crop_size: int = 128, lr: float = 2e-3, disc_lr: float | None = None,
+                 betas: tuple[float, float] = (0.0, 0.99), texture_size: int = 256, erode: int = 5, background: float = 1.0,
+                 face_label: int = 1, source_prefix: str = "source_", target_prefix: str = "target_",
+                 image_log_every_n_steps: int = 200, export_path: str | None = None):
+        super().__init__()
+        self.save_hyperparameters(ignore=["network", "discriminator"])
+        self.automatic_optimization = False
+        self.network, self.discriminator = network, discriminator
+        generated = getattr(getattr(network, "generator", None), "texture_size", texture_size)
+        if generated != texture_size:
+            raise ValueError(f"texture_size={texture_size} must equal the generator's texture_size={generated}")
+        if perceptual not in PERCEPTUAL or perceptual_fallback not in (*PERCEPTUAL, None):
+            raise ValueError(f"perceptual and perceptual_fallback must be in {PERCEPTUAL}, got {perceptual!r} and "
+                             f"{perceptual_fallback!r}")
+        self.perceptual_used = None
+        self.r1 = LazyR1(r1_weight, r1_interval)
+        self.register_buffer("disc_steps", torch.zeros((), dtype=torch.long))
+
+    def setup(self, stage: str) -> None:
+        """Build the perceptual distance for training (fails here, before any step, when a required asset
+        is missing)."""
+        if stage != "fit" or self.frozen("reconstruction") is not None:
+            return  # validation and predict use no perceptual network
+        hp = self.hparams
+        distance, self.perceptual_used = build_perceptual(hp.perceptual, hp.perceptual_fallback, hp.reid)
+        log.info("NeuralAvatarSystem: %s", self.perceptual_used)
+        loss = AvatarReconstructionLoss(distance, hp.l2_weight, hp.perceptual_weight, hp.dice_weight, hp.face_weight,
+                                        hp.crop_size, hp.face_crop_size)
+        self.attach_frozen("reconstruction", loss.to(self.device))
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_g = torch.optim.Adam(self.network.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
+        return [opt_g, opt_d]
+
+    def source_texture(self, batch: dict) -> torch.Tensor:
+        """The avatar texture of each source view (B, C, T, T)."""
+        net = self.network
+        p = self.hparams.source_prefix
+        rgb = batch.get(p + "rgb_texture")
+        if rgb is None and net.use_rgb_channels:
+            rgb = rgb_texture_channels(batch[p + "image"], batch[p + "uv"], batch[p + "mask"], self.hparams.texture_size,
+                                       erode=self.hparams.erode, exclude=batch.get(p + "occlusion"))
+        return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb)
+
+    def target(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Real image composited over the background, its mask, UV, body mask and face mask."""
+        prefix = self.hparams.target_prefix
+        image, mask, uv = batch[prefix + "image"], batch[prefix + "mask"], batch[prefix + "uv"]
+        face = batch.get(prefix + "face_mask")
+        if face is None and prefix + "parts" in batch:
+            parts = batch[prefix + "parts"]
+            face = (parts.view(parts.shape[0], 1, *parts.shape[-2:]) == self.hparams.face_label).to(image.dtype)
+        return {"real": composite(image, mask, self.hparams.background), "mask": mask, "uv": uv,
+                "uv_mask": uv_body_mask(uv), "face": face}
+
+    def render(self, texture: torch.Tensor, tgt: dict) -> dict[str, torch.Tensor]:
+        return self.network.render(texture, tgt["uv"], tgt["uv_mask"], self.hparams.background)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        hp = self.hparams
+        opt_g, opt_d = self.optimizers()
+        tgt = self.target(batch)
+
+        self.toggle_optimizer(opt_g)
+        out = self.render(self.source_texture(batch), tgt)
+        terms = self.frozen("reconstruction")(out["rgb"], out["mask"], tgt["real"], tgt["mask"], tgt["uv_mask"], tgt["face"])
+        loss = terms.pop("total")
+        if hp.adversarial_weight > 0:
+            terms["g_adv"] = nonsaturating_generator_loss(self.discriminator(out["rgb"]))
+            loss = loss + hp.adversarial_weight * terms["g_adv"]
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        if hp.adversarial_weight > 0:
+            self.toggle_optimizer(opt_d)
+            real = tgt["real"].detach()
+            with_r1 = self.r1.due(int(self.disc_steps))
+            if with_r1:
+                real.requires_grad_(True)
+            logits_real = self.discriminator(real)
+            terms["d_loss"] = logistic_discriminator_loss(logits_real, self.discriminator(out["rgb"].detach()))
+            d_loss = terms["d_loss"]
+            if with_r1:
+                terms["r1"] = self.r1(logits_real, real)
+                d_loss = d_loss + terms["r1"]
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+            self.untoggle_optimizer(opt_d)
+            self.disc_steps += 1
+        terms["loss"] = loss
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=True, batch_size=tgt["real"].shape[0])
+        every = hp.image_log_every_n_steps
+        if every and self.global_step % every == 0:
+            source = batch[hp.source_prefix + "image"]
+            log_image_grid(self, "train/renders", [source, tgt["real"], out["rgb"].detach()])
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        tgt = self.target(batch)
+        out = self.render(self.source_texture(batch), tgt)
+        mse = F.mse_loss((out["rgb"] + 1) / 2, (tgt["real"] + 1) / 2, reduction="none").flatten(1).mean(1)
+        loss_mask = dinar_loss_mask(tgt["uv_mask"], tgt["mask"])
+        self.log_dict({"val/psnr": (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).mean(),
+                       "val/l2": ((out["rgb"] - tgt["real"]) * loss_mask).pow(2).mean(),
+                       "val/dice": 1 - (2 * (out["mask"][:, :1] * tgt["mask"]).sum() + 1)
+                       / (out["mask"][:, :1].sum() + tgt["mask"].sum() + 1)},
+                      batch_size=tgt["real"].shape[0], sync_dist=True)
+        if batch_idx == 0:
+            log_image_grid(self, "val/renders", [batch[self.hparams.source_prefix + "image"], tgt["real"], out["rgb"]])
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`)."""
+        out = {"texture": self.source_texture(batch), "image": batch[self.hparams.source_prefix + "image"]}
+        for key in ("person_id", "source_view", "view_id"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+    def on_train_end(self) -> None:
+        path = self.hparams.export_path
+        if path and self.trainer.is_global_zero:
+            log.info("NeuralAvatarSystem: exported the avatar network to %s",
+                     self.network.save_pretrained(export_folder(path)))
