@@ -122,16 +122,54 @@ def stage_shares(fn, reps: int) -> dict[str, float]:
     return shares
 
 
+def device_table(body: AnnyBody, sizes, batches, device: str, reps: int) -> None:
+    """Our rasteriser on `device` (wall clock, synchronised) against its own CPU path (one call)."""
+    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; zoo on {device} "
+          f"(wall clock, median of {reps}) vs zoo on the CPU (one thread, one call)")
+    print()
+    print("| size | batch | zoo device ms | zoo CPU ms | speed-up | face ids equal to CPU | max bary diff |")
+    print("|---|---|---|---|---|---|---|")
+    for size in sizes:
+        for batch in batches:
+            cam, faces, K = scene(body, batch, size, "cpu")
+            start = time.perf_counter()
+            ref = rasterize(cam, faces, K, size)
+            t_cpu = 1e3 * (time.perf_counter() - start)
+            c, f, k = cam.to(device), faces.to(device), K.to(device)
+
+            def ours(c=c, f=f, k=k, size=size):
+                out = rasterize(c, f, k, size)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return out
+
+            ours()
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                out = ours()
+                times.append(1e3 * (time.perf_counter() - start))
+            same = (out.face_index.cpu() == ref.face_index).float().mean().item()
+            diff = (out.bary.cpu() - ref.bary).abs().max().item()
+            t = statistics.median(times)
+            print(f"| {size[0]}x{size[1]} | {batch} | {t:.2f} | {t_cpu:.0f} | {t_cpu / t:.0f}x | {same:.6f} | {diff:.1e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--sizes", nargs="+", default=["128x64", "256x256", "512x512"], help="HxW")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--device", default="cpu", help="where our rasteriser runs (cpu or cuda)")
+    parser.add_argument("--no-embree", action="store_true",
+                        help="only our rasteriser on --device, against its own CPU result (the GPU run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     body = AnnyBody()
     sizes = [tuple(int(s) for s in size.split("x")) for size in args.sizes]
+    if args.no_embree:
+        device_table(body, sizes, args.batches, args.device, args.reps)
+        return
     print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; one CPU thread; "
           f"process CPU time, median of {args.reps}; zoo on {args.device}")
     print()

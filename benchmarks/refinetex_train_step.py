@@ -2,18 +2,24 @@
 
 Both paths train fresh copies (same seed) of the same RefineTexSystem modules (full RefineTex:
 Texformer + deformable refiner + uncertainty head, all losses, a tiny frozen ReID network) on the
-same pre-built batches. The plain loop calls `system.compute_losses`, backward and Adam itself;
-the Lightning path runs `Trainer.fit` (no checkpointing, no validation), once without a logger
-and once with a CSVLogger writing every step. Step time is the span from batch start to the end
-of the optimiser step (a callback in Lightning, the loop body in plain PyTorch); rounds alternate
-between the paths so that load from other processes hits both alike; medians over the timed
-steps of every round. Tiny CPU sizes, one thread. Run:
+same pre-built batches served by the same DataLoader. The plain loop calls
+`system.compute_losses`, backward and Adam itself; the Lightning path runs `Trainer.fit` (no
+checkpointing, no validation) without a logger, and with the zoo's default logger (Weights &
+Biases, offline, as `python -m zoo fit` sets it up) at Lightning's default interval
+(`log_every_n_steps=50`), and with a CSVLogger writing every step. A step is the full cycle from
+one batch's end to the next (data, hooks, logging included); times are process CPU time (robust on
+a shared machine; W&B's writer runs in its own process and is not counted). Rounds alternate
+between the paths so that load from other processes hits all alike; means over the timed steps of
+every round (a logger writes on one step in 50, so means, not medians, carry its cost). Tiny CPU
+sizes, one thread. Run:
 
-    python benchmarks/refinetex_train_step.py [--steps 30] [--rounds 3]
+    python benchmarks/refinetex_train_step.py [--steps 100] [--rounds 2]
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import statistics
 import tempfile
 import time
@@ -24,8 +30,8 @@ import pytorch_lightning as pl
 import torch
 
 from zoo.losses.refinetex import RefineTexLoss
-from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
@@ -62,71 +68,100 @@ def make_system(reid: str) -> RefineTexSystem:
     return system
 
 
-def plain_loop(reid: str, batches: list[dict], warmup: int) -> list[float]:
+def plain_loop(reid: str, loader, warmup: int) -> list[float]:
     system = make_system(reid).train()
     optimizer = system.configure_optimizers()
-    times = []
-    for step, batch in enumerate(batches):
-        start = time.perf_counter()
+    times, last = [], time.process_time()
+    for step, batch in enumerate(loader):
         loss, _ = system.compute_losses(batch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        times.append(time.perf_counter() - start)
+        now = time.process_time()
+        times.append(now - last)
+        last = now
     return times[warmup:]
 
 
 class StepTimer(pl.Callback):
-    def __init__(self):
-        self.times, self._start = [], 0.0
+    """CPU time between consecutive ends of training batches (the whole loop cycle)."""
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._start = time.perf_counter()
+    def __init__(self):
+        self.times, self._last = [], 0.0
+
+    def on_train_start(self, trainer, pl_module):
+        self._last = time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.times.append(time.perf_counter() - self._start)
+        now = time.process_time()
+        self.times.append(now - self._last)
+        self._last = now
 
 
-def lightning_fit(reid: str, batches: list[dict], warmup: int, logger_dir: str | None) -> list[float]:
+def make_logger(kind: str | None, folder: str):
+    if kind == "wandb":
+        return pl.loggers.WandbLogger(project="zoo-benchmark", offline=True, save_dir=folder)
+    if kind == "csv":
+        return pl.loggers.CSVLogger(folder)
+    return False
+
+
+def lightning_fit(reid: str, loader, steps: int, warmup: int, logger: str | None, folder: str,
+                  log_every_n_steps: int = 50) -> list[float]:
     system = make_system(reid)
     timer = StepTimer()
-    logger = pl.loggers.CSVLogger(logger_dir) if logger_dir else False
-    trainer = pl.Trainer(accelerator="cpu", max_steps=len(batches), logger=logger, log_every_n_steps=1,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer])
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=make_logger(logger, folder),
+                         log_every_n_steps=log_every_n_steps, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, callbacks=[timer])
     trainer.fit(system, train_dataloaders=loader)
+    if logger == "wandb":
+        import wandb
+
+        wandb.finish()
     return timer.times[warmup:]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per round")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps of every run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    import logging
-
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    batches = make_batches(args.steps + args.warmup)
-    results = {"plain PyTorch loop": [], "Lightning, no logger": [], "Lightning, CSVLogger every step": []}
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    n = args.steps + args.warmup
+    loader = torch.utils.data.DataLoader(make_batches(n), batch_size=None, shuffle=False)
+    paths = {
+        "plain PyTorch loop": None,
+        "Lightning, no logger": {"logger": None},
+        "Lightning, default logger (W&B offline, every 50 steps)": {"logger": "wandb"},
+        "Lightning, CSVLogger every step": {"logger": "csv", "log_every_n_steps": 1},
+    }
+    results = {name: [] for name in paths}
     with tempfile.TemporaryDirectory() as tmp:
         reid = str(Path(tmp) / "reid")
         SmallReID(num_classes=4, widths=(16, 32, 64, 64), embedding_dim=16, input_size=(H, W)).save_pretrained(reid)
         for _ in range(args.rounds):
-            results["plain PyTorch loop"] += plain_loop(reid, batches, args.warmup)
-            results["Lightning, no logger"] += lightning_fit(reid, batches, args.warmup, None)
-            results["Lightning, CSVLogger every step"] += lightning_fit(reid, batches, args.warmup, str(Path(tmp) / "logs"))
-    base = statistics.median(results["plain PyTorch loop"])
+            for name, options in paths.items():
+                if options is None:
+                    results[name] += plain_loop(reid, loader, args.warmup)
+                else:
+                    results[name] += lightning_fit(reid, loader, n, args.warmup, folder=str(Path(tmp) / "logs"), **options)
+    base = statistics.mean(results["plain PyTorch loop"])
     print(f"RefineTex full training step, batch {BATCH}, image {H}x{W}, UV {UV}x{UV}, width {FEAT}, "
-          f"1 CPU thread; {args.rounds} rounds x {args.steps} timed steps (after {args.warmup} warm-up)")
-    print(f"{'path':<34}{'median ms/step':>16}{'p10-p90 ms':>16}{'ratio to plain':>16}")
+          f"1 CPU thread; {args.rounds} rounds x {args.steps} timed steps (after {args.warmup} warm-up); CPU time")
+    print()
+    print("| path | mean ms/step | p10-p90 ms | ratio to plain |")
+    print("|---|---|---|---|")
     for name, times in results.items():
         q = statistics.quantiles(times, n=10)
-        print(f"{name:<34}{1000 * statistics.median(times):>16.1f}{f'{1000 * q[0]:.0f}-{1000 * q[-1]:.0f}':>16}"
-              f"{statistics.median(times) / base:>16.3f}")
+        print(f"| {name} | {1000 * statistics.mean(times):.1f} | {1000 * q[0]:.0f}-{1000 * q[-1]:.0f} | "
+              f"{statistics.mean(times) / base:.3f} |")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,24 @@ os.makedirs(os.environ["WANDB_DIR"], exist_ok=True)
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    # Registered here so that they work with --strict-markers whatever the ini file holds.
+    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one; ZOO_TEST_DEVICE=cpu runs "
+                                       "them on the CPU, as `benchmarks/gpu.sh --dry-run` does)")
+    config.addinivalue_line("markers", "slow: takes more than ~20 s (deselect with -m 'not slow')")
+
+
+@pytest.fixture
+def device() -> str:
+    """The accelerator for `gpu`-marked tests: CUDA, or the CPU when ZOO_TEST_DEVICE=cpu (a check that the
+    tests themselves work, e.g. in the GPU script's dry run); skips otherwise."""
+    if os.environ.get("ZOO_TEST_DEVICE") == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (ZOO_TEST_DEVICE=cpu runs it on the CPU)")
+    return "cuda"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def zoo_home(tmp_path_factory):
     """A private $ZOO_HOME so tests never read or write the user's cache."""

@@ -34,7 +34,7 @@ class SaveResolvedConfig(SaveConfigCallback):
     directory, so two runs would collide; the checkpoint folder is per run.
     """
 
-    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: D102 - see class docstring
+    def setup(self, trainer, pl_module, stage: str) -> None:
         return None  # the checkpoint folder is only known once every callback is set up
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -93,9 +93,27 @@ class ZooCLI(LightningCLI):
 
     after_fit = after_validate = after_test = after_predict = _finish_wandb
 
+    def before_fit(self) -> None:
+        """A model's `check_assets()` (if it has one) runs before any data is prepared, so that a
+        missing weight file fails the run at start, not after minutes of data generation."""
+        check = getattr(self.model, "check_assets", None)
+        if callable(check):
+            check()
+
+
+APPS = {"avatar": "zoo.avatar.command", "demo": "zoo.avatar.demo"}
+
 
 def main(args=None) -> None:
-    """Entry point of `python -m zoo` and the `zoo` console script."""
+    """Entry point of `python -m zoo` and the `zoo` console script (`avatar` and `demo` are plain
+    commands, everything else is the LightningCLI)."""
+    import sys
+
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in APPS:
+        import importlib
+
+        sys.exit(importlib.import_module(APPS[argv[0]]).main(argv[1:]))
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ZooCLI(args=args)

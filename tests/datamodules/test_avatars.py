@@ -105,3 +105,38 @@ def test_bad_arguments():
         SyntheticAvatarDataModule(overrides=SMALL, erode=4)
     with pytest.raises(ValueError, match="shading"):
         SyntheticAvatarDataModule(overrides={**SMALL, "shading": 2.0})
+
+
+def test_person_views_merge_into_a_wider_texture(avatars):
+    from zoo.render import merge_textures
+
+    views = avatars.datasets["train"].person_views(0)
+    n = views["source_rgb_texture"].shape[0]
+    assert n == 3 and views["source_texel_cosines"].shape == (n, 1, 32, 32)
+    rgb, cos = views["source_rgb_texture"], views["source_texel_cosines"]
+    hit = (rgb[:, 3:4] > 0.5) & (rgb[:, 4:5] < 0.5)
+    # Texels a view sampled face its camera (positive cosine), on average clearly so.
+    assert float(cos[hit].mean()) > 0.3 and float((cos[hit] > 0).float().mean()) > 0.85
+    merged = merge_textures(rgb[:, None], cos[:, None], rgb[:, None, 3:4])
+    union = (rgb[:, 3:4] > 0.5).any(0)
+    assert torch.equal(merged["seen"][0] > 0.5, union)
+    assert union.sum() > (rgb[:, 3] > 0.5).sum(dim=(1, 2)).max()  # wider than any single view
+    only = (rgb[:, 3:4] > 0.5).sum(0) == 1
+    for k in range(n):
+        mine = only & (rgb[k, 3:4] > 0.5)
+        torch.testing.assert_close(merged["texture"][0, :3][mine.expand(3, -1, -1)], rgb[k, :3][mine.expand(3, -1, -1)])
+
+
+def test_shading_alone_darkens_and_keeps_the_silhouette(zoo_home):
+    """With shading only, the person is the body (same silhouette) and no brighter than its albedo."""
+    dm = SyntheticAvatarDataModule(overrides={**SMALL, "shading": 1.0, "clothing_offset": 0.0},
+                                   data_dir=str(zoo_home / "avatars"), batch_size=2, progress=False)
+    dm.setup()
+    item = dm.datasets["val"][1]
+    torch.testing.assert_close(item["source_mask"], item["source_uv_mask"])
+    padded = dilate_texture(item["texture"], item["texture_mask"])
+    flat = sample_texture(padded[None], item["source_uv"][None], item["source_uv_mask"][None])[0]
+    inside = item["source_uv_mask"].bool().expand(3, -1, -1)
+    shaded, albedo = (item["source_image"][inside] + 1) / 2, (flat[inside] + 1) / 2
+    assert (shaded <= albedo + 0.03).all()  # Lambert with ambient never brightens (uint8 / float16 slack)
+    assert ((albedo - shaded) > 0.1).float().mean() > 0.1  # and darkens a good part of the body

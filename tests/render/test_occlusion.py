@@ -94,3 +94,17 @@ def test_arm_in_front_of_torso_wrong_texels_disappear(anny):
     assert wrong_before >= 20
     assert wrong_after <= wrong_before // 5
     assert right_after >= 0.6 * right_before  # most of the torso is still sampled
+
+
+def test_uv_path_matches_the_mesh_path(anny):
+    """Datasets store UV renders, not meshes: the limb colours looked up through the UV render
+    find the same outlines as the colours interpolated on the mesh."""
+    from zoo.render.occlusion import limb_colour_texture, occlusion_from_uv
+
+    frags = _arm_across_chest(anny, 35.0, 256)
+    uv, mask = render_uv(frags, anny.corner_uvs)
+    colours = limb_gradient_colours(anny.template_vertices, anny.faces, anny.face_parts)
+    texture = limb_colour_texture(anny.template_vertices, anny.faces, anny.face_parts, anny.corner_uvs, 256)
+    mesh, via_uv = occlusion_mask(frags, anny.faces, colours) > 0.5, occlusion_from_uv(texture, uv, mask) > 0.5
+    assert mesh.sum() > 100
+    assert float((mesh & via_uv).sum() / (mesh | via_uv).sum()) > 0.7

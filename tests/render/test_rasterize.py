@@ -116,6 +116,19 @@ def test_undrawable_vertices_drop_only_their_faces():
     assert torch.equal(frags.face_index[others], clean.face_index[others])
 
 
+@pytest.mark.gpu
+def test_device_path_equals_cpu_result(device):
+    # Every per-pair value is one IEEE operation after another (no fused or reordered arithmetic),
+    # so the device gives the CPU's face ids exactly, in one chunk or many.
+    verts, faces, K = random_scene(3, 300, 48, 40, seed=2)
+    cpu = rasterize(verts, faces, K, (48, 40))
+    for chunk in (2_000_000, 500):
+        out = rasterize(verts.to(device), faces.to(device), K.to(device), (48, 40), max_pairs_per_chunk=chunk)
+        assert torch.equal(out.face_index.cpu(), cpu.face_index)
+        torch.testing.assert_close(out.bary.cpu(), cpu.bary, atol=1e-6, rtol=0)
+        torch.testing.assert_close(out.depth.cpu(), cpu.depth, atol=1e-6, rtol=1e-6)
+
+
 def test_chunking_gives_identical_result():
     verts, faces, K = random_scene(3, 40, 32, 32, seed=3)
     whole = rasterize(verts, faces, K, (32, 32))

@@ -10,8 +10,8 @@ import torch
 
 from zoo.losses import face_structure_loss, part_style_loss, reid_perceptual_loss
 from zoo.losses.refinetex import RefineTexLoss, deep_supervision_scale
-from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
@@ -207,6 +207,7 @@ def test_test_step_metric_keys(reid_dir, variant):
     assert r["nv/pairs"] == 12  # 2 batches x 2 views, all of person 0: every view into the 3 others
 
 
+@pytest.mark.slow
 def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
     import yaml
 

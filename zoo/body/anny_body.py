@@ -177,10 +177,8 @@ class AnnyBody(BodyModel):
         batch = max(c.numel() for c in columns)
         return torch.stack([c.expand(batch) for c in columns], dim=1) - 0.5
 
-    def forward(self, betas: torch.Tensor | None = None, pose: torch.Tensor | None = None, **extra) -> BodyOutput:
-        """Vertices (B, 13718, 3) and bone heads (B, 104, 3) in the body frame (see class doc)."""
-        if extra:
-            raise TypeError(f"AnnyBody.forward takes no extra inputs, got {sorted(extra)}")
+    def _anny_forward(self, betas: torch.Tensor | None, pose: torch.Tensor | None) -> tuple[dict, int]:
+        """Anny's raw output (Anny's frame) for validated zoo betas / pose, and the batch size."""
         betas = self._check_params("betas", betas, self.num_betas, " (Anny phenotype sliders minus 0.5)")
         pose = self._check_params("pose", pose, self.num_pose_params, f" ({len(self.joint_names)} bones x 3 axis-angle)")
         batch = self._batch_size(betas=betas, pose=pose)
@@ -192,10 +190,39 @@ class AnnyBody(BodyModel):
             deltas[..., :3, :3] = rot
             deltas[..., 3, 3] = 1.0
         phenotype = None if betas is None else betas + 0.5
-        out = self.anny(pose_parameters=deltas, phenotype_kwargs=phenotype)
+        return self.anny(pose_parameters=deltas, phenotype_kwargs=phenotype), batch
+
+    def forward(self, betas: torch.Tensor | None = None, pose: torch.Tensor | None = None, **extra) -> BodyOutput:
+        """Vertices (B, 13718, 3) and bone heads (B, 104, 3) in the body frame (see class doc)."""
+        if extra:
+            raise TypeError(f"AnnyBody.forward takes no extra inputs, got {sorted(extra)}")
+        out, batch = self._anny_forward(betas, pose)
         vertices = out["vertices"] @ self._body_from_anny.T
         joints = out["bone_poses"][..., :3, 3] @ self._body_from_anny.T
         if vertices.shape[0] != batch:
             vertices, joints = vertices.expand(batch, -1, -1), joints.expand(batch, -1, -1)
         return BodyOutput(vertices=vertices, joints=joints)
 
+    def rig(self, betas: torch.Tensor | None = None, pose: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The skeleton and skinning of Anny in the body frame (for rigged exports).
+
+        Linear blend skinning reproduces `forward`: vertices = sum_k weights[:, k] *
+        (bone_poses[k] @ inverse(bind_bone_poses[k])) applied to bind_vertices.
+
+        Returns a dict of: bind_vertices (B, V, 3) the mesh in Anny's bind (rest) pose;
+        bind_bone_poses (B, J, 4, 4) bone frames (rotation + head position) in that pose;
+        bone_poses (B, J, 4, 4) the bone frames of `pose`; vertices (B, V, 3) the posed mesh;
+        weights (V, J) skinning weights (rows sum to 1); parents (J,) int64, -1 for the root.
+        """
+        out, batch = self._anny_forward(betas, pose)
+        c = torch.eye(4, dtype=out["vertices"].dtype, device=out["vertices"].device)
+        c[:3, :3] = self._body_from_anny
+        frame = lambda m: (c @ m @ c.T).expand(batch, -1, -1, -1)
+        return {
+            "bind_vertices": (out["rest_vertices"] @ self._body_from_anny.T).expand(batch, -1, -1),
+            "bind_bone_poses": frame(out["rest_bone_poses"]),
+            "bone_poses": frame(out["bone_poses"]),
+            "vertices": (out["vertices"] @ self._body_from_anny.T).expand(batch, -1, -1),
+            "weights": self.anny.dense_vertex_bone_weights,
+            "parents": torch.as_tensor(list(self.anny.bone_parents), dtype=torch.int64),
+        }

@@ -23,13 +23,15 @@ class SyntheticAvatarDataModule(SyntheticPeopleDataModule):
             of the 21 neural-texture channels; concatenate after the 16 generated ones);
         source_occlusion (B, 1, H, W) pixels kept out of the texture by the occlusion detector;
         source_K (B, 3, 3), source_vertices (B, V, 3) camera-space body;
+        source_texel_cosines (B, 1, T, T) per-texel cosine of the view (merging weights' input);
         target_image (B, 3, H, W) person over white; target_mask (B, 1, H, W);
         target_uv (B, H, W, 2); target_uv_mask (B, 1, H, W); target_face_mask (B, 1, H, W);
         target_K (B, 3, 3), target_vertices (B, V, 3) (project a vertex to centre a crop:
             u = K @ v / v_z);
         texture (B, 3, T, T) ground-truth albedo, texture_mask (B, 1, T, T) the atlas;
         person_id, person_index, source_view, target_view (B,) int64.
-    The encoder's noise channel is not in the batch: it is drawn by the model.
+    The encoder's noise channel is not in the batch: it is drawn by the model. For multi-view
+    merging, `datasets[split].person_views(p)` stacks every view of person p (source_* keys).
 
     Args:
         preset: a `zoo.datamodules.synthetic.PRESETS` name; "dinar" (default) has shading and

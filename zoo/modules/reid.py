@@ -22,7 +22,6 @@ they enforce.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass
 from typing import Sequence
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from zoo.render.shading import vertex_normals
-from zoo.render.uv_space import fill_texture_gaps, scatter_to_uv, texture_with_masks, uv_attribute_map
+from zoo.render.rasterize import Fragments
+from zoo.render.shading import interpolate, vertex_normals
+from zoo.render.uv_space import fill_texture_gaps, rasterize_uv_atlas, scatter_to_uv, texture_with_masks
 
 GENERATED_CHANNELS = 16
 RGB_TEXTURE_CHANNELS = 5  # RGB + known mask + gap-fill mask
@@ -61,7 +62,7 @@ def rgb_texture_channels(image: torch.Tensor, uv: torch.Tensor, person_mask: tor
 
 
 def texel_view_cosines(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: torch.Tensor,
-                       texture_size: int) -> torch.Tensor:
+                       texture_size: int, atlas: Fragments | None = None) -> torch.Tensor:
     """Per texel, the cosine between the outward surface normal and the direction to the camera.
 
     This is DINAR's lambda of eq. 4 ("how frontal each texture point is to the camera"): the
@@ -74,6 +75,8 @@ def texel_view_cosines(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: 
         faces: (F, 3) triangles.
         corner_uvs: (F, 3, 2) per-corner UV in [0, 1] (v down).
         texture_size: side of the square texture.
+        atlas: `rasterize_uv_atlas(corner_uvs, texture_size)` if already computed (it depends on
+            the layout only; a dataset computes it once).
 
     Returns:
         (B, 1, T, T) cosines in [-1, 1]; 0 off the atlas.
@@ -88,11 +91,12 @@ def texel_view_cosines(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: 
     normals = normals * torch.where(volume < 0, -1.0, 1.0).to(normals.dtype)[:, None, None]
     to_camera = F.normalize(-verts, dim=-1)
     cosine = (normals * to_camera).sum(-1)  # (B, V)
-    out = []
-    for b in range(verts.shape[0]):
-        values, _ = uv_attribute_map(corner_uvs, cosine[b][faces][..., None], texture_size)
-        out.append(values)
-    return torch.stack(out).to(vertices.dtype)
+    if atlas is None:
+        atlas = rasterize_uv_atlas(corner_uvs, texture_size)
+    B = verts.shape[0]
+    batched = Fragments(atlas.face_index.expand(B, -1, -1), atlas.bary.expand(B, -1, -1, -1), atlas.depth.expand(B, -1, -1))
+    values = interpolate(batched, cosine[:, faces][..., None])  # (B, T, T, 1)
+    return values.permute(0, 3, 1, 2).to(vertices.dtype)
 
 
 def merge_textures(textures: torch.Tensor, cosines: torch.Tensor, visible: torch.Tensor | None = None,

@@ -21,8 +21,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from zoo.body.smplx_params import read_smplx_params, smplx_camera_vertices
-from zoo.render import composite, intrinsics, rasterize, render_uv, rgb_texture_channels
-from zoo.render.occlusion import occlusion_from_uv
+from zoo.render import composite, intrinsics, rasterize, rasterize_uv_atlas, render_uv, rgb_texture_channels, texel_view_cosines
+from zoo.render.occlusion import dilations_for, occlusion_from_uv
 
 SUBFOLDERS = ("rgb", "segm", "smplx")
 
@@ -92,6 +92,7 @@ class DinarFolder(Dataset):
         source_uv (S, S, 2) UV render of the fit (background -2); source_uv_mask (1, S, S);
         source_rgb_texture (5, T, T) RGB + known-or-filled + gap-fill masks; source_occlusion (1, S, S);
         source_K (3, 3) camera of the crop; source_vertices (V, 3) camera space;
+        source_texel_cosines (1, T, T) `texel_view_cosines` of the view (merging weights' input);
         crop_box (3,) int64 left, top, side of the crop in the original image; frame (str) the id.
 
     Args:
@@ -126,6 +127,7 @@ class DinarFolder(Dataset):
                              f"scale_bbox={scale_bbox}, focal={focal}")
         self.body, self.image_size, self.texture_size = body, image_size, texture_size
         self.scale_bbox, self.focal, self.erode, self.limb_colours = scale_bbox, focal, erode, limb_colours
+        self.atlas = rasterize_uv_atlas(body.corner_uvs, texture_size)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -157,14 +159,16 @@ class DinarFolder(Dataset):
         frags = rasterize(vertices[None].float(), self.body.faces, K[None].float(), (S, S))
         uv, uv_mask = render_uv(frags, self.body.corner_uvs)
         if self.limb_colours is not None:
-            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask)
+            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask, dilations=dilations_for(S))
         else:
             occlusion = torch.zeros_like(uv_mask)
         image = image * 2 - 1
         channels = rgb_texture_channels(image[None], uv, person[None], self.texture_size, erode=self.erode,
                                         exclude=occlusion)
+        cosines = texel_view_cosines(vertices[None].float(), self.body.faces, self.body.corner_uvs, self.texture_size,
+                                     self.atlas)
         return {
-            "source_image": composite(image, person, -1.0), "source_mask": person, "source_uv": uv[0],
+            "source_texel_cosines": cosines[0], "source_image": composite(image, person, -1.0), "source_mask": person, "source_uv": uv[0],
             "source_uv_mask": uv_mask[0], "source_rgb_texture": channels[0], "source_occlusion": occlusion[0],
             "source_K": K.float(), "source_vertices": vertices.float(),
             "crop_box": torch.tensor([left, top, side], dtype=torch.int64), "frame": frame,

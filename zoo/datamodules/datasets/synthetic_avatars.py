@@ -15,10 +15,10 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.datamodules.datasets.synthetic_people import SyntheticPeople
-from zoo.render import composite, rgb_texture_channels, sample_texture
-from zoo.render.occlusion import occlusion_from_uv
+from zoo.render import composite, rasterize_uv_atlas, rgb_texture_channels, sample_texture, texel_view_cosines
+from zoo.render.occlusion import dilations_for, occlusion_from_uv
 
-AVATAR_UV_FILES = ("face_mask_uv", "limb_colours_uv")
+AVATAR_UV_FILES = ("face_mask_uv", "limb_colours_uv", "mesh_faces", "mesh_corner_uvs")
 
 
 class SyntheticAvatarPairs(Dataset):
@@ -33,15 +33,17 @@ class SyntheticAvatarPairs(Dataset):
             RGB (0 off the sampled texels), known-or-filled mask, gap-fill mask.
         source_occlusion (1, H, W): pixels the occlusion detector kept out of the texture
             (all 0 when it is off).
-        source_K (3, 3), source_vertices (V, 3): camera and camera-space body vertices (for
-            `texel_view_cosines` when merging views).
+        source_K (3, 3), source_vertices (V, 3): camera and camera-space body vertices.
+        source_texel_cosines (1, T, T): `zoo.render.texel_view_cosines` of the source view, the
+            weights' input of multi-view merging (`zoo.render.merge_textures`).
         target_image (3, H, W): the target person over white (DINAR's real_rgb).
         target_mask (1, H, W), target_uv (H, W, 2), target_uv_mask (1, H, W): as for the source.
         target_face_mask (1, H, W): pixels of the body's face region (counted again in the losses).
         target_K (3, 3), target_vertices (V, 3): for crops centred on a projected vertex.
         texture (3, T, T): the person's ground-truth albedo texture; texture_mask (1, T, T): atlas.
         person_id, person_index, source_view, target_view: int64.
-    `source_vertices` / `target_vertices` need the data generated with `store_vertices=True`.
+    `*_vertices` and `source_texel_cosines` need the data generated with `store_vertices=True`.
+    `person_views(p)` gives every view of person p as one batch of source_* keys (merging).
 
     Args:
         folder: a generated synthetic people folder (with `face_mask_uv.npy` and
@@ -49,7 +51,8 @@ class SyntheticAvatarPairs(Dataset):
         split: "train", "val" or "test".
         pairs: "random" (a new target view each time) or "fixed" (the next view of the person).
         erode: odd erosion of the source person mask before scattering (DINAR: 5).
-        occlusion_detector: keep self-occlusion outlines out of the RGB texture (DINAR 3.5).
+        occlusion_detector: keep self-occlusion outlines out of the RGB texture (DINAR 3.5),
+            dilated as much as DINAR's at 512 px relative to the body (`dilations_for`).
     """
 
     def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", erode: int = 5,
@@ -68,6 +71,9 @@ class SyntheticAvatarPairs(Dataset):
         self.face_mask_uv = torch.from_numpy(np.load(root / "face_mask_uv.npy")).float()[None, None]
         self.limb_colours = torch.from_numpy(np.load(root / "limb_colours_uv.npy")).float()
         self.settings = json.loads((root / "meta.json").read_text())["settings"]
+        self.faces = torch.from_numpy(np.load(root / "mesh_faces.npy"))
+        self.corner_uvs = torch.from_numpy(np.load(root / "mesh_corner_uvs.npy"))
+        self.atlas = rasterize_uv_atlas(self.corner_uvs, int(self.settings["texture_size"]))
 
     def __len__(self) -> int:
         return len(self.views)
@@ -97,11 +103,14 @@ class SyntheticAvatarPairs(Dataset):
         item["target_image"] = composite(target["image"], target["mask"], 1.0)
         uv, uv_mask = item["source_uv"][None], item["source_uv_mask"][None]
         if self.occlusion_detector:
-            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask)
+            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask, dilations=dilations_for(uv.shape[1]))
         else:
             occlusion = torch.zeros_like(uv_mask)
         item["source_occlusion"] = occlusion[0]
         texture_size = source["texture"].shape[-1]
+        if "vertices" in source:
+            item["source_texel_cosines"] = texel_view_cosines(source["vertices"][None], self.faces, self.corner_uvs,
+                                                              texture_size, self.atlas)[0]
         item["source_rgb_texture"] = rgb_texture_channels(
             source["image"][None], uv, source["mask"][None], texture_size, erode=self.erode,
             exclude=occlusion, atlas_mask=source["texture_mask"][None])[0]
@@ -112,3 +121,13 @@ class SyntheticAvatarPairs(Dataset):
         item["source_view"] = torch.tensor(index, dtype=torch.int64)
         item["target_view"] = torch.tensor(target_index, dtype=torch.int64)
         return item
+
+    def person_views(self, person_index: int) -> dict[str, torch.Tensor]:
+        """Every view of one person as a batch (N views) of the item's source_* keys, plus
+        texture / texture_mask / person_id / source_view: the input of multi-view merging."""
+        views = [int(v) for v in self.views.views_of[person_index]]
+        if not views:
+            raise ValueError(f"person_index {person_index} has no views in the {self.views.split} split")
+        items = [self[v] for v in views]
+        keys = [k for k in items[0] if k.startswith("source_")] + ["texture", "texture_mask", "person_id"]
+        return {k: torch.stack([item[k] for item in items]) for k in keys}

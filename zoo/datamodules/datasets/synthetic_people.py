@@ -26,8 +26,8 @@ Layout of a cache folder (arrays are memory-mapped .npy, one row per view or ide
     <split>/textures.npy    (P, T, T, 3) uint8 ground-truth textures
     <split>/person_ids.npy  (P,)         int64 global identity ids
     texture_mask.npy, face_hands_mask.npy, uv_position_code.npy   UV maps of the body
-    face_mask_uv.npy (T, T) uint8, limb_colours_uv.npy (3, T, T) float32   (newer caches only:
-        the face region and the occlusion detector's limb-colour texture, see `avatar_uv_maps`)
+    face_mask_uv.npy, limb_colours_uv.npy, mesh_faces.npy, mesh_corner_uvs.npy   (newer caches, or
+        written by SyntheticAvatarDataModule: see `avatar_uv_maps`)
 """
 from __future__ import annotations
 
@@ -45,8 +45,18 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, dilate_texture, fill_texture_gaps, look_at_body, rasterize, render_labels, render_uv,
-                        sample_texture, scatter_to_uv, to_camera)
+from zoo.render import (
+    composite,
+    dilate_texture,
+    fill_texture_gaps,
+    look_at_body,
+    rasterize,
+    render_labels,
+    render_uv,
+    sample_texture,
+    scatter_to_uv,
+    to_camera,
+)
 from zoo.render.body_maps import body_uv_maps
 from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
 from zoo.render.shading import render_normals, vertex_normals
@@ -296,13 +306,15 @@ def _generate(body, settings: GenerationSettings, folder: Path, progress: bool) 
 
 def avatar_uv_maps(body, size: int, image_height: int) -> dict[str, np.ndarray]:
     """UV maps the avatar data needs: `face_mask_uv` (T, T) uint8, the face region (DINAR counts
-    it again in the losses), and `limb_colours_uv` (3, T, T) float32, the occlusion detector's
+    it again in the losses), `limb_colours_uv` (3, T, T) float32, the occlusion detector's
     limb-colour texture (`zoo.render.occlusion.limb_colour_texture`, blended for views
-    `image_height` tall)."""
+    `image_height` tall), and the mesh's `mesh_faces` (F, 3) and `mesh_corner_uvs` (F, 3, 2)
+    (per-texel view cosines for merging need them)."""
     face = body.uv_region_mask("face", size)
     colours = limb_colour_texture(body.template_vertices, body.faces, body.face_parts, body.corner_uvs, size,
                                   smooth_iterations_for(image_height))
-    return {"face_mask_uv": face.numpy().astype(np.uint8), "limb_colours_uv": colours.numpy().astype(np.float32)}
+    return {"face_mask_uv": face.numpy().astype(np.uint8), "limb_colours_uv": colours.numpy().astype(np.float32),
+            "mesh_faces": body.faces.numpy().astype(np.int64), "mesh_corner_uvs": body.corner_uvs.numpy().astype(np.float32)}
 
 
 def _to_image(array: np.ndarray) -> torch.Tensor:

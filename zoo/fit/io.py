@@ -1,0 +1,85 @@
+"""Write a body fit where the zoo's loaders read it, and an overlay picture.
+
+Image-folder layout (`zoo.datamodules.image_folder`, `body: anny`), which is also the rgb/ + segm/
+part of DINAR's input folder layout:
+
+    <root>/rgb/<id>.png     the square crop of the photo
+    <root>/segm/<id>.png    the person mask (0 / 255)
+    <root>/smpl/<id>.pkl    {"vertices": (V, 3) camera space, "focal", "centre": (cx, cy) px of the
+                            crop, "body": "anny", "betas", "pose", "R", "t"} (the loader's vertices
+                            + camera format; the parameters rebuild the body with `AnnyBody`)
+    <root>/anny/<id>.json   the same parameters as JSON (betas, pose, R, t, K, image_size)
+    <root>/overlay/<id>.png the fitted body shaded over the crop
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from zoo.fit.anny_fit import FitResult
+from zoo.render import rasterize, render_normals
+
+
+def shade(result: FitResult, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 grey-shaded render of the fitted mesh (light from the camera) and its mask."""
+    H, W = result.image_size
+    frags = rasterize(result.vertices[None], faces, result.K[None], (H, W))
+    normals = render_normals(frags, result.vertices[None], faces)[0]
+    light = (-normals[2]).clamp(min=0) * 0.75 + 0.25
+    image = (light[..., None] * torch.tensor([0.85, 0.8, 1.0]) * 255).clamp(0, 255).byte().numpy()
+    return image, frags.mask[0].numpy()
+
+
+def overlay(crop: np.ndarray, result: FitResult, faces: torch.Tensor, alpha: float = 0.6) -> np.ndarray:
+    """The shaded fitted body blended over the crop (H, W, 3) uint8."""
+    image, mask = shade(result, faces)
+    out = crop.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * image[mask]
+    return out.round().astype(np.uint8)
+
+
+def fit_to_dict(result: FitResult) -> dict:
+    """The fit's parameters and camera as plain lists (JSON)."""
+    return {"body": "anny", "betas": result.betas[0].tolist(), "pose": result.pose[0].tolist(),
+            "R": result.R.tolist(), "t": result.t.tolist(), "K": result.K.tolist(),
+            "image_size": list(result.image_size), "keypoint_px": result.keypoint_px, "iou": result.iou}
+
+
+def write_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarray, result: FitResult,
+              faces: torch.Tensor) -> dict[str, Path]:
+    """Write one photo's crop, mask, fit and overlay under `root` (module doc); returns the paths."""
+    root = Path(root)
+    paths = {name: root / name / f"{key}{suffix}" for name, suffix in
+             (("rgb", ".png"), ("segm", ".png"), ("smpl", ".pkl"), ("anny", ".json"), ("overlay", ".png"))}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(crop).save(paths["rgb"])
+    Image.fromarray(((mask > 0.5) * 255).astype(np.uint8)).save(paths["segm"])
+    K = result.K
+    fit = {"vertices": result.vertices.numpy().astype(np.float32), "focal": float(K[0, 0]),
+           "centre": (float(K[0, 2]), float(K[1, 2])), "body": "anny", "betas": result.betas[0].numpy(),
+           "pose": result.pose[0].numpy(), "R": result.R.numpy(), "t": result.t.numpy()}
+    with open(paths["smpl"], "wb") as handle:
+        pickle.dump(fit, handle)
+    paths["anny"].write_text(json.dumps(fit_to_dict(result)))
+    Image.fromarray(overlay(crop, result, faces)).save(paths["overlay"])
+    return paths
+
+
+def read_fit_json(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of an `anny/<id>.json` fit: betas (1, B), pose (1, P), R, t, K."""
+    data = json.loads(Path(path).read_text())
+    if data.get("body") != "anny":
+        raise ValueError(f"{path} is not an Anny fit (body={data.get('body')!r})")
+    out = {k: torch.tensor(data[k], dtype=torch.float32) for k in ("betas", "pose", "R", "t", "K")}
+    out["betas"], out["pose"] = out["betas"][None], out["pose"][None]
+    out["image_size"] = tuple(data["image_size"])
+    return out
+
+
+__all__ = ["fit_to_dict", "overlay", "read_fit_json", "shade", "write_fit"]
