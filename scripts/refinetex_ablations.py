@@ -42,7 +42,7 @@ TITLES = {"quickstart": "Quick-start U-Net (GT-texture supervised)", "baseline":
 IMAGE_KEYS = [f"{v}/{m}" for m in ("ssim", "psnr", "cossim") for v in ("sv", "nv")]
 TEXTURE_KEYS = [f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("visible", "invisible")]
 FIGURE_ITEMS = (0, 12)
-RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "conv_refine", "cycle", "url"]
+RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine"]
 PREVIOUS = REPO / "scripts" / "refinetex_ablations_previous.json"
 
 

@@ -126,7 +126,7 @@ SPECS: dict[type, Spec] = {
                             lambda b: (_image(b, 3, 16, 8), _parts(b, 16, 8))),
     TextureUNet: Spec(lambda: TextureUNet(base_channels=8, depth=2, paste_known=False),
                       lambda b: (_image(b), (torch.rand(b, 1, 16, 16, generator=_g(b)) > 0.5).float())),
-    UncertaintyHead: Spec(lambda: UncertaintyHead(width=8), lambda b: (_image(b, 6),)),
+    UncertaintyHead: Spec(lambda: UncertaintyHead(width=8), lambda b: (_image(b, 3),)),
     ConvBNReLU: Spec(lambda: ConvBNReLU(3, 4), lambda b: (_image(b, 3, 8, 8),)),
     ThreeScaleUNet: Spec(lambda: ThreeScaleUNet(3, width=8), lambda b: (_image(b, 3, 16, 16),)),
     Encoder: Spec(lambda: Encoder(in_channels=2, **VQ), lambda b: (torch.randn(b, 2, 8, 8, generator=_g(b)),)),
