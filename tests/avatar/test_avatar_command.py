@@ -52,6 +52,7 @@ def _run(capsys, *args):
     return exit_info.value.code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_avatar_folder_of_photos(mediapipe_models, photos, tiny_checkpoint, tmp_path, capsys):
     pygltflib = pytest.importorskip("pygltflib")
     code, out = _run(capsys, photos, "--out", tmp_path, "--ckpt", tiny_checkpoint, "--fit-steps", 10, 10, 5,
@@ -112,6 +113,7 @@ def test_dinar_method(mediapipe_models, photos, tmp_path, capsys):
     assert code == 2 and "configs/dinar/avatar_cpu.yaml" in out.err  # no checkpoint given
 
 
+@pytest.mark.slow
 def test_dinar_avatar_end_to_end(mediapipe_models, photos, tmp_path, capsys, request):
     from zoo.avatar.methods import dinar_available
 
