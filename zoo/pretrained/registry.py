@@ -63,6 +63,27 @@ REGISTRY: dict[str, PretrainedEntry] = {
             "non-commercial research use",
         ),
         PretrainedEntry(
+            name="reid-resnet50-market1501",
+            class_path="zoo.modules.reid.TorchreidResNet50",
+            description="torchreid ResNet-50 trained on Market-1501 (the network of Texformer's CosSim-R metric).",
+            how_to_get="download a torchreid (KaiyangZhou/deep-person-reid) resnet50 Market-1501 checkpoint "
+            "yourself, then `python -m zoo.pretrained.convert resnet50 <checkpoint.pth>` writes "
+            "$ZOO_HOME/reid-resnet50-market1501",
+            source="https://github.com/KaiyangZhou/deep-person-reid (torchreid model zoo, resnet50 Market-1501)",
+            licence="MIT (KaiyangZhou/deep-person-reid); trained on Market-1501, whose images are for "
+            "non-commercial research use",
+        ),
+        PretrainedEntry(
+            name="texformer-smplmarket",
+            class_path="zoo.modules.texformer.TexformerBackbone",
+            description="Texformer's released weights (trained on SMPLMarket), converted to TexformerBackbone.",
+            how_to_get="download Texformer's released texformer_ep500.pt (xuxy09/Texformer) yourself, then "
+            "`python -m zoo.pretrained.convert texformer <texformer_ep500.pt>` writes $ZOO_HOME/texformer-smplmarket",
+            source="https://github.com/xuxy09/Texformer (pretrained/texformer_ep500.pt)",
+            licence="as released by xuxy09/Texformer (no licence file seen in that repository: check before "
+            "redistributing); trained on Market-1501 (SMPLMarket), non-commercial research use",
+        ),
+        PretrainedEntry(
             name="vqgan-synthetic-rgb-small",
             class_path="zoo.modules.vqgan.VQGAN",
             description="Small VQGAN on the synthetic people's UV textures in DINAR's layout: RGB + known + "
