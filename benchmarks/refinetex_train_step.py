@@ -30,8 +30,8 @@ import pytorch_lightning as pl
 import torch
 
 from zoo.losses.refinetex import RefineTexLoss
-from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead

@@ -77,12 +77,9 @@ VQ = dict(base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, norm_gr
 
 
 def _dinar() -> DinarAvatarNet:
-    return DinarAvatarNet(
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer",
-                  "init_args": dict(texture_channels=9, **RENDERER)},
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": dict(image_size=16, style_dim=8, **SG2)},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator",
-                   "init_args": dict(texture_size=8, out_channels=4, style_dim=8, **SG2)})
+    return DinarAvatarNet(renderer=NeuralRenderer(texture_channels=9, **RENDERER),
+                          encoder=StyleEncoder(image_size=16, style_dim=8, **SG2),
+                          generator=TextureGenerator(texture_size=8, out_channels=4, style_dim=8, **SG2))
 
 
 SPECS: dict[type, Spec] = {

@@ -10,8 +10,8 @@ import torch
 
 from zoo.losses import face_structure_loss, part_style_loss, reid_perceptual_loss
 from zoo.losses.refinetex import RefineTexLoss, deep_supervision_scale
-from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
@@ -196,6 +196,7 @@ def test_test_step_metric_keys(reid_dir, variant):
     assert "sv/lpips" not in r and "lpips" in system.frozen("test_metrics").unavailable
 
 
+@pytest.mark.slow
 def test_fit_test_predict_through_the_cli(tmp_path, reid_dir, monkeypatch):
     import yaml
 

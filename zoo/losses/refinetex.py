@@ -136,16 +136,16 @@ class RefineTexLoss(nn.Module):
         return self.weights["novel_view"] > 0 or self.weights["cycle"] > 0
 
     def set_uv_masks(self, uv_maps: dict, size) -> None:
-        """Install the face/hand and atlas masks of a body's `uv_maps()` at texture size (Huv, Wuv)."""
+        """Install the face/hand and atlas masks of a body's `uv_maps()` at texture size (Huv, Wuv) (on
+        the CPU: move the loss with `.to(device)` afterwards, as the system does)."""
         if self.weights["face"] > 0 and "face_hands_mask" not in uv_maps:
             raise ValueError(f"face_weight={self.weights['face']} needs uv_maps()['face_hands_mask'] from the data; "
                              f"it gives {sorted(uv_maps)} (set face_weight: 0.0 to train without the face loss)")
-        device = self.face_mask.device if self.face_mask is not None else None
         if "face_hands_mask" in uv_maps:
-            self.face_mask = resize(uv_maps["face_hands_mask"].float()[None, None], size, "nearest")[0, 0].to(device)
+            self.face_mask = resize(uv_maps["face_hands_mask"].float()[None, None], size, "nearest")[0, 0]
         if "texture_mask" in uv_maps:
             mask = uv_maps["texture_mask"].float()
-            self.atlas_mask = resize(mask.reshape(1, 1, *mask.shape[-2:]), size, "nearest").to(device)
+            self.atlas_mask = resize(mask.reshape(1, 1, *mask.shape[-2:]), size, "nearest")
 
     def _view_terms(self, reid: nn.Module, render: torch.Tensor, view: dict, target_features) -> dict[str, torch.Tensor]:
         """Unweighted ReID perceptual and part-style losses of one render (features computed once)."""

@@ -19,7 +19,6 @@ they enforce.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass
 from typing import Sequence
 

@@ -90,7 +90,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
     # ---------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.trainer.datamodule
             uv_maps = datamodule.uv_maps() if hasattr(datamodule, "uv_maps") else None
             self.configure_data(uv_maps)
             if self.loss.uses_reid:
@@ -218,7 +218,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             metric.reset()
 
     def on_test_end(self) -> None:
-        if self._trainer is None or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
             return
         tables = view_and_texture_tables(self.test_results, self.frozen("test_metrics").unavailable, self.metric_variant)
         notes = ["SV: render in the input view; NV: the same texture in the dataset's partner view of that person.",

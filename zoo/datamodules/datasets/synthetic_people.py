@@ -45,8 +45,18 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, dilate_texture, fill_texture_gaps, look_at_body, rasterize, render_labels, render_uv,
-                        sample_texture, scatter_to_uv, to_camera)
+from zoo.render import (
+    composite,
+    dilate_texture,
+    fill_texture_gaps,
+    look_at_body,
+    rasterize,
+    render_labels,
+    render_uv,
+    sample_texture,
+    scatter_to_uv,
+    to_camera,
+)
 from zoo.render.body_maps import body_uv_maps
 from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
 from zoo.render.shading import render_normals, vertex_normals
