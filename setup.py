@@ -47,6 +47,8 @@ setup(
             "scipy>=1.10",
             "pygltflib>=1.16",  # tests read the exported GLB files back
         ],
+        # `python -m zoo demo` (a Gradio page); its browser test also needs selenium and Debian's chromium + chromium-driver
+        "demo": ["gradio>=4.0", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )

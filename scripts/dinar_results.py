@@ -54,7 +54,7 @@ def row_config(row: str, out: Path, steps: int, data: dict | None) -> Path:
                                      "init_args": {"save_dir": str(run), "name": "csv", "version": 0}})
     config["trainer"]["callbacks"] = [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
                                        "init_args": {"dirpath": str(run / "ckpt"), "save_last": True,
-                                                     "every_n_train_steps": 200}}]
+                                                     "every_n_train_steps": 50, "save_top_k": -1}}]
     run.mkdir(parents=True, exist_ok=True)
     path = run / "row_config.yaml"  # the fit writes its resolved config.yaml beside it
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -74,7 +74,16 @@ def train(args) -> None:
 
 
 @torch.no_grad()
-def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
+def checkpoint_of(row: str, out: Path, step: int | None) -> Path:
+    """The row's checkpoint at optimiser step `step` when saved, else its last one."""
+    if step is not None:
+        found = sorted((out / row / "ckpt").glob(f"*step={step}.ckpt"))
+        if found:
+            return found[0]
+    return out / row / "ckpt" / "last.ckpt"
+
+
+def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[dict, dict]:
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
 
     from zoo.cli import ZooCLI
@@ -83,12 +92,12 @@ def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
 
     cli = ZooCLI(args=["--config", str(out / row / "row_config.yaml"), "--trainer.logger=false"], run=False)
     system, dm = cli.model, cli.datamodule
-    state = torch.load(out / row / "ckpt" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint_of(row, out, step), map_location="cpu", weights_only=False)
     system.load_state_dict(state["state_dict"], strict=True)
     system.eval()
     dm.prepare_data()
     dm.setup("test")
-    hp, sums, count, examples = system.hparams, {}, 0, {}
+    hp, count, per_pair, examples = system.hparams, 0, {}, {"source": [], "real": [], "render": []}
     for batch in dm.test_dataloader():
         texture = system.source_texture(batch)
         views = {"input view": hp.source_prefix, "novel view": hp.target_prefix}
@@ -101,11 +110,21 @@ def evaluate_row(row: str, out: Path, reid) -> tuple[dict, dict]:
                                          normalize="relu", **MS_SSIM),
                       "reid_cos": reid_cosine_similarity(reid, render, real)}
             for name, v in values.items():
-                sums[(view, name)] = sums.get((view, name), 0.0) + float(v.sum())
-            if not examples.get(view):
-                examples[view] = (batch[hp.source_prefix + "image"][:4], real[:4], render[:4])
+                per_pair.setdefault((view, name), []).extend(v.flatten().tolist())
+            if view == "novel view":  # the figure: one test pair per person, the first four people
+                people = batch.get("person_index", torch.arange(len(image)))
+                for i, person in enumerate(people.tolist()):
+                    if len(examples["source"]) < 4 and person not in examples.setdefault("people", []):
+                        examples["people"].append(person)
+                        examples["source"].append(batch[hp.source_prefix + "image"][i])
+                        examples["real"].append(real[i])
+                        examples["render"].append(render[i])
         count += texture.shape[0]
-    return {k: v / count for k, v in sums.items()}, examples
+    results = {k: sum(v) / len(v) for k, v in per_pair.items()}
+    results[("checkpoint", "global_step")] = float(state["global_step"])
+    results[("test", "pairs")] = count
+    results["per_pair"] = per_pair
+    return results, examples
 
 
 def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dict]:
@@ -114,13 +133,14 @@ def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dic
 
     series = {}
     for row in rows:
-        path = out / row / "csv" / "version_0" / "metrics.csv"
-        if not path.is_file():
+        paths = sorted((out / row / "csv" / "version_0").glob("metrics*.csv"))  # metrics_part<k>.csv: runs cut short
+        points = sorted({int(r["step"]): float(r[key]) for p in paths for r in csv.DictReader(p.open())
+                         if r.get(key)}.items())
+        if not points:
             continue
-        points = [(int(r["step"]), float(r[key])) for r in csv.DictReader(path.open()) if r.get(key)]
-        smooth = [(s, sum(v for _, v in points[max(0, i - 49): i + 1]) / len(points[max(0, i - 49): i + 1]))
-                  for i, (s, _) in enumerate(points)]
-        series[row] = smooth
+        window = 5
+        series[row] = [(s, sum(v for _, v in points[max(0, i - window + 1): i + 1]) / len(points[max(0, i - window + 1): i + 1]))
+                       for i, (s, _) in enumerate(points)]
     w, h, pad = 640, 360, 40
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
@@ -134,23 +154,31 @@ def curves(out: Path, rows: list[str], key: str = "train/l2") -> tuple[Path, dic
                    h - pad - (v - y0) / max(y1 - y0, 1e-9) * (h - 2 * pad)) for s, v in pts]
             draw.line(xy, fill=colours[row], width=2)
             draw.text((xy[-1][0] - 60, xy[-1][1] - 14), row, fill=colours[row])
-        draw.text((pad, 8), f"{key} (50-step moving average) vs optimiser step; y {y0:.3f}..{y1:.3f}", fill="black")
+        draw.text((pad, 8), f"{key} (moving average of 5 logged values) vs logged step; y {y0:.3f}..{y1:.3f}",
+                  fill="black")
     path = REPO / "docs" / "dinar_curves.png"
     img.save(path)
-    first_last = {r: (pts[min(len(pts) - 1, 49)][1], pts[-1][1], pts[-1][0]) for r, pts in series.items() if pts}
+    first_last = {r: (pts[min(len(pts) - 1, 4)][1], pts[-1][1], pts[-1][0]) for r, pts in series.items() if pts}
     return path, first_last
 
 
 def figure(examples: dict[str, dict]) -> Path:
+    """One row per test person: source view, real target view, then each texture row's render."""
     from zoo.utils.images import grid, save_png, to_uint8
 
+    first = next(iter(examples.values()))
     rows = []
-    some = next(iter(examples.values()))["novel view"]
-    for i in range(some[0].shape[0]):
-        row = [to_uint8(some[0][i]), to_uint8(some[1][i])]
-        row += [to_uint8(ex["novel view"][2][i]) for ex in examples.values()]
-        rows.append(row)
+    for i in range(len(first["source"])):
+        rows.append([to_uint8(first["source"][i]), to_uint8(first["real"][i])]
+                    + [to_uint8(ex["render"][i]) for ex in examples.values()])
     return save_png(grid(rows), REPO / "docs" / "dinar_figure.png")
+
+
+def paired(results: dict, a: str, b: str, view: str, metric: str) -> tuple[float, float]:
+    """Mean and standard error of the per-pair difference a - b (same test pairs, same order)."""
+    x, y = results[a]["per_pair"][(view, metric)], results[b]["per_pair"][(view, metric)]
+    d = torch.tensor(x) - torch.tensor(y)
+    return float(d.mean()), float(d.std() / len(d) ** 0.5)
 
 
 def evaluate(args) -> None:
@@ -158,16 +186,20 @@ def evaluate(args) -> None:
     from zoo.pretrained import load_pretrained
 
     reid = freeze(load_pretrained("reid-synthetic"))
-    rows = [r for r in ROWS if (args.out / r / "ckpt" / "last.ckpt").is_file()]
+    rows = [r for r in ROWS if checkpoint_of(r, args.out, args.step).is_file()]
     results, examples = {}, {}
     for row in rows:
-        results[row], examples[row] = evaluate_row(row, args.out, reid)
+        results[row], examples[row] = evaluate_row(row, args.out, reid, args.step)
     curve_path, first_last = curves(args.out, rows)
     fig = figure(examples)
     lines = ["# DINAR stage 1 on synthetic people (CPU size): texture rows of the paper's Table 2", "",
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
              f"`python scripts/dinar_results.py evaluate` on {platform.processor() or platform.machine()}, "
              f"{torch.get_num_threads()} thread(s).", ""]
+    lines += ["| texture | optimiser steps (G + D) | test pairs |", "|---|---|---|"]
+    lines += [f"| {ROWS[r]} | {int(results[r][('checkpoint', 'global_step')])} | {results[r][('test', 'pairs')]} |"
+              for r in rows]
+    lines.append("")
     for view in ("input view", "novel view"):
         lines += [f"### {view}", "", "| texture | PSNR | MS-SSIM (3 scales) | ReID cosine |", "|---|---|---|---|"]
         for row in rows:
@@ -175,7 +207,16 @@ def evaluate(args) -> None:
             lines.append(f"| {ROWS[row]} | {r[(view, 'psnr')]:.2f} | {r[(view, 'ms_ssim')]:.4f} | "
                          f"{r[(view, 'reid_cos')]:.4f} |")
         lines.append("")
-    lines += ["Training (train/l2, 50-step moving average, first vs last):", ""]
+    if "both" in results:
+        lines += ["Paired differences on the same test pairs (mean +- standard error over pairs; this is the",
+                  "test-sampling spread, not the seed-to-seed spread, which was not measured):", ""]
+        for other in [r for r in rows if r != "both"]:
+            for view in ("input view", "novel view"):
+                cells = [f"{m} {mean:+.3f} +- {se:.3f}" for m in ("psnr", "ms_ssim", "reid_cos")
+                         for mean, se in [paired(results, "both", other, view, m)]]
+                lines.append(f"- both - {other}, {view}: " + ", ".join(cells))
+        lines.append("")
+    lines += ["Training (train/l2, moving average of 5 logged values, early vs last):", ""]
     lines += [f"- {ROWS[r]}: {a:.4f} -> {b:.4f} at step {s}" for r, (a, b, s) in first_last.items()]
     lines += ["", f"![renders]({fig.name})", "", f"![curves]({curve_path.name})", ""]
     (args.out / "results_tables.md").write_text("\n".join(lines) + "\n")
@@ -188,6 +229,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2400, help="optimiser steps (G and D each count)")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "dinar_results")
+    parser.add_argument("--step", type=int, default=None, help="evaluate the checkpoints of this step (else last)")
     parser.add_argument("--data", default=None, help="JSON of the config's data section to use instead")
     args = parser.parse_args()
     args.out = args.out.resolve()
