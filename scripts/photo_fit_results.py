@@ -29,7 +29,7 @@ from zoo.avatar.methods import TextureFromPhoto
 from zoo.avatar.pipeline import summary_picture
 from zoo.body import AnnyBody
 from zoo.export import render_textured
-from zoo.fit.anny_fit import JOINT_KEYPOINTS, fit_anny
+from zoo.fit.anny_fit import JOINT_KEYPOINTS, fit_body
 from zoo.fit.io import overlay
 from zoo.fit.synthetic import random_person, render_photo
 from zoo.metrics.tables import write_metric_tables
@@ -89,7 +89,7 @@ def one_person(seed: int, body, detector, segmenter, texturer, work: Path, size:
     crop, mcrop, box = crop_square(image, mask, person, size)
     keypoints = to_crop(person, box, size)
     start = time.perf_counter()
-    fit = fit_anny(body, keypoints, mcrop)
+    fit = fit_body(body, keypoints, mcrop)
     record["fit_seconds"] = time.perf_counter() - start
     px_per_crop = box[2] / size
     fitted_xy = projected(fit.joints, fit.K)[bones] * px_per_crop + np.array(box[:2]) + 0.5 * px_per_crop - 0.5
