@@ -17,7 +17,6 @@ from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.render import composite, sample_texture
 from zoo.render import render_over_image as render_view
-from zoo.render import sample_texture
 from zoo.systems.refinetex import RefineTexSystem
 
 torch.set_num_threads(1)
