@@ -32,7 +32,7 @@ from zoo.export import (
     turntable,
 )
 from zoo.export.motion import load_motion, walk_cycle
-from zoo.fit.anny_fit import FitSettings, fit_anny
+from zoo.fit.anny_fit import FitSettings, fit_body
 from zoo.fit.io import write_fit
 from zoo.preprocess import PhotoError, preprocess_photo
 from zoo.preprocess.photo import draw_keypoints
@@ -97,7 +97,7 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     result.warnings = list(pre.warnings)
     settings = fit_settings or FitSettings()
     with _bar(f"{key}: fit", sum(settings.steps), progress) as bar:
-        fit = fit_anny(body, pre.keypoints, pre.mask, settings, progress=lambda done, total: bar.update(1))
+        fit = fit_body(body, pre.keypoints, pre.mask, settings, progress=lambda done, total: bar.update(1))
     result.keypoint_px, result.iou = fit.keypoint_px, fit.iou
     if fit.iou < 0.5:
         result.warnings.append(f"the fitted body overlaps the person mask poorly (IoU {fit.iou:.2f}): the texture "
