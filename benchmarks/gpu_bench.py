@@ -210,11 +210,12 @@ def dinar(device: str, dry: bool) -> None:
                     "mask_features": 2, "features": 4}
         disc, crops = {"image_size": image, **small}, {"crop_size": 16, "face_crop_size": 8}
     torch.manual_seed(0)
-    network = DinarAvatarNet(  # takes its parts as class_path / init_args mappings
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": encoder},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator", "init_args": generator},
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
-        use_rgb_channels=True)
+    network = build({"class_path": "zoo.modules.dinar.DinarAvatarNet", "init_args": {  # parts built first
+        "encoder": {"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": encoder},
+        "generator": {"class_path": "zoo.modules.stylegan2.TextureGenerator", "init_args": generator},
+        "renderer": {"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
+        "use_rgb_channels": True}})
+    assert isinstance(network, DinarAvatarNet)
     discriminator = build({"class_path": "zoo.modules.stylegan2.StyleGAN2Discriminator", "init_args": disc})
     system = NeuralAvatarSystem(network, discriminator, perceptual="none", texture_size=texture,
                                 image_log_every_n_steps=0, **crops)

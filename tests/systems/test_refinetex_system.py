@@ -17,7 +17,6 @@ from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.render import composite, sample_texture
 from zoo.render import render_over_image as render_view
-from zoo.render import sample_texture
 from zoo.systems.refinetex import RefineTexSystem
 
 torch.set_num_threads(1)
@@ -161,8 +160,9 @@ def test_a_loss_is_switched_off_by_its_weight_never_by_a_missing_input(reid_dir)
     assert not any(k.endswith(("/reid", "/style")) for k in terms) and "cycle" in terms and "face" in terms
     with pytest.raises(ValueError, match="needs an uncertainty head"):
         RefineTexSystem(tiny_network(), loss=RefineTexLoss(url_weight=1e-3))
-    with pytest.raises(ValueError, match="face_weight: 0.0"):
-        tiny_system(reid_dir).configure_data(None)  # no body UV maps: no face mask
+    with pytest.raises(ValueError, match="face_weight: 0.0"):  # data without body UV maps: no face mask
+        RefineTexSystem(tiny_network(), uncertainty=UncertaintyHead(width=8), reid=reid_dir).configure_data(None)
+    tiny_system(reid_dir).configure_data(None)  # masks installed before are kept
     with pytest.raises(ValueError, match="face_hands_mask"):
         tiny_system(reid_dir).configure_data({"texture_mask": UV_MAPS["texture_mask"]})
     no_reference = random_batch(2)
@@ -315,3 +315,26 @@ def test_reid_style_and_cycle_renders_sit_on_the_protocol_background(reid_dir):
     cycle_input = network_inputs[1]
     outside = (batch["novel_mask"] == 0).expand_as(cycle_input)
     assert torch.equal(cycle_input[outside], batch["background"][outside])
+
+
+def test_loss_breakdown_reaches_the_logger_on_its_steps(tmp_path):
+    """The per-term losses are logged only on the steps the logger writes (they cost ~5% of a step
+    otherwise); every written row must still hold all of them, from that step."""
+    import csv
+
+    import pytorch_lightning as pl
+
+    system = tiny_system(None, reid_weight=0.0, style_weight=0.0, face_weight=0.0, log_images_every_n_steps=0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=4, log_every_n_steps=2, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         num_sanity_val_steps=0, logger=pl.loggers.CSVLogger(tmp_path, name="csv"))
+    batches = [random_batch(batch=2, seed=s) for s in range(4)]
+    trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    _, terms = system.compute_losses(batches[0], 0)
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    assert [int(r["step"]) for r in rows] == [1, 3]
+    for row in rows:
+        for name in ["loss", *terms]:
+            assert row[f"train/{name}"] != "", (row["step"], name)
+        # values of the written step, not left over from an earlier one (deep_supervision_steps=10, linear)
+        assert float(row["train/deep_supervision_scale"]) == pytest.approx(1 - int(row["step"]) / 10)

@@ -35,7 +35,7 @@ from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
 from zoo.render import render_over_image
-from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.systems.common import FrozenNetworks, log_image_grid, logger_writes_this_step
 from zoo.utils.frozen import freeze
 from zoo.utils.runs import run_dir
 
@@ -107,11 +107,11 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
 
     def configure_data(self, uv_maps: dict | None) -> None:
         """Install what the body's UV atlas gives: the query colour code (saved with the network)
-        and the loss's face/hand and atlas masks. No uv_maps keeps the analytic query code; the
-        face loss then needs face_weight: 0.0."""
+        and the loss's face/hand and atlas masks. No uv_maps keeps what is installed (the analytic
+        query code at first); the face loss then needs a face mask installed before, or face_weight: 0.0."""
         size = self.network.uv_size
         if uv_maps is None:
-            if self.loss.weights["face"] > 0:
+            if self.loss.weights["face"] > 0 and self.loss.face_mask is None:
                 raise ValueError("the face loss (face_weight > 0) needs the data's uv_maps()['face_hands_mask']; "
                                  "this data gives no uv_maps(): set face_weight: 0.0 to train without it")
             log.info("RefineTexSystem: the data gives no uv_maps(); keeping the analytic query code")
@@ -146,8 +146,9 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         loss, terms = self.compute_losses(batch, self.global_step)
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=bs)
+        if logger_writes_this_step(self):  # ~20 terms: logging them on every step cost ~5% of a step
+            for name, value in terms.items():
+                self.log(f"train/{name}", value, batch_size=bs)
         every = self.log_images_every_n_steps
         if every and self.global_step % every == 0:
             self._log_images("train/images", batch, self._last_renders)
