@@ -194,8 +194,6 @@ class _StepTimer(pl.Callback):
 
 def dinar(device: str, dry: bool) -> None:
     from zoo.modules.dinar import DinarAvatarNet
-    from zoo.modules.neural_renderer import NeuralRenderer
-    from zoo.modules.stylegan2 import StyleEncoder, TextureGenerator
     from zoo.systems.neural_avatar import NeuralAvatarSystem
 
     image, texture, batch, steps = 512, 256, 4, 8
@@ -213,8 +211,12 @@ def dinar(device: str, dry: bool) -> None:
                     "mask_features": 2, "features": 4}
         disc, crops = {"image_size": image, **small}, {"crop_size": 16, "face_crop_size": 8}
     torch.manual_seed(0)
-    network = DinarAvatarNet(NeuralRenderer(**renderer), encoder=StyleEncoder(**encoder),
-                             generator=TextureGenerator(**generator), use_rgb_channels=True)
+    network = build({"class_path": "zoo.modules.dinar.DinarAvatarNet", "init_args": {  # parts built first
+        "encoder": {"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": encoder},
+        "generator": {"class_path": "zoo.modules.stylegan2.TextureGenerator", "init_args": generator},
+        "renderer": {"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
+        "use_rgb_channels": True}})
+    assert isinstance(network, DinarAvatarNet)
     discriminator = build({"class_path": "zoo.modules.stylegan2.StyleGAN2Discriminator", "init_args": disc})
     system = NeuralAvatarSystem(network, discriminator, perceptual="none", texture_size=texture,
                                 image_log_every_n_steps=0, **crops)

@@ -422,7 +422,10 @@ def main() -> None:
             if (folder / "result.json").is_file():
                 continue
             start = time.perf_counter()
-            result, textures = run_quickstart(seed, out, args.quickstart_steps) if name == "quickstart" else run_refinetex(name, seed, out, args.steps)
+            if name == "quickstart":
+                result, textures = run_quickstart(seed, out, args.quickstart_steps)
+            else:
+                result, textures = run_refinetex(name, seed, out, args.steps)
             torch.save(textures.detach().float().cpu(), folder / "figure.pt")
             (folder / "result.json").write_text(json.dumps(result, indent=1))
             r = result["results"]

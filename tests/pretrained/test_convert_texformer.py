@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.modules.texformer import TexformerBackbone
+from zoo.pretrained import load_pretrained
 from zoo.pretrained.convert import convert_texformer_state_dict
 from zoo.pretrained.convert import texformer_from_original_checkpoint as load_texformer_checkpoint
-from zoo.pretrained import load_pretrained
 
 FEAT, HEADS, UV, H, W = 8, 2, (16, 16), 16, 8
 

@@ -91,10 +91,11 @@ def test_dinar_stage1_trains_on_device(device):
     torch.manual_seed(0)
     small = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
     network = DinarAvatarNet(
-        NeuralRenderer(texture_channels=9, base_channels=4, n_downsampling=2, n_blocks=1, uv_features=2,
-                       mask_features=2, features=4),
         encoder=StyleEncoder(image_size=32, style_dim=8, **small),
-        generator=TextureGenerator(texture_size=16, out_channels=4, style_dim=8, **small), use_rgb_channels=True)
+        generator=TextureGenerator(texture_size=16, out_channels=4, style_dim=8, **small),
+        renderer=NeuralRenderer(texture_channels=9, base_channels=4, n_downsampling=2, n_blocks=1, uv_features=2,
+                                mask_features=2, features=4),
+        use_rgb_channels=True)
     discriminator = StyleGAN2Discriminator(image_size=32, **small)
     system = NeuralAvatarSystem(network, discriminator, perceptual="none", texture_size=16, crop_size=16,
                                 face_crop_size=8, r1_interval=2, image_log_every_n_steps=0)

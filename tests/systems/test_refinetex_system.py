@@ -160,8 +160,9 @@ def test_a_loss_is_switched_off_by_its_weight_never_by_a_missing_input(reid_dir)
     assert not any(k.endswith(("/reid", "/style")) for k in terms) and "cycle" in terms and "face" in terms
     with pytest.raises(ValueError, match="needs an uncertainty head"):
         RefineTexSystem(tiny_network(), loss=RefineTexLoss(url_weight=1e-3))
-    with pytest.raises(ValueError, match="face_weight: 0.0"):
-        tiny_system(reid_dir).configure_data(None)  # no body UV maps: no face mask
+    with pytest.raises(ValueError, match="face_weight: 0.0"):  # data without body UV maps: no face mask
+        RefineTexSystem(tiny_network(), uncertainty=UncertaintyHead(width=8), reid=reid_dir).configure_data(None)
+    tiny_system(reid_dir).configure_data(None)  # masks installed before are kept
     with pytest.raises(ValueError, match="face_hands_mask"):
         tiny_system(reid_dir).configure_data({"texture_mask": UV_MAPS["texture_mask"]})
     no_reference = random_batch(2)

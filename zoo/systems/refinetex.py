@@ -107,11 +107,11 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
 
     def configure_data(self, uv_maps: dict | None) -> None:
         """Install what the body's UV atlas gives: the query colour code (saved with the network)
-        and the loss's face/hand and atlas masks. No uv_maps keeps the analytic query code; the
-        face loss then needs face_weight: 0.0."""
+        and the loss's face/hand and atlas masks. No uv_maps keeps what is installed (the analytic
+        query code at first); the face loss then needs a face mask installed before, or face_weight: 0.0."""
         size = self.network.uv_size
         if uv_maps is None:
-            if self.loss.weights["face"] > 0:
+            if self.loss.weights["face"] > 0 and self.loss.face_mask is None:
                 raise ValueError("the face loss (face_weight > 0) needs the data's uv_maps()['face_hands_mask']; "
                                  "this data gives no uv_maps(): set face_weight: 0.0 to train without it")
             log.info("RefineTexSystem: the data gives no uv_maps(); keeping the analytic query code")
