@@ -39,12 +39,16 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7.4",
+            "pytest-timeout>=2.2",
             "pytest-xdist>=3.5",
+            "ruff>=0.6",
             "trimesh>=4.0",
             "embreex>=2.17",
             "scipy>=1.10",
             "pygltflib>=1.16",  # tests read the exported GLB files back
         ],
+        # `python -m zoo demo` (a Gradio page); its browser test also needs selenium and Debian's chromium + chromium-driver
+        "demo": ["gradio>=4.0", "selenium>=4.10"],
     },
     entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
 )

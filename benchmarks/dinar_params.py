@@ -94,12 +94,11 @@ def _gflops(fn) -> float:
 
 def main() -> None:
     from zoo.modules.dinar import DinarAvatarNet
-    from zoo.modules.stylegan2 import StyleGAN2Discriminator
+    from zoo.modules.neural_renderer import NeuralRenderer
+    from zoo.modules.stylegan2 import StyleEncoder, StyleGAN2Discriminator, TextureGenerator
 
     with torch.device("meta"):
-        net = DinarAvatarNet(renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer"},
-                             encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder"},
-                             generator={"class_path": "zoo.modules.stylegan2.TextureGenerator"}).eval()
+        net = DinarAvatarNet(NeuralRenderer(), StyleEncoder(), TextureGenerator()).eval()
         disc = StyleGAN2Discriminator().eval()
         image, mask = torch.empty(1, 3, 512, 512), torch.empty(1, 1, 512, 512)
         style, tex = torch.empty(1, 512), torch.empty(1, 21, 256, 256)

@@ -101,6 +101,7 @@ def refinetex(device: str, dry: bool) -> None:
         data[p + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
         data[p + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
         data[p + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
+    data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
     data["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
     data["texture_mask"] = torch.ones(batch, 1, T, T)
     data = {k: v.to(device) for k, v in data.items()}
@@ -210,11 +211,12 @@ def dinar(device: str, dry: bool) -> None:
                     "mask_features": 2, "features": 4}
         disc, crops = {"image_size": image, **small}, {"crop_size": 16, "face_crop_size": 8}
     torch.manual_seed(0)
-    network = DinarAvatarNet(  # takes its parts as class_path / init_args mappings
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": encoder},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator", "init_args": generator},
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
-        use_rgb_channels=True)
+    network = build({"class_path": "zoo.modules.dinar.DinarAvatarNet", "init_args": {  # parts built first
+        "encoder": {"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": encoder},
+        "generator": {"class_path": "zoo.modules.stylegan2.TextureGenerator", "init_args": generator},
+        "renderer": {"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
+        "use_rgb_channels": True}})
+    assert isinstance(network, DinarAvatarNet)
     discriminator = build({"class_path": "zoo.modules.stylegan2.StyleGAN2Discriminator", "init_args": disc})
     system = NeuralAvatarSystem(network, discriminator, perceptual="none", texture_size=texture,
                                 image_log_every_n_steps=0, **crops)

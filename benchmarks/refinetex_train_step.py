@@ -13,7 +13,7 @@ between the paths so that load from other processes hits all alike; means over t
 every round (a logger writes on one step in 50, so means, not medians, carry its cost). Tiny CPU
 sizes, one thread. Run:
 
-    python benchmarks/refinetex_train_step.py [--steps 100] [--rounds 2]
+    python benchmarks/refinetex_train_step.py [--steps 60] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ import pytorch_lightning as pl
 import torch
 
 from zoo.losses.refinetex import RefineTexLoss
-from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.refiners import DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import SmallReID
 from zoo.modules.texformer import TexformerBackbone
 from zoo.modules.uncertainty import UncertaintyHead
@@ -50,20 +50,51 @@ def make_batches(n: int) -> list[dict]:
             b[p + "parts"] = torch.randint(0, 8, (BATCH, H, W), generator=g)
             b[p + "uv"] = torch.rand(BATCH, H, W, 2, generator=g) * 1.8 - 0.9
             b[p + "mask"] = (torch.rand(BATCH, 1, H, W, generator=g) > 0.3).float()
+        b["background"] = torch.rand(BATCH, 3, H, W, generator=g) * 2 - 1
         b["texture"] = torch.rand(BATCH, 3, T, T, generator=g) * 2 - 1
         b["texture_mask"] = torch.ones(BATCH, 1, T, T)
         batches.append(b)
     return batches
 
 
-def make_system(reid: str) -> RefineTexSystem:
+UV_MAPS = {"face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
+           "texture_mask": torch.ones(1, T, T)}
+
+
+class Batches(pl.LightningDataModule):
+    """The pre-built batches and the UV maps the system reads in `setup` (what a datamodule gives)."""
+
+    def __init__(self, loader):
+        super().__init__()
+        self.loader = loader
+
+    def train_dataloader(self):
+        return self.loader
+
+    def uv_maps(self) -> dict:
+        return UV_MAPS
+
+
+class LogEveryTermEveryStep(RefineTexSystem):
+    """The system's training step as it was before issue 13: every loss term through `self.log` on
+    every step, though the logger writes one step in 50 (kept here to show the difference)."""
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, terms = self.compute_losses(batch, self.global_step)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=bs)
+        return loss
+
+
+def make_system(reid: str, cls: type[RefineTexSystem] = RefineTexSystem) -> RefineTexSystem:
     torch.manual_seed(0)
     network = RefineTexNet(TexformerBackbone(feat_dim=FEAT, num_heads=4, uv_size=(UV, UV)),
                            refiner=DeformableRefiner(hidden_channels=FEAT, feature_channels=FEAT))
-    system = RefineTexSystem(network, uncertainty=UncertaintyHead(width=FEAT), reid=reid,
+    system = cls(network, uncertainty=UncertaintyHead(width=FEAT), reid=reid,
                              loss=RefineTexLoss(deep_supervision_steps=20), log_images_every_n_steps=0)
-    system.configure_data({"face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
-                           "texture_mask": torch.ones(1, T, T)})
+    system.configure_data(UV_MAPS)
     system.load_reid()
     return system
 
@@ -107,14 +138,14 @@ def make_logger(kind: str | None, folder: str):
 
 
 def lightning_fit(reid: str, loader, steps: int, warmup: int, logger: str | None, folder: str,
-                  log_every_n_steps: int = 50) -> list[float]:
-    system = make_system(reid)
+                  log_every_n_steps: int = 50, cls: type[RefineTexSystem] = RefineTexSystem) -> list[float]:
+    system = make_system(reid, cls)
     timer = StepTimer()
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=make_logger(logger, folder),
                          log_every_n_steps=log_every_n_steps, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[timer])
-    trainer.fit(system, train_dataloaders=loader)
+    trainer.fit(system, datamodule=Batches(loader))
     if logger == "wandb":
         import wandb
 
@@ -124,9 +155,10 @@ def lightning_fit(reid: str, loader, steps: int, warmup: int, logger: str | None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per round")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps of every run")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-csv", action="store_true", help="leave out the CSVLogger-every-step path")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -140,8 +172,11 @@ def main() -> None:
         "plain PyTorch loop": None,
         "Lightning, no logger": {"logger": None},
         "Lightning, default logger (W&B offline, every 50 steps)": {"logger": "wandb"},
+        "same, every term logged every step (before issue 13)": {"logger": "wandb", "cls": LogEveryTermEveryStep},
         "Lightning, CSVLogger every step": {"logger": "csv", "log_every_n_steps": 1},
     }
+    if args.skip_csv:
+        paths.pop("Lightning, CSVLogger every step")
     results = {name: [] for name in paths}
     with tempfile.TemporaryDirectory() as tmp:
         reid = str(Path(tmp) / "reid")

@@ -44,7 +44,8 @@ def main() -> None:
         novel = render_in_view(texture, batch["novel_uv"], batch["novel_mask"], batch["novel_image"])
     rows = []
     for b in range(texture.shape[0]):
-        pics = [batch["image"][b], batch["partial"][b], texture[b] * batch["texture_mask"][b], batch["texture"][b], novel[b], batch["novel_image"][b]]
+        pics = [batch["image"][b], batch["partial"][b], texture[b] * batch["texture_mask"][b], batch["texture"][b],
+                novel[b], batch["novel_image"][b]]
         rows.append([upscale(to_uint8(p), args.scale) for p in pics])
     path = save_png(grid(rows), args.out)
     print(f"wrote {path}")

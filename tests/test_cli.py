@@ -22,6 +22,7 @@ def tiny_args(data_dir) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_fit_then_test_end_to_end_with_offline_wandb(tiny_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *tiny_args(tiny_data_dir), "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"])
@@ -37,6 +38,7 @@ def test_fit_then_test_end_to_end_with_offline_wandb(tiny_data_dir, tmp_path, mo
     assert tables and "texture/psnr/invisible" in tables[0].read_text()
 
 
+@pytest.mark.slow
 def test_csv_logger_is_a_config_change(tiny_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["fit", *tiny_args(tiny_data_dir), "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",

@@ -85,3 +85,60 @@ def test_reid_synthetic_config_instantiates(tmp_path, monkeypatch):
 
     preset = yaml.safe_load(path.read_text())["data"]["init_args"]["preset"]
     assert cli.model.network.num_classes == PRESETS[preset].num_identities
+
+
+# ------------------------------------------------------------ each ablation = its base + the intended keys
+REFINER, UNCERTAINTY = "model.init_args.network.init_args.refiner", "model.init_args.uncertainty"
+LOSS = "model.init_args.loss.init_args."
+CONV = {"class_path": "zoo.modules.refiners.ConvRefiner"}
+# ablation -> {changed key or component: its value in the ablation}; every other key equals the base's
+INTENDED = {
+    "baseline": {REFINER: None, UNCERTAINTY: None, LOSS + "cycle_weight": 0.0, LOSS + "url_weight": 0.0},
+    "conv_refine": {REFINER: CONV, UNCERTAINTY: None, LOSS + "cycle_weight": 0.0, LOSS + "url_weight": 0.0},
+    "deformable_refine": {UNCERTAINTY: None, LOSS + "cycle_weight": 0.0, LOSS + "url_weight": 0.0},
+    "url": {REFINER: None, LOSS + "cycle_weight": 0.0},
+    "cycle": {REFINER: None, UNCERTAINTY: None, LOSS + "url_weight": 0.0},
+}
+BASES = {"cpu/{}.yaml": "cpu/full.yaml", "ablation_{}.yaml": "synthetic.yaml"}
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def changed(base: dict, other: dict) -> dict:
+    """{key: value in `other`} where the two differ; a refiner / uncertainty subtree counts as one key
+    (a refiner of another class also drops the base refiner's own arguments)."""
+    a, b = flatten(base), flatten(other)
+    out = {}
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<absent>") == b.get(key, "<absent>"):
+            continue
+        component = next((c for c in (REFINER, UNCERTAINTY) if key == c or key.startswith(c + ".")), None)
+        if component is None:
+            out[key] = b.get(key, "<absent>")
+        else:
+            value = other
+            for part in component.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            out[component] = {"class_path": value["class_path"]} if isinstance(value, dict) else value
+    return out
+
+
+@pytest.mark.parametrize("pattern,base", BASES.items())
+@pytest.mark.parametrize("name", INTENDED)
+def test_each_ablation_differs_from_its_base_in_exactly_the_intended_keys(pattern, base, name):
+    load = lambda rel: yaml.safe_load((CONFIGS / "refinetex" / rel).read_text())  # noqa: E731
+    assert changed(load(base), load(pattern.format(name))) == INTENDED[name]
+
+
+def test_the_diff_sees_every_kind_of_change():
+    base = {"model": {"init_args": {"network": {"init_args": {"refiner": {"class_path": "x.Deformable",
+                                                                          "init_args": {"k": 3}}}},
+                                    "loss": {"init_args": {"cycle_weight": 0.1}}, "lr": 0.001}}}
+    other = yaml.safe_load(yaml.safe_dump(base))
+    other["model"]["init_args"]["lr"] = 0.002
+    other["model"]["init_args"]["network"]["init_args"]["refiner"]["init_args"]["k"] = 5
+    assert changed(base, other) == {"model.init_args.lr": 0.002, REFINER: {"class_path": "x.Deformable"}}

@@ -123,6 +123,13 @@ class ZooCLI(LightningCLI):
 
     after_fit = after_validate = after_test = after_predict = _finish_wandb
 
+    def before_fit(self) -> None:
+        """A model's `check_assets()` (if it has one) runs before any data is prepared, so that a
+        missing weight file fails the run at start, not after minutes of data generation."""
+        check = getattr(self.model, "check_assets", None)
+        if callable(check):
+            check()
+
 
 APPS = {"avatar": "zoo.avatar.command", "demo": "zoo.avatar.demo"}
 

@@ -52,6 +52,7 @@ def _run(capsys, *args):
     return exit_info.value.code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_avatar_folder_of_photos(mediapipe_models, photos, tiny_checkpoint, tmp_path, capsys):
     pygltflib = pytest.importorskip("pygltflib")
     code, out = _run(capsys, photos, "--out", tmp_path, "--ckpt", tiny_checkpoint, "--fit-steps", 10, 10, 5,
@@ -83,11 +84,65 @@ def test_avatar_says_what_is_missing(photos, tmp_path, capsys):
     assert code == 2 and "photo not found" in out.err
 
 
-def test_dinar_method(photos, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def dinar_checkpoint(tmp_path_factory):
+    """An untrained DINAR avatar (configs/dinar/avatar_cpu.yaml, 64 px) saved as a run folder."""
+    from pathlib import Path
+
+    from zoo.cli import ZooCLI
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "dinar" / "avatar_cpu.yaml"
+    run = tmp_path_factory.mktemp("dinar_run")
+    (run / "config.yaml").write_text(config.read_text())
+    torch.manual_seed(0)
+    system = ZooCLI(args=["--config", str(config), "--trainer.logger=false"], run=False).model
+    (run / "checkpoints").mkdir()
+    torch.save({"state_dict": system.state_dict()}, run / "checkpoints" / "last.ckpt")
+    return run / "checkpoints" / "last.ckpt"
+
+
+def test_dinar_method(mediapipe_models, photos, tmp_path, capsys):
     from zoo.avatar.methods import dinar_available
 
     available, _ = dinar_available()
-    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar")
-    assert code == 2
     if not available:
-        assert "DINAR avatar not available" in out.err
+        code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar")
+        assert code == 2 and "DINAR avatar not available" in out.err
+        return
+    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar")
+    assert code == 2 and "configs/dinar/avatar_cpu.yaml" in out.err  # no checkpoint given
+
+
+@pytest.mark.slow
+def test_dinar_avatar_end_to_end(mediapipe_models, photos, tmp_path, capsys, request):
+    from zoo.avatar.methods import dinar_available
+
+    if not dinar_available()[0]:
+        pytest.skip("the DINAR avatar system is not in this zoo")
+    ckpt = request.getfixturevalue("dinar_checkpoint")
+    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar", "--ckpt", ckpt,
+                     "--fit-steps", 10, 10, 5, "--render-size", 48, "--no-progress")
+    assert code == 0, out
+    folder = tmp_path / "avatar" / "person"
+    for name in ("neural_turntable.gif", "neural_walk.gif", "avatar.glb", "rigged.glb"):
+        assert (folder / name).is_file(), name
+    with Image.open(folder / "neural_turntable.gif") as gif:
+        assert gif.size == (64, 64) and gif.n_frames == 24  # the encoder's 64 px, one turn
+    with Image.open(tmp_path / "texture" / "person.png") as texture:
+        assert texture.size == (64, 64)
+
+
+def test_refinetex_system_texture_from_a_fitted_photo(anny_body):
+    """The RefineTexSystem branch: a 2:1 re-crop of the person and the fitted body's part labels
+    go through the (tiny, untrained) network; the texture has the network's UV size."""
+    from tests.systems.test_refinetex_system import UV, tiny_system
+    from zoo.avatar.methods import TextureFromPhoto
+    from zoo.fit.synthetic import random_person, render_photo
+
+    betas, pose, texture = random_person(anny_body, seed=1, texture_size=32)
+    photo = render_photo(anny_body, betas, pose, texture, (128, 128), seed=1)
+    texturer = TextureFromPhoto(tiny_system(reid=None, reid_weight=0.0, style_weight=0.0).eval(), anny_body)
+    crop = torch.from_numpy(photo.image.copy()).permute(2, 0, 1).float() / 255
+    out = texturer(crop, torch.from_numpy(photo.mask.astype(np.float32))[None], photo.vertices, photo.K)
+    assert out["texture"].shape == (3, UV, UV)
+    assert 0.0 <= float(out["texture"].min()) and float(out["texture"].max()) <= 1.0

@@ -125,3 +125,18 @@ def test_person_views_merge_into_a_wider_texture(avatars):
     for k in range(n):
         mine = only & (rgb[k, 3:4] > 0.5)
         torch.testing.assert_close(merged["texture"][0, :3][mine.expand(3, -1, -1)], rgb[k, :3][mine.expand(3, -1, -1)])
+
+
+def test_shading_alone_darkens_and_keeps_the_silhouette(zoo_home):
+    """With shading only, the person is the body (same silhouette) and no brighter than its albedo."""
+    dm = SyntheticAvatarDataModule(overrides={**SMALL, "shading": 1.0, "clothing_offset": 0.0},
+                                   data_dir=str(zoo_home / "avatars"), batch_size=2, progress=False)
+    dm.setup()
+    item = dm.datasets["val"][1]
+    torch.testing.assert_close(item["source_mask"], item["source_uv_mask"])
+    padded = dilate_texture(item["texture"], item["texture_mask"])
+    flat = sample_texture(padded[None], item["source_uv"][None], item["source_uv_mask"][None])[0]
+    inside = item["source_uv_mask"].bool().expand(3, -1, -1)
+    shaded, albedo = (item["source_image"][inside] + 1) / 2, (flat[inside] + 1) / 2
+    assert (shaded <= albedo + 0.03).all()  # Lambert with ambient never brightens (uint8 / float16 slack)
+    assert ((albedo - shaded) > 0.1).float().mean() > 0.1  # and darkens a good part of the body

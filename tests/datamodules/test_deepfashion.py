@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.datamodules.fixtures import (DEEPFASHION_STORED, PARAMS_CENTRE, PARAMS_FOCAL, SMPL12_TO_7, ray_cast_uv,
-                                        write_deepfashion, write_pools, write_tiny_smpl)
+from tests.datamodules.fixtures import (
+    DEEPFASHION_STORED,
+    PARAMS_CENTRE,
+    PARAMS_FOCAL,
+    SMPL12_TO_7,
+    ray_cast_uv,
+    write_deepfashion,
+    write_pools,
+    write_tiny_smpl,
+)
 from zoo.datamodules.datasets.deepfashion import DeepFashionInShop, read_deepfashion_split
 from zoo.datamodules.deepfashion import DeepFashionDataModule
 

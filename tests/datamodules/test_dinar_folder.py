@@ -136,3 +136,29 @@ def test_missing_subfolder_is_reported(tmp_path, folder):
     dm = DinarFolderDataModule(str(tmp_path), body=folder["model"])
     with pytest.raises(FileNotFoundError, match="segm"):
         dm.setup()
+
+
+def test_ltrb_precrop_gives_the_same_item(folder, tmp_path):
+    """A fit made on a crop of a larger photo ("ltrb" in the pickle) loads like the crop itself."""
+    from PIL import Image
+
+    src, dst = folder["root"], tmp_path / "bigger"
+    for name in ("rgb", "segm", "smplx"):
+        (dst / name).mkdir(parents=True)
+    H, W = ORIGINAL_SIZE
+    left, top = 20, 30
+    for name in ("rgb", "segm"):
+        small = np.asarray(Image.open(src / name / "frame00.png"))
+        big = np.zeros((H + 50, W + 40, *small.shape[2:]), dtype=small.dtype)
+        big[top:top + H, left:left + W] = small
+        Image.fromarray(big).save(dst / name / "frame00.png")
+    params = dict(folder["frames"]["frame00"][0], ltrb=[left, top, left + W, top + H])
+    with open(dst / "smplx" / "frame00.pkl", "wb") as handle:
+        pickle.dump(params, handle)
+    ref = DinarFolderDataModule(str(src), body=folder["model"], image_size=SIZE, texture_size=TEXTURE)
+    new = DinarFolderDataModule(str(dst), body=folder["model"], image_size=SIZE, texture_size=TEXTURE)
+    ref.setup()
+    new.setup()
+    a, b = ref.dataset[0], new.dataset[0]
+    for key in ("source_image", "source_mask", "source_uv", "source_K", "crop_box"):
+        torch.testing.assert_close(a[key], b[key])

@@ -11,8 +11,16 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from tests.datamodules.fixtures import (PARAMS_CENTRE, PARAMS_FOCAL, camera_vertices, params_reference,
-                                        parser_pattern, photo, ray_cast_uv, write_tiny_smpl)
+from tests.datamodules.fixtures import (
+    PARAMS_CENTRE,
+    PARAMS_FOCAL,
+    camera_vertices,
+    params_reference,
+    parser_pattern,
+    photo,
+    ray_cast_uv,
+    write_tiny_smpl,
+)
 from zoo.datamodules.image_folder import ImageFolderDataModule
 
 SIZE = (128, 64)

@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from tests.datamodules.fixtures import (MARKET_CENTRE, MARKET_FOCAL, MARKET_SIZE, SMPL12_TO_7, ray_cast_uv,
-                                        write_pools, write_smpl_market, write_tiny_smpl)
+from tests.datamodules.fixtures import (
+    MARKET_CENTRE,
+    MARKET_FOCAL,
+    MARKET_SIZE,
+    SMPL12_TO_7,
+    ray_cast_uv,
+    write_pools,
+    write_smpl_market,
+    write_tiny_smpl,
+)
 from zoo.datamodules.datasets.smpl_market import SMPLMarket
 from zoo.datamodules.market1501 import Market1501DataModule
 

@@ -87,6 +87,18 @@ def test_uv_maps(dm):
     assert maps["face_hands_mask"].any() and torch.equal(maps["texture_mask"], dm.datasets["train"].texture_mask)
 
 
+def test_items_carry_a_protocol_background_that_is_not_the_image(dm):
+    """Renders for the ReID / style losses are composited over `background` (Texformer's protocol):
+    a random frame in training, a fixed one per item in evaluation, never the image's own backdrop."""
+    H, W = dm.settings.image_size
+    train, test = dm.datasets["train"], dm.datasets["test"]
+    a, b = train[0]["background"], train[0]["background"]
+    assert a.shape == (3, H, W) and a.min() >= -1 and a.max() <= 1 and not torch.equal(a, b)
+    assert torch.equal(test[1]["background"], test[1]["background"])
+    assert not torch.equal(test[0]["background"], test[1]["background"])
+    item = test[0]
+    outside = (item["mask"] == 0).expand(3, -1, -1)
+    assert (item["background"][outside] - item["image"][outside]).abs().mean() > 0.05
 def test_gap_filled_partial_texture(tiny_data_dir):
     """fill_gaps (DINAR's B_fill): gap texels lie on the atlas next to known ones, outside the known
     mask; known texels keep the raw scatter; without it gap_mask is empty."""

@@ -154,3 +154,12 @@ def test_motion_video_frames(anny_body, tmp_path):
 
     with Image.open(gif) as img:
         assert img.n_frames == 3
+
+
+def test_motion_command_writes_a_walk(anny_body, tmp_path):
+    from zoo.export.motion import main
+
+    assert main(["walk", "--out", str(tmp_path / "walk.npz"), "--frames", "4", "--stride", "20"]) == 0
+    motion = load_motion(tmp_path / "walk.npz", anny_body)
+    assert motion["pose"].shape == (4, anny_body.num_pose_params)
+    assert not torch.allclose(motion["pose"][0], motion["pose"][2])  # the legs swing between frames

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.fit.anny_fit import JOINT_KEYPOINTS, FitSettings, distance_outside, fit_anny
+from zoo.fit.anny_fit import JOINT_KEYPOINTS, FitSettings, distance_outside, fit_body
 from zoo.fit.io import read_fit_json, write_fit
 from zoo.fit.synthetic import render_photo
 from zoo.preprocess.interfaces import Box, Keypoints
@@ -45,7 +45,7 @@ def known(anny_body):
 def test_fit_recovers_a_known_pose(anny_body, known):
     settings = FitSettings(focal=float(known.K[0, 0]), steps=(40, 80, 30))
     keypoints = _truth_keypoints(anny_body, known)
-    result = fit_anny(anny_body, keypoints, known.mask.astype(np.float32), settings)
+    result = fit_body(anny_body, keypoints, known.mask.astype(np.float32), settings)
     assert result.keypoint_px < 3.0, result.keypoint_px  # 256 px crop, body ~205 px high
     assert result.iou > 0.8, result.iou
     # 3D: the fitted joints agree with the truth up to the depth ambiguity of one view.
@@ -60,14 +60,14 @@ def test_fit_needs_the_torso(anny_body, known):
     keypoints = _truth_keypoints(anny_body, known)
     keypoints.confidence[:] = 0
     with pytest.raises(ValueError, match="shoulders and hips"):
-        fit_anny(anny_body, keypoints, known.mask.astype(np.float32))
+        fit_body(anny_body, keypoints, known.mask.astype(np.float32))
 
 
 def test_written_fit_loads_in_the_image_folder_loader(anny_body, known, tmp_path):
     from zoo.datamodules.image_folder import ImageFolderDataModule
 
     settings = FitSettings(focal=float(known.K[0, 0]), steps=(5, 5, 5))
-    result = fit_anny(anny_body, _truth_keypoints(anny_body, known), known.mask.astype(np.float32), settings)
+    result = fit_body(anny_body, _truth_keypoints(anny_body, known), known.mask.astype(np.float32), settings)
     paths = write_fit(tmp_path, "person", known.image, known.mask.astype(np.float32), result, anny_body.faces)
     assert all(p.is_file() for p in paths.values())
     dm = ImageFolderDataModule(str(tmp_path), image_size=(128, 128), batch_size=1, body="anny")
@@ -86,3 +86,30 @@ def test_written_fit_loads_in_the_image_folder_loader(anny_body, known, tmp_path
     torch.testing.assert_close(params["pose"], result.pose)
     with pytest.raises(ValueError, match="body must be"):
         ImageFolderDataModule(str(tmp_path), body="smplx")
+
+
+def test_smplx_fit_writes_dinar_parameters(smpl_files, tmp_path):
+    """A fit of the user's SMPL-X body: its written DINAR pickle rebuilds the fitted camera-space mesh."""
+    from zoo.body import SMPLXBody
+    from zoo.body.smplx_params import read_smplx_params, smplx_camera_vertices
+    from zoo.fit.anny_fit import fit_body
+    from zoo.fit.io import write_smplx_fit
+
+    body = SMPLXBody(smpl_files["smplx"]["model"], smpl_files["smplx"]["uv"]).eval()
+    pose = body.pose_from_controls(1, elbow_bend_deg=30.0, arm_abduction_deg=30.0)
+    betas = torch.zeros(1, body.num_betas)
+    photo = render_photo(body, betas, pose, torch.full((3, 8, 8), 0.5), (128, 128), yaw_deg=20.0, fill=0.6,
+                         distance=20.0)
+    uvw = photo.joints @ photo.K.T
+    xy = (uvw[:, :2] / uvw[:, 2:]).numpy()
+    names = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_hip", "right_hip", "left_knee",
+             "right_knee")
+    keypoints = Keypoints(names, np.stack([xy[body.joint_names.index(n)] for n in names]), np.ones(len(names)),
+                          Box(0, 0, 1, 1))
+    result = fit_body(body, keypoints, photo.mask.astype(np.float32),
+                      FitSettings(focal=float(photo.K[0, 0]), steps=(20, 20, 5)))
+    assert result.keypoint_px < 4.0, result.keypoint_px
+    paths = write_smplx_fit(tmp_path, "person", photo.image, photo.mask.astype(np.float32), result, body)
+    params = read_smplx_params(paths["smplx"])
+    rebuilt = smplx_camera_vertices(body, params)[0]
+    assert (rebuilt - result.vertices).abs().max() < 1e-4

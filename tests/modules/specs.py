@@ -20,7 +20,7 @@ from zoo.modules.fusion import MaskFusion
 from zoo.modules.neural_renderer import NeuralRenderer
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner, DeformableSampleConv2d
 from zoo.modules.refinetex import RefineTexNet
-from zoo.modules.reid import PCBReID, SmallReID
+from zoo.modules.reid import PCBReID, SmallReID, TorchreidResNet50
 from zoo.modules.stylegan2 import StyleEncoder, StyleGAN2Discriminator, TextureGenerator
 from zoo.modules.texformer import CrossAttentionUnit, TexformerBackbone, TexturePrediction
 from zoo.modules.texture_unet import TextureUNet
@@ -77,12 +77,9 @@ VQ = dict(base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, norm_gr
 
 
 def _dinar() -> DinarAvatarNet:
-    return DinarAvatarNet(
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer",
-                  "init_args": dict(texture_channels=9, **RENDERER)},
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": dict(image_size=16, style_dim=8, **SG2)},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator",
-                   "init_args": dict(texture_size=8, out_channels=4, style_dim=8, **SG2)})
+    return DinarAvatarNet(renderer=NeuralRenderer(texture_channels=9, **RENDERER),
+                          encoder=StyleEncoder(image_size=16, style_dim=8, **SG2),
+                          generator=TextureGenerator(texture_size=8, out_channels=4, style_dim=8, **SG2))
 
 
 SPECS: dict[type, Spec] = {
@@ -115,6 +112,7 @@ SPECS: dict[type, Spec] = {
     SmallReID: Spec(lambda: SmallReID(num_classes=6, widths=(4, 4, 8, 8), embedding_dim=8, input_size=(32, 16)),
                     lambda b: (_image(b, 3, 32, 16),)),
     PCBReID: Spec(lambda: PCBReID(num_classes=3, input_size=(96, 32)), lambda b: (_image(b, 3, 96, 32),)),
+    TorchreidResNet50: Spec(lambda: TorchreidResNet50(num_classes=3, input_size=(64, 32)), lambda b: (_image(b, 3, 64, 32),)),
     StyleEncoder: Spec(lambda: StyleEncoder(image_size=16, style_dim=8, **SG2),
                        lambda b: (_image(b), torch.rand(b, 1, 16, 16, generator=_g(b)),
                                   torch.randn(b, 1, 16, 16, generator=_g(b)))),
@@ -128,7 +126,7 @@ SPECS: dict[type, Spec] = {
                             lambda b: (_image(b, 3, 16, 8), _parts(b, 16, 8))),
     TextureUNet: Spec(lambda: TextureUNet(base_channels=8, depth=2, paste_known=False),
                       lambda b: (_image(b), (torch.rand(b, 1, 16, 16, generator=_g(b)) > 0.5).float())),
-    UncertaintyHead: Spec(lambda: UncertaintyHead(width=8), lambda b: (_image(b, 6),)),
+    UncertaintyHead: Spec(lambda: UncertaintyHead(width=8), lambda b: (_image(b, 3),)),
     ConvBNReLU: Spec(lambda: ConvBNReLU(3, 4), lambda b: (_image(b, 3, 8, 8),)),
     ThreeScaleUNet: Spec(lambda: ThreeScaleUNet(3, width=8), lambda b: (_image(b, 3, 16, 16),)),
     Encoder: Spec(lambda: Encoder(in_channels=2, **VQ), lambda b: (torch.randn(b, 2, 8, 8, generator=_g(b)),)),

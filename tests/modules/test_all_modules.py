@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import zoo.modules
-from tests.module_checks import (assert_all_parameters_get_gradients, assert_batch_shapes,
-                                 assert_save_load_round_trip, output_tensors)
+from tests.module_checks import assert_all_parameters_get_gradients, assert_batch_shapes, assert_save_load_round_trip, output_tensors
 from tests.modules.specs import SPECS
 from zoo.pretrained import PretrainedMixin
 

@@ -8,7 +8,6 @@ import torch
 
 from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
 from zoo.modules.diffusion_unet import (
-    DINAR_UNET_INIT_ARGS,
     DiffusionUNet,
     MultiHeadAttnBlock,
     TimestepResBlock,
@@ -152,7 +151,13 @@ def test_dinar_preset_on_meta_device():
         model = DiffusionUNet.dinar()
         out = model(torch.empty(2, 13, 64, 64), torch.tensor([0, 999]))
     assert out.shape == (2, 6, 64, 64)
-    assert model.config["init_args"] == DINAR_UNET_INIT_ARGS
+    # implementation notes section 4: 13 -> 6 channels, base 256, (1, 2, 3, 4), 2 residual blocks,
+    # BigGAN-style up/down sampling, dropout 0.5 (paper), GroupNorm 8 groups and preproc_input (DINAR's code)
+    args = model.config["init_args"]
+    assert (model.in_channels, model.out_channels, args["base_channels"]) == (13, 6, 256)
+    assert (list(args["channel_multipliers"]), args["num_res_blocks"]) == ([1, 2, 3, 4], 2)
+    assert (args["resblock_updown"], args["dropout"], args["preproc_input"]) == (True, 0.5, True)
+    assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
     assert model.attention_sides == [32, 32, 16, 16, 8, 8]
     n = count_parameters(model)
     assert abs(n - 390e6) / 390e6 < 0.02, f"{n / 1e6:.1f} M parameters, implementation notes say ~390 M"

@@ -7,6 +7,7 @@ import torch
 from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
 from zoo.modules.dinar import DinarAvatarNet
 from zoo.modules.neural_renderer import NeuralRenderer
+from zoo.modules.stylegan2 import StyleEncoder, TextureGenerator
 
 TINY_RENDERER = dict(uv_features=2, mask_features=2, base_channels=4, n_downsampling=2, n_blocks=1, features=4)
 TINY_SG2 = dict(base_channels=4, channel_multiplier=1, max_channels=8)
@@ -58,13 +59,10 @@ def _net(use_rgb: bool = True, neural: bool = True) -> DinarAvatarNet:
     channels = (4 if neural else 0) + (5 if use_rgb else 0)
     parts = {}
     if neural:
-        parts["encoder"] = {"class_path": "zoo.modules.stylegan2.StyleEncoder",
-                            "init_args": dict(image_size=16, style_dim=8, **TINY_SG2)}
-        parts["generator"] = {"class_path": "zoo.modules.stylegan2.TextureGenerator",
-                              "init_args": dict(texture_size=8, out_channels=4, style_dim=8, **TINY_SG2)}
-    return DinarAvatarNet(renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer",
-                                    "init_args": dict(texture_channels=channels, **TINY_RENDERER)},
-                          use_rgb_channels=use_rgb, **parts)
+        parts["encoder"] = StyleEncoder(image_size=16, style_dim=8, **TINY_SG2)
+        parts["generator"] = TextureGenerator(texture_size=8, out_channels=4, style_dim=8, **TINY_SG2)
+    return DinarAvatarNet(renderer=NeuralRenderer(texture_channels=channels, **TINY_RENDERER), use_rgb_channels=use_rgb,
+                          **parts)
 
 
 @pytest.mark.parametrize("use_rgb,neural", [(True, True), (False, True), (True, False)])
@@ -84,11 +82,11 @@ def test_avatar_net_rows_shapes_gradients_save_load(use_rgb, neural, batch, tmp_
 
 def test_avatar_net_validates_channels():
     with pytest.raises(ValueError, match="texture_channels=9"):
-        DinarAvatarNet(renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer",
-                                 "init_args": dict(texture_channels=9, **TINY_RENDERER)})
+        DinarAvatarNet(renderer=NeuralRenderer(texture_channels=9, **TINY_RENDERER))
     with pytest.raises(ValueError, match="go together"):
-        DinarAvatarNet(renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer"},
-                       encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder"})
+        DinarAvatarNet(renderer=NeuralRenderer(**TINY_RENDERER), encoder=StyleEncoder(image_size=16, **TINY_SG2))
+    with pytest.raises(TypeError, match="renderer must be a NeuralRenderer"):
+        DinarAvatarNet(renderer=StyleEncoder(image_size=16, **TINY_SG2))
 
 
 def test_dinar_sizes_hold_the_reference_parameter_counts():
@@ -97,7 +95,7 @@ def test_dinar_sizes_hold_the_reference_parameter_counts():
     import importlib.util
     from pathlib import Path
 
-    from zoo.modules.stylegan2 import StyleEncoder, StyleGAN2Discriminator, TextureGenerator
+    from zoo.modules.stylegan2 import StyleGAN2Discriminator
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "dinar_params.py"
     spec = importlib.util.spec_from_file_location("dinar_params", path)

@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from zoo.modules.fusion import MaskFusion
-from zoo.modules.refinetex import RefineTexNet, refinetex_paper_config
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
+from zoo.modules.refinetex import RefineTexNet, refinetex_paper_config
 from zoo.modules.texformer import TexformerBackbone
 from zoo.pretrained import load_pretrained
 
@@ -95,6 +95,16 @@ def test_from_pretrained_without_lightning(tmp_path):
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
                                  "HOME": str(tmp_path)}, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.gpu
+def test_the_network_on_the_accelerator_matches_the_cpu(device):
+    net = tiny().eval()
+    image, parts = inputs(2)
+    with torch.no_grad():
+        cpu = net(image, parts).texture
+        moved = net.to(device)(image.to(device), parts.to(device)).texture
+    torch.testing.assert_close(moved.cpu(), cpu, atol=1e-4, rtol=0)
 
 
 def test_bad_parts_are_named():

@@ -8,7 +8,7 @@ from tests.module_checks import assert_all_parameters_get_gradients, assert_save
 from zoo.modules.uncertainty import UncertaintyHead
 
 
-def inputs(batch, h=16, w=8, channels=6, seed=0):
+def inputs(batch, h=16, w=8, channels=3, seed=0):
     return torch.rand(batch, channels, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
@@ -61,10 +61,10 @@ def test_output_depends_on_every_pixel_of_a_quarter_scale_neighbourhood():
 
 def test_bad_shapes_and_arguments():
     model = UncertaintyHead(width=8)
-    with pytest.raises(ValueError, match=r"\(2, 3, 16, 8\)"):
-        model(torch.zeros(2, 3, 16, 8))
-    with pytest.raises(ValueError, match=r"\(2, 6, 18, 8\)"):
-        model(torch.zeros(2, 6, 18, 8))
+    with pytest.raises(ValueError, match=r"\(2, 6, 16, 8\)"):
+        model(torch.zeros(2, 6, 16, 8))
+    with pytest.raises(ValueError, match=r"\(2, 3, 18, 8\)"):
+        model(torch.zeros(2, 3, 18, 8))
     with pytest.raises(ValueError):
         UncertaintyHead(min_sigma=-1.0)
     with pytest.raises(ValueError):

@@ -6,7 +6,7 @@ import torch
 
 from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
 from zoo.modules.discriminator import PatchDiscriminator
-from zoo.modules.vqgan import DINAR_VQGAN_INIT_ARGS, VQGAN, Decoder, Encoder, VectorQuantizer, count_parameters
+from zoo.modules.vqgan import VQGAN, Decoder, Encoder, VectorQuantizer, count_parameters
 
 TINY = dict(in_channels=5, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1,
             attention_resolutions=(8,), mid_attention=True, resolution=16, latent_channels=4,
@@ -126,7 +126,14 @@ def test_dinar_preset_forward():
     with torch.device("meta"):
         model = VQGAN.dinar().eval()
         out = model(torch.empty(1, 21, 256, 256))
-    assert model.config["init_args"] == {**DINAR_VQGAN_INIT_ARGS}
+    # implementation notes section 4 (DINAR's VQGAN): 21 channels in / out at 256, base 64, (1, 2, 4),
+    # 2 residual blocks, attention only in the middle block, latent 6, 8192 codes, beta 0.25, 16 groups
+    assert (model.in_channels, model.out_channels, model.code_dim) == (21, 21, 6)
+    args = model.config["init_args"]
+    assert (args["base_channels"], list(args["channel_multipliers"]), args["num_res_blocks"]) == (64, [1, 2, 4], 2)
+    assert (list(args["attention_resolutions"]), args["mid_attention"]) == ([], True)
+    assert (args["beta"], args["norm_groups"]) == (0.25, 16)
+    assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {16}
     assert model.quantizer.embedding.weight.shape == (8192, 6)
     assert 10e6 < count_parameters(model) < 20e6
     assert out.reconstruction.shape == (1, 21, 256, 256)

@@ -106,9 +106,9 @@ def test_undrawable_vertices_drop_only_their_faces():
     verts, faces, K = random_scene(1, 12, 20, 20, seed=5)
     clean = rasterize(verts, faces, K, (20, 20))
     broken = verts.clone()
-    broken[0, 0] = float("nan")  # face 0
+    broken[0, 0, 2] = 0.0  # face 0: a vertex in the camera plane
     broken[0, 3, 2] = -1.0  # face 1: behind the camera
-    broken[0, 6, 0] = float("inf")  # face 2
+    broken[0, 6, 2] = 1e-4  # face 2: exactly at `near`
     frags = rasterize(broken, faces, K, (20, 20))
     assert not torch.isin(frags.face_index, torch.tensor([0, 1, 2])).any()
     others = ~torch.isin(clean.face_index, torch.tensor([0, 1, 2])) & (clean.face_index >= 0)

@@ -7,8 +7,18 @@ import torch
 import trimesh
 
 from zoo.render import (
-    intrinsics, look_at_body, rasterize, rasterize_uv_atlas, render_labels, render_normals,
-    render_uv, sample_texture, scatter_to_uv, texformer_intrinsics, to_camera, uv_attribute_map,
+    intrinsics,
+    look_at_body,
+    rasterize,
+    rasterize_uv_atlas,
+    render_labels,
+    render_normals,
+    render_uv,
+    sample_texture,
+    scatter_to_uv,
+    texformer_intrinsics,
+    to_camera,
+    uv_attribute_map,
 )
 
 

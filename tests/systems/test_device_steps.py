@@ -15,7 +15,8 @@ from tests.systems.test_refinetex_system import random_batch, tiny_system
 from tests.systems.test_vqgan_system import RandomTextures
 from tests.systems.test_vqgan_system import tiny_system as tiny_vqgan_system
 from zoo.modules.dinar import DinarAvatarNet
-from zoo.modules.stylegan2 import StyleGAN2Discriminator
+from zoo.modules.neural_renderer import NeuralRenderer
+from zoo.modules.stylegan2 import StyleEncoder, StyleGAN2Discriminator, TextureGenerator
 from zoo.systems.neural_avatar import NeuralAvatarSystem
 
 pytestmark = pytest.mark.gpu
@@ -90,12 +91,10 @@ def test_dinar_stage1_trains_on_device(device):
     torch.manual_seed(0)
     small = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
     network = DinarAvatarNet(
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": {"image_size": 32, "style_dim": 8, **small}},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator",
-                   "init_args": {"texture_size": 16, "out_channels": 4, "style_dim": 8, **small}},
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer",
-                  "init_args": {"texture_channels": 9, "base_channels": 4, "n_downsampling": 2, "n_blocks": 1,
-                                "uv_features": 2, "mask_features": 2, "features": 4}},
+        encoder=StyleEncoder(image_size=32, style_dim=8, **small),
+        generator=TextureGenerator(texture_size=16, out_channels=4, style_dim=8, **small),
+        renderer=NeuralRenderer(texture_channels=9, base_channels=4, n_downsampling=2, n_blocks=1, uv_features=2,
+                                mask_features=2, features=4),
         use_rgb_channels=True)
     discriminator = StyleGAN2Discriminator(image_size=32, **small)
     system = NeuralAvatarSystem(network, discriminator, perceptual="none", texture_size=16, crop_size=16,

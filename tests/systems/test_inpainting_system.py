@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from tests.systems.test_vqgan_system import RandomTextures, quiet_trainer
-from zoo.utils.ema import ExponentialMovingAverage
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.latent_inpainting import LatentInpaintingSystem
+from zoo.utils.ema import ExponentialMovingAverage
 
 
 def tiny_vqgan() -> VQGAN:

@@ -29,7 +29,8 @@ def tiny_config(data_dir, out_dir) -> str:
     model["discriminator"]["init_args"] = {"image_size": 32, **sg2}
     model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None)
     config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
-                                       overrides={"image_size": [32, 32], "texture_size": 16})
+                                       overrides={"image_size": [32, 32], "texture_size": 16, "shading": 0.8,
+                                                  "clothing_offset": 0.02})
     checkpoint, writer = config["trainer"]["callbacks"]
     checkpoint["init_args"]["dirpath"] = str(out_dir / "ckpt")
     writer["init_args"].update(output_dir=str(out_dir / "avatars"), render_size=32, turntable_frames=3, walk_frames=2,
@@ -86,3 +87,25 @@ def test_paper_perceptual_fails_at_start_naming_the_file():
         build_perceptual("lpips_vgg", None, None)
     with pytest.raises(ValueError, match="reid"):
         build_perceptual("lpips_vgg", "reid", None)
+
+
+def test_paper_config_fails_at_start_before_any_data(tmp_path, monkeypatch):
+    """configs/dinar/avatar_dinar.yaml needs LPIPS(vgg): without its weights the fit stops before
+    generating a single image, with a message naming the file."""
+    if lpips_status(net="vgg") == "ok":
+        pytest.skip("LPIPS(vgg) weights are on disk here")
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "never-created"
+    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+        main(["fit", "--config", str(ROOT / "configs" / "dinar" / "avatar_dinar.yaml"), "--trainer.logger=false",
+              f"--data.init_args.data_dir={data}", "--trainer.accelerator=cpu"])
+    assert not data.exists()
+
+
+def test_avatar_writer_body_must_be_a_module_config(tmp_path):
+    from zoo.callbacks.avatar_writer import AvatarWriter
+
+    with pytest.raises(ValueError, match="class_path"):
+        AvatarWriter(str(tmp_path), body={"phenotypes": "all"})
+    with pytest.raises(ValueError, match="multiple of 8"):
+        AvatarWriter(str(tmp_path), render_size=30)

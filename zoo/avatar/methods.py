@@ -6,8 +6,9 @@
   space through the fitted body's UV render, and the U-Net completes the texture;
 - `RefineTexSystem`: the person, re-cropped to the model's input size (128x64), and the fitted
   body's rendered part labels go through the Texformer backbone + refiner.
-`--method dinar` needs the DINAR avatar (neural texture + renderer) trained and exposed by the
-zoo; `dinar_method` says plainly when it is not there.
+`--method dinar` takes a `NeuralAvatarSystem` checkpoint (DINAR stage 1, `configs/dinar/`): the
+photo becomes a neural texture drawn by the neural renderer in any pose (`DinarFromPhoto`);
+`dinar_method` says plainly when the zoo lacks that system.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ TRAIN_HINT = ("train one with `python -m zoo fit --config configs/quickstart.yam
               "--ckpt outputs/zoo/<run>/checkpoints/last.ckpt")
 # What `--method dinar` needs from the zoo (the DINAR issues): a system that turns one photo with its
 # body fit into a neural-texture avatar.
-DINAR_ENTRY_POINT = "zoo.systems.dinar"
+DINAR_ENTRY_POINT = "zoo.systems.neural_avatar"
 
 
 def _find_config(ckpt: Path, config: Path | None) -> Path:
@@ -132,25 +133,98 @@ class TextureFromPhoto:
         person = image[..., :, x0:x0 + S // 2] * mask[None, :, :, x0:x0 + S // 2]
         person_image = F.interpolate(person, size=(H, W), mode="bilinear", antialias=True, align_corners=False)
         part_map = F.interpolate(parts[None, None, :, x0:x0 + S // 2].float(), size=(H, W), mode="nearest")[0].long()
-        texture = self.system(person_image, part_map)["texture"][0]
+        out = self.system(person_image, part_map)  # RefineTexOutput (or a dict with "texture")
+        texture = (out.texture if hasattr(out, "texture") else out["texture"])[0]
         return {"texture": (texture.clamp(-1, 1) + 1) / 2, "partial": None, "known_mask": None}
 
 
 def dinar_available() -> tuple[bool, str]:
     """Whether the zoo has what `--method dinar` needs, and if not, what is missing."""
     if importlib.util.find_spec(DINAR_ENTRY_POINT) is None:
-        return False, (f"the DINAR system ({DINAR_ENTRY_POINT}) is not in this zoo yet; its networks "
-                       "(zoo.modules.dinar) exist but no trained, photo-driven DINAR avatar does")
+        return False, (f"the DINAR avatar system ({DINAR_ENTRY_POINT}) is not in this zoo; "
+                       "its networks alone cannot make an avatar")
     return True, ""
 
 
-def dinar_method(*_args, **_kwargs):
+class DinarFromPhoto:
+    """Photo crop + Anny fit -> DINAR neural-texture avatar (`NeuralAvatarSystem`, stage 1).
+
+    The crop, its mask and the fitted body's UV render at the encoder's input size make the source
+    view; the avatar's texture is the generated channels plus the 5 image-sampled RGB channels, and
+    the neural renderer draws it at any rasterised pose / view (`render_views`). The GLB texture
+    is the sampled RGB channels (texels the photo shows; grey elsewhere): the generated channels
+    only make sense through the renderer.
+
+    Args:
+        system: a `NeuralAvatarSystem` (eval mode) trained on the Anny body.
+        body: the `AnnyBody` of the fit.
+        image_size: the encoder's input side (from its config).
+    """
+
+    def __init__(self, system, body, image_size: int) -> None:
+        from zoo.systems.neural_avatar import NeuralAvatarSystem
+
+        if not isinstance(system, NeuralAvatarSystem):
+            raise TypeError(f"--method dinar needs a NeuralAvatarSystem checkpoint (configs/dinar/), got "
+                            f"{type(system).__name__}")
+        self.system, self.body, self.image_size = system, body, image_size
+        self.neural_texture: torch.Tensor | None = None
+
+    @classmethod
+    def from_checkpoint(cls, ckpt, config, body) -> DinarFromPhoto:
+        if ckpt is None:
+            raise FileNotFoundError("--method dinar needs a trained DINAR avatar (--ckpt): train one with "
+                                    "`python -m zoo fit --config configs/dinar/avatar_cpu.yaml`")
+        system, cfg = load_system(ckpt, config)
+        encoder = getattr(getattr(system, "network", None), "encoder", None)
+        size = getattr(encoder, "image_size", None)
+        if size is None:
+            overrides = cfg.get("data", {}).get("init_args", {}).get("overrides") or {}
+            size = (overrides.get("image_size") or [256])[0]
+        return cls(system, body, int(size))
+
+    @torch.no_grad()
+    def __call__(self, crop: torch.Tensor, mask: torch.Tensor, vertices: torch.Tensor, K: torch.Tensor) -> dict:
+        S, s = crop.shape[-1], self.image_size
+        scale = s / S
+        K_small = K.clone().float()
+        K_small[:2] *= scale
+        K_small[:2, 2] = (K[:2, 2] + 0.5) * scale - 0.5
+        frags = rasterize(vertices[None].float(), self.body.faces, K_small[None], (s, s))
+        uv, _ = render_uv(frags, self.body.corner_uvs)
+        image = F.interpolate(crop[None] * 2 - 1, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        person = (F.interpolate(mask[None], size=(s, s), mode="area") > 0.5).float()
+        p = self.system.hparams.source_prefix
+        texture = self.system.source_texture({p + "image": image, p + "mask": person, p + "uv": uv})
+        self.neural_texture = texture
+        rgb, known = texture[0, -5:-2], texture[0, -2:-1]
+        colour = torch.where(known > 0.5, (rgb.clamp(-1, 1) + 1) / 2, torch.full_like(rgb, 0.5))
+        return {"texture": colour, "partial": colour, "known_mask": known}
+
+    @torch.no_grad()
+    def render_views(self, vertices: torch.Tensor, yaws: list[float]) -> list:
+        """uint8 (s, s, 3) frames of the last avatar drawn by the neural renderer, one per body-frame
+        mesh of `vertices` (N, V, 3) seen from its yaw (one framing, `zoo.body.animation`)."""
+        from zoo.body.animation import render_sequence
+        from zoo.systems.neural_avatar import uv_body_mask
+
+        if self.neural_texture is None:
+            raise RuntimeError("render_views needs an avatar: call the method on a photo first")
+        seq = render_sequence(vertices, self.body.faces, self.body.corner_uvs, yaws, size=self.image_size)
+        frames = []
+        for uv in seq["uv"].split(8):
+            out = self.system.render(self.neural_texture.expand(uv.shape[0], -1, -1, -1),
+                                     {"uv": uv, "uv_mask": uv_body_mask(uv)})
+            frames += [((f.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() for f in out["rgb"]]
+        return frames
+
+
+def dinar_method(ckpt, config, body) -> DinarFromPhoto:
     """The DINAR texture method, or a RuntimeError saying why it is not available."""
     ok, why = dinar_available()
     if not ok:
         raise RuntimeError(f"DINAR avatar not available: {why}. Use --method refinetex.")
-    raise RuntimeError(f"DINAR avatar not available: {DINAR_ENTRY_POINT} exists but the avatar command does not "
-                       "know its photo entry point yet. Use --method refinetex.")
+    return DinarFromPhoto.from_checkpoint(ckpt, config, body)
 
 
 __all__ = ["TRAIN_HINT", "TextureFromPhoto", "dinar_available", "dinar_method", "load_system"]

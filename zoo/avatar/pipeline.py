@@ -9,7 +9,8 @@ Output folder layout (`run_avatar(..., out)`), `<id>` being the photo's file nam
     <out>/avatar/<id>/       avatar.glb (textured, fitted pose), rigged.glb (skeleton, skinning
                              weights, the motion as an animation), turntable.gif, motion.gif,
                              views.png (novel views), summary.png (photo, mask + keypoints, fit,
-                             texture, novel views)
+                             texture, novel views); with --method dinar also neural_turntable.gif
+                             and neural_walk.gif (the neural renderer's frames)
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from zoo.export import (
     turntable,
 )
 from zoo.export.motion import load_motion, walk_cycle
-from zoo.fit.anny_fit import FitSettings, fit_anny
+from zoo.fit.anny_fit import FitSettings, fit_body
 from zoo.fit.io import write_fit
 from zoo.preprocess import PhotoError, preprocess_photo
 from zoo.preprocess.photo import draw_keypoints
@@ -96,7 +97,7 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     result.warnings = list(pre.warnings)
     settings = fit_settings or FitSettings()
     with _bar(f"{key}: fit", sum(settings.steps), progress) as bar:
-        fit = fit_anny(body, pre.keypoints, pre.mask, settings, progress=lambda done, total: bar.update(1))
+        fit = fit_body(body, pre.keypoints, pre.mask, settings, progress=lambda done, total: bar.update(1))
     result.keypoint_px, result.iou = fit.keypoint_px, fit.iou
     if fit.iou < 0.5:
         result.warnings.append(f"the fitted body overlaps the person mask poorly (IoU {fit.iou:.2f}): the texture "
@@ -122,6 +123,9 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     motion_pose = motion["pose"] if torch.is_tensor(motion["pose"]) else torch.from_numpy(motion["pose"])
     fps = float(motion["fps"])
     steps = ["avatar.glb", "rigged.glb", "views.png", "turntable.gif", "motion.gif", "summary.png"]
+    neural = hasattr(texturer, "render_views")  # DINAR: the neural renderer draws the avatar too
+    if neural:
+        steps += ["neural_turntable.gif", "neural_walk.gif"]
     with _bar(f"{key}: export", len(steps), progress) as bar:
         with torch.no_grad():
             posed = body(betas=fit.betas, pose=fit.pose).vertices[0]
@@ -149,6 +153,16 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
         files["summary.png"] = str(folder / "summary.png")
         Image.fromarray(picture).save(files["summary.png"])
         bar.update(1)
+        if neural:
+            yaws = [360.0 * i / 24 for i in range(24)]
+            spin = texturer.render_views(standing[None].expand(len(yaws), -1, -1), yaws)
+            files["neural_turntable.gif"] = str(save_gif(spin, folder / "neural_turntable.gif"))
+            bar.update(1)
+            with torch.no_grad():
+                walking = body(betas=fit.betas.expand(motion_pose.shape[0], -1), pose=motion_pose.float()).vertices
+            walk = texturer.render_views(walking, [30.0] * walking.shape[0])
+            files["neural_walk.gif"] = str(save_gif(walk, folder / "neural_walk.gif", fps=min(fps, 30.0)))
+            bar.update(1)
     result.files = files
     return result
 
@@ -166,10 +180,11 @@ def run_avatar(photos: str | Path, out: str | Path, method: str = "refinetex", c
     out = Path(out).expanduser()
     body = AnnyBody().eval()
     if method == "dinar":
-        dinar_method()
-    elif method != "refinetex":
+        texturer = dinar_method(ckpt, config, body)
+    elif method == "refinetex":
+        texturer = TextureFromPhoto.from_checkpoint(ckpt, config, body)
+    else:
         raise ValueError(f"method must be 'refinetex' or 'dinar', got {method!r}")
-    texturer = TextureFromPhoto.from_checkpoint(ckpt, config, body)
     detector, segmenter = default_backends()
     motion_data = load_motion(motion, body) if motion else None
     settings = FitSettings(steps=tuple(fit_steps)) if fit_steps else FitSettings()

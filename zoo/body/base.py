@@ -13,15 +13,13 @@ head, hands to the lower arms, the collar / shoulder-top region and the hips to 
 from __future__ import annotations
 
 import abc
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from zoo.body.controls import (NATURAL_ARM_ABDUCTION_DEG, NATURAL_ELBOW_BEND_DEG, ControlRig,
-                               controls_to_rotations, matrix_to_axis_angle)
+from zoo.body.controls import NATURAL_ARM_ABDUCTION_DEG, NATURAL_ELBOW_BEND_DEG, ControlRig, controls_to_rotations, matrix_to_axis_angle
 from zoo.body.uv import rasterize_uv_mask
 from zoo.pretrained import PretrainedMixin
 

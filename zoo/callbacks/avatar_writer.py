@@ -5,6 +5,7 @@ turntable and a walk animation drawn by the avatar's neural renderer.
     <output_dir>/person_<id>/rgb_channels.png              the 3 image-sampled channels (if any)
     <output_dir>/person_<id>/turntable.gif + turntable/frame_<k>.png
     <output_dir>/person_<id>/walk.gif + walk/frame_<k>.png
+(`frame_<name>/` instead of `person_<id>/` for the images of a DINAR input folder.)
 
 The animations pose the body model's template shape (the person's own shape is not estimated
 from one image here): the turntable turns the standing body (arms down) through 360 degrees; the
@@ -23,6 +24,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from safetensors.torch import save_file
 
 from zoo.body.animation import render_sequence, turntable, walk_cycle
+from zoo.pretrained.config import import_class
 from zoo.utils.images import save_png, to_uint8
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,9 @@ class AvatarWriter(BasePredictionWriter):
 
     Args:
         output_dir: root folder of the avatars.
-        body: options of `zoo.body.AnnyBody` for the animations (None: its defaults).
+        body: the body model of the animations as {"class_path": ..., "init_args": {...}} (e.g.
+            `zoo.body.SMPLXBody` with the user's SMPL-X files, for SMPL-X avatars); None: the
+            embedded `zoo.body.AnnyBody`. Its UV layout must be the one the avatar was trained on.
         render_size: side of the animation frames (multiple of 8).
         turntable_frames: frames of the 360-degree turn (0 skips the turntable).
         walk_frames: frames of one walk cycle (0 skips the walk).
@@ -81,7 +85,9 @@ class AvatarWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         if render_size < 8 or render_size % 8:
             raise ValueError(f"render_size must be a positive multiple of 8, got {render_size}")
-        self.output_dir, self.body_options = Path(output_dir), dict(body or {})
+        if body is not None and "class_path" not in body:
+            raise ValueError(f"body must be {{'class_path': ..., 'init_args': {{...}}}} or None, got {body!r}")
+        self.output_dir, self.body_config = Path(output_dir), body
         self.render_size, self.turntable_frames, self.walk_frames = render_size, turntable_frames, walk_frames
         self.stride_deg, self.arm_swing_deg, self.walk_yaw_deg = stride_deg, arm_swing_deg, walk_yaw_deg
         self.distance, self.fps, self.rgb_channels = distance, fps, rgb_channels
@@ -89,21 +95,28 @@ class AvatarWriter(BasePredictionWriter):
 
     def body(self):
         if self._body is None:
-            from zoo.body import AnnyBody
+            if self.body_config is None:
+                from zoo.body import AnnyBody
 
-            self._body = AnnyBody(**self.body_options)
+                self._body = AnnyBody()
+            else:
+                body_class = import_class(str(self.body_config["class_path"]))
+                self._body = body_class(**dict(self.body_config.get("init_args") or {}))
         return self._body
 
     def write_on_batch_end(self, trainer, pl_module, prediction: dict, batch_indices, batch: Any, batch_idx: int,
                            dataloader_idx: int = 0) -> None:
         textures = prediction["texture"]
-        ids = prediction.get("person_id")
+        ids, frames = prediction.get("person_id"), prediction.get("frame")
         for i, texture in enumerate(textures):
-            person = int(ids[i]) if ids is not None else batch_idx * textures.shape[0] + i
-            if person in self.seen:
+            if frames is not None:  # a folder of images: one avatar per frame, named by it
+                name = f"frame_{frames[i]}"
+            else:
+                name = f"person_{int(ids[i]) if ids is not None else batch_idx * textures.shape[0] + i:05d}"
+            if name in self.seen:
                 continue
-            self.seen.add(person)
-            self.written += self.write_person(pl_module.network, texture, self.output_dir / f"person_{person:05d}",
+            self.seen.add(name)
+            self.written += self.write_person(pl_module.network, texture, self.output_dir / name,
                                               pl_module.hparams.background)
         log.debug("AvatarWriter: %d files under %s", len(self.written), self.output_dir)
 

@@ -14,4 +14,5 @@ from zoo.datamodules.image_folder import ImageFolderDataModule
 from zoo.datamodules.market1501 import Market1501DataModule
 from zoo.datamodules.synthetic import PRESETS, SyntheticPeopleDataModule
 
-__all__ = ["PRESETS", "SyntheticPeopleDataModule", "SyntheticAvatarDataModule", "DinarFolderDataModule", "Market1501DataModule", "DeepFashionDataModule", "ImageFolderDataModule"]
+__all__ = ["PRESETS", "SyntheticPeopleDataModule", "SyntheticAvatarDataModule", "DinarFolderDataModule", "Market1501DataModule",
+           "DeepFashionDataModule", "ImageFolderDataModule"]

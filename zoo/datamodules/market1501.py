@@ -16,8 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.datamodules.datasets.smpl_market import (BACKGROUNDS_HOWTO, TEXTURES_HOWTO, ImagePool, SMPLMarket,
-                                                  pid_sort_key, read_market_index)
+from zoo.datamodules.datasets.smpl_market import BACKGROUNDS_HOWTO, TEXTURES_HOWTO, ImagePool, SMPLMarket, pid_sort_key, read_market_index
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology
 from zoo.datamodules.resumable import EvalSampler, ResumableLoader
 

@@ -30,8 +30,9 @@ PRESETS: dict[str, GenerationSettings] = {
     "avatar": GenerationSettings(num_identities=200, views_per_identity=8, image_size=(256, 256), texture_size=256,
                                  fill=0.9),
     # DINAR's stage 1 on the CPU: square crops with shading and clothes off the body surface
-    # (what a neural renderer can learn and an RGB texture cannot), vertices for the crops.
-    "dinar": GenerationSettings(num_identities=60, views_per_identity=8, image_size=(128, 128), texture_size=128,
+    # (what a neural renderer can learn and an RGB texture cannot), vertices for the crops; the
+    # texture is half the image side, as DINAR's 256 for 512, so one view samples it densely.
+    "dinar": GenerationSettings(num_identities=60, views_per_identity=8, image_size=(128, 128), texture_size=64,
                                 fill=0.9, shading=0.8, clothing_offset=0.025),
 }
 

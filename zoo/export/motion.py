@@ -57,7 +57,8 @@ def load_motion(path: str | Path, body) -> dict[str, torch.Tensor | float]:
         transl = np.asarray(data["transl"], dtype=np.float32) if "transl" in data.files else None
         bones = [str(b) for b in data["bones"]] if "bones" in data.files else None
     if pose.ndim != 2 or pose.shape[1] != body.num_pose_params:
-        hint = " (a SMPL-X body_pose has 63 values: this file is for SMPL-X, not Anny)" if pose.shape[-1] in (63, 66, 69, 72, 156, 165) else ""
+        smplx_sized = pose.shape[-1] in (63, 66, 69, 72, 156, 165)
+        hint = " (a SMPL-X body_pose has 63 values: this file is for SMPL-X, not Anny)" if smplx_sized else ""
         raise ValueError(f"{path}: pose must be (T, {body.num_pose_params}) for Anny, got {pose.shape}{hint}")
     if bones is not None and bones != list(body.joint_names):
         raise ValueError(f"{path}: its bones do not match AnnyBody.joint_names (first differences: "

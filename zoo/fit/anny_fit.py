@@ -1,6 +1,7 @@
-"""Fit the Anny body (shape phenotypes, pose, camera) to a photo's keypoints and silhouette.
+"""Fit a body (Anny by default, or SMPL / SMPL-X from the user's files) to a photo's keypoints and
+silhouette.
 
-The SMPLify-X recipe on Anny: minimise over betas, bone rotations, the root orientation and the
+The SMPLify-X recipe: minimise over betas, bone rotations, the root orientation and the
 camera translation (a pinhole with fixed focal length)
     E = E_keypoints + w_pose E_pose + w_shape E_shape + w_sil E_silhouette
 - E_keypoints: Geman-McClure robust squared distance between the projected body keypoints
@@ -36,6 +37,15 @@ JOINT_KEYPOINTS: dict[str, str] = {
     "right_hip": "upperleg01.R", "left_knee": "lowerleg01.L", "right_knee": "lowerleg01.R", "left_ankle": "foot.L",
     "right_ankle": "foot.R", "left_eye": "eye.L", "right_eye": "eye.R",
 }
+# SMPL / SMPL-X skeleton joints of the same keypoints (the SMPL family shares the body joint names).
+SMPL_JOINT_KEYPOINTS: dict[str, str] = {
+    "left_shoulder": "left_shoulder", "right_shoulder": "right_shoulder", "left_elbow": "left_elbow",
+    "right_elbow": "right_elbow", "left_wrist": "left_wrist", "right_wrist": "right_wrist", "left_hip": "left_hip",
+    "right_hip": "right_hip", "left_knee": "left_knee", "right_knee": "right_knee", "left_ankle": "left_ankle",
+    "right_ankle": "right_ankle",
+}
+SMPL_FITTED_BONES = ("pelvis", "spine2", "spine1", "neck", "head", "left_shoulder", "right_shoulder", "left_elbow",
+                     "right_elbow", "left_hip", "right_hip", "left_knee", "right_knee")
 SURFACE_KEYPOINTS = ("nose", "left_ear", "right_ear")
 TORSO_KEYPOINTS = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 FITTED_BONES = ("root", "spine03", "spine01", "neck01", "head", "upperarm01.L", "upperarm01.R", "lowerarm01.L",
@@ -44,7 +54,7 @@ FITTED_BONES = ("root", "spine03", "spine01", "neck01", "head", "upperarm01.L", 
 
 @dataclass
 class FitSettings:
-    """Weights and schedule of `fit_anny` (defaults tuned on synthetic renders, docs/photo_fit.md).
+    """Weights and schedule of `fit_body` (defaults tuned on synthetic renders, docs/photo_fit.md).
 
     Args:
         focal: focal length in pixels of the crop; None = DINAR's 5000 px per 512 px.
@@ -86,9 +96,20 @@ class FitResult:
     history: list[float] = field(default_factory=list)
 
 
+def body_tables(body) -> tuple[dict[str, str], tuple[str, ...], dict[str, int], bool]:
+    """(keypoint -> joint name, fitted bones (root first), surface keypoint vertices, bounded betas)
+    of a body: Anny's bones and phenotype sliders, or the SMPL family's joints and unbounded betas."""
+    if hasattr(body, "anny"):
+        return JOINT_KEYPOINTS, FITTED_BONES, surface_keypoint_vertices(body), True
+    if all(n in body.joint_names for n in (*SMPL_JOINT_KEYPOINTS.values(), *SMPL_FITTED_BONES)):
+        eyes = {n: n for n in ("left_eye", "right_eye") if n in body.joint_names}  # SMPL-X has eye joints
+        return {**SMPL_JOINT_KEYPOINTS, **eyes}, SMPL_FITTED_BONES, {}, False
+    raise ValueError(f"no keypoint table for {type(body).__name__}: expected AnnyBody or an SMPL-family body")
+
+
 def surface_keypoint_vertices(body) -> dict[str, int]:
     """Template vertices standing for the nose (most forward head vertex) and the ears (head
-    vertices furthest left / right at eye height)."""
+    vertices furthest left / right at eye height) on Anny."""
     verts = body.template_vertices
     head_bones = [i for i, n in enumerate(body.joint_names) if n in ("head", "neck03")]
     weights = body.anny.dense_vertex_bone_weights
@@ -120,9 +141,10 @@ def _gm(r2: torch.Tensor, sigma: float) -> torch.Tensor:
     return sigma**2 * r2 / (sigma**2 + r2)
 
 
-def fit_anny(body, keypoints: Keypoints, mask: np.ndarray, settings: FitSettings | None = None,
+def fit_body(body, keypoints: Keypoints, mask: np.ndarray, settings: FitSettings | None = None,
              progress=None) -> FitResult:
-    """Fit `body` (a `zoo.body.AnnyBody`) to one crop's keypoints and mask (H, W) in [0, 1].
+    """Fit `body` (`AnnyBody`, or `SMPLBody` / `SMPLXBody`) to one crop's keypoints and mask (H, W)
+    in [0, 1]. Anny's betas stay in its slider range; SMPL betas are only held by the prior.
 
     `progress`: optional callable(step, total) for a progress bar."""
     s = settings or FitSettings()
@@ -131,10 +153,9 @@ def fit_anny(body, keypoints: Keypoints, mask: np.ndarray, settings: FitSettings
     focal = s.focal if s.focal is not None else 5000.0 * max(H, W) / 512.0
     K = torch.tensor([[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1.0]])
     names = body.joint_names
-    fitted = torch.tensor([names.index(n) for n in FITTED_BONES])
-    surface = surface_keypoint_vertices(body)
-
-    use = [(n, JOINT_KEYPOINTS.get(n)) for n in (*JOINT_KEYPOINTS, *SURFACE_KEYPOINTS)
+    joint_table, fitted_bones, surface, bounded = body_tables(body)
+    fitted = torch.tensor([names.index(n) for n in fitted_bones])
+    use = [(n, joint_table.get(n)) for n in (*joint_table, *surface)
            if keypoints.get(n)[1] >= s.min_confidence]
     if sum(1 for n, _ in use if n in TORSO_KEYPOINTS) < 3:
         raise ValueError("the body fit needs at least 3 of the shoulders and hips in view; "
@@ -155,8 +176,9 @@ def fit_anny(body, keypoints: Keypoints, mask: np.ndarray, settings: FitSettings
     # Depth from the torso: shoulder-to-hip length in the template vs in the photo.
     j = rest.joints[0]
     mid = lambda a, b: (a + b) / 2
-    sh3 = mid(j[names.index("upperarm01.L")], j[names.index("upperarm01.R")])
-    hip3 = mid(j[names.index("upperleg01.L")], j[names.index("upperleg01.R")])
+    joint = lambda n: j[names.index(joint_table[n])]  # noqa: E731
+    sh3 = mid(joint("left_shoulder"), joint("right_shoulder"))
+    hip3 = mid(joint("left_hip"), joint("right_hip"))
     kp = {n: torch.tensor(keypoints.get(n)[0]) for n in TORSO_KEYPOINTS}
     sh2, hip2 = mid(kp["left_shoulder"], kp["right_shoulder"]), mid(kp["left_hip"], kp["right_hip"])
     depth = focal * float((sh3 - hip3).norm()) / max(float((sh2 - hip2).norm()), 1.0)
@@ -173,7 +195,7 @@ def fit_anny(body, keypoints: Keypoints, mask: np.ndarray, settings: FitSettings
     mask_points = torch.tensor(np.stack([xs[pick], ys[pick]], 1), dtype=torch.float32)
 
     def evaluate(stage: int):
-        betas = 0.5 * torch.tanh(raw_betas)
+        betas = 0.5 * torch.tanh(raw_betas) if bounded else raw_betas
         pose = base_pose.clone().reshape(1, -1, 3)
         pose = pose.index_put((torch.zeros_like(fitted), fitted), pose[0, fitted] + delta)
         out = body(betas=betas, pose=pose.reshape(1, -1))
@@ -230,6 +252,7 @@ __all__ = [
     "FitResult",
     "FitSettings",
     "distance_outside",
-    "fit_anny",
+    "fit_body",
+    "body_tables",
     "surface_keypoint_vertices",
 ]

@@ -10,6 +10,9 @@ part of DINAR's input folder layout:
                             + camera format; the parameters rebuild the body with `AnnyBody`)
     <root>/anny/<id>.json   the same parameters as JSON (betas, pose, R, t, K, image_size)
     <root>/overlay/<id>.png the fitted body shaded over the crop
+
+A fit of the user's SMPL-X body (`fit_body` on an `SMPLXBody`) goes to DINAR's input layout with
+`write_smplx_fit`: rgb/<id>.png, segm/<id>.png, smplx/<id>.pkl (`zoo.body.smplx_params`).
 """
 from __future__ import annotations
 
@@ -68,6 +71,43 @@ def write_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarray, re
         pickle.dump(fit, handle)
     paths["anny"].write_text(json.dumps(fit_to_dict(result)))
     Image.fromarray(overlay(crop, result, faces)).save(paths["overlay"])
+    return paths
+
+
+def smplx_fit_params(result: FitResult, body) -> dict[str, np.ndarray]:
+    """A fit on an `SMPLXBody` as DINAR's SMPL-X parameters (`zoo.body.smplx_params`): camera-space
+    vertices = smplx(params) + transl, with the fit's camera rotation folded into global_orient.
+
+    The zoo's body output has its pelvis at the origin and turns about it, so R_cam * body(R_root)
+    = body(R_cam R_root); smplx puts the pelvis at `body.root_joint(betas)`, which transl removes."""
+    from zoo.body.controls import axis_angle_to_matrix, matrix_to_axis_angle
+
+    if not hasattr(body, "root_joint") or not hasattr(body, "hand_pose_dim"):
+        raise TypeError(f"SMPL-X parameters need an SMPLXBody fit, got {type(body).__name__}")
+    pose = result.pose.double()
+    root = axis_angle_to_matrix(pose[:, :3].reshape(1, 1, 3))[0, 0]
+    global_orient = matrix_to_axis_angle((result.R.double() @ root)[None, None])[0]
+    transl = result.t.double() - body.root_joint(result.betas.float())[0].double()
+    as_row = lambda x: np.asarray(x, dtype=np.float32).reshape(1, -1)  # noqa: E731
+    return {"betas": as_row(result.betas), "global_orient": as_row(global_orient), "body_pose": as_row(pose[:, 3:66]),
+            "left_hand_pose": np.zeros((1, body.hand_pose_dim), np.float32),
+            "right_hand_pose": np.zeros((1, body.hand_pose_dim), np.float32), "jaw_pose": np.zeros((1, 3), np.float32),
+            "expression": np.zeros((1, body.num_expression_coeffs), np.float32), "transl": as_row(transl),
+            "focal": float(result.K[0, 0]), "centre": (float(result.K[0, 2]), float(result.K[1, 2]))}
+
+
+def write_smplx_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarray, result: FitResult,
+                    body) -> dict[str, Path]:
+    """DINAR's input folder for one photo: rgb/<id>.png, segm/<id>.png, smplx/<id>.pkl."""
+    root = Path(root)
+    paths = {"rgb": root / "rgb" / f"{key}.png", "segm": root / "segm" / f"{key}.png",
+             "smplx": root / "smplx" / f"{key}.pkl"}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(crop).save(paths["rgb"])
+    Image.fromarray(((mask > 0.5) * 255).astype(np.uint8)).save(paths["segm"])
+    with open(paths["smplx"], "wb") as handle:
+        pickle.dump(smplx_fit_params(result, body), handle)
     return paths
 
 

@@ -13,8 +13,13 @@
 - L_cyc: render the texture into the novel view, run the whole network on that render with the
   novel view's parts; the L2 norm of the difference to the first texture over the atlas texels
   (eq. 7 as written), batch mean, both sides keep gradients ("mean": per-texel mean of squares).
-- L_url: UncertaintyHead([SV render (detached), real image]) -> sigma, Laplacian NLL summed over
-  the person's pixels of the same view (eq. 6 sums; one term, on the input image), batch mean.
+- L_url: UncertaintyHead(input image) -> sigma (paper section 3.3: the confidence network sees the
+  image alone, never the render, so sigma cannot track the current error), Laplacian NLL of the
+  SV render summed over the person's pixels (eq. 6 sums; one term, on the input image), batch mean.
+- Backgrounds: the renders that L_reid, L_style and L_cyc see are composited over the batch's
+  `background` (Texformer's protocol: a random frame from the data module, shared by both views of
+  a pair), never over the real image, whose pixels outside the body silhouette would leak the real
+  person into the render.
 - Deep supervision (with a refiner): the backbone's own fused texture gets the base losses (and
   the texture L1) too, weighted by `deep_supervision_weight * s(step)`, s = 1 -> 0 over
   `deep_supervision_steps` optimiser steps: "linear", "cosine", "step" (1 then 0) or "constant".
@@ -35,7 +40,7 @@ from torch import nn
 from zoo.losses.reconstruction import cycle_consistency_loss, uncertainty_reconstruction_loss
 from zoo.losses.reid import part_style_loss_from_features
 from zoo.losses.structure import face_structure_loss
-from zoo.render import render_over_image
+from zoo.render import composite, render_over_image, sample_texture
 
 SCHEDULES = ("linear", "cosine", "step", "constant")
 VIEW_KEYS = ("image", "parts", "uv", "mask")
@@ -70,10 +75,21 @@ def check_batch(batch: dict, novel: bool) -> None:
 
 
 def batch_view(batch: dict, prefix: str = "") -> dict:
-    """image, parts, uv, mask and render_parts (mesh part labels; default the image parts) of one view."""
+    """image, parts, uv, mask, render_parts (mesh part labels; default the image parts) and
+    background (the view's own `<prefix>background`, else the pair's `background`, else None)."""
     parts = batch[f"{prefix}parts"]
     return {"image": batch[f"{prefix}image"], "parts": parts, "uv": batch[f"{prefix}uv"],
-            "mask": batch[f"{prefix}mask"], "render_parts": batch.get(f"{prefix}render_parts", parts)}
+            "mask": batch[f"{prefix}mask"], "render_parts": batch.get(f"{prefix}render_parts", parts),
+            "background": batch.get(f"{prefix}background", batch.get("background"))}
+
+
+def render_over_background(texture: torch.Tensor, view: dict, who: str) -> torch.Tensor:
+    """The texture rendered into `view` over the protocol's background (never the real image)."""
+    if view["background"] is None:
+        raise ValueError(f"RefineTex {who} composites the render over the batch's 'background' (Texformer's "
+                         "protocol: a random frame from the data module), but the batch has none: give the "
+                         "data module backgrounds (Market-1501 / DeepFashion: backgrounds_dir)")
+    return composite(sample_texture(texture, view["uv"], view["mask"]), view["mask"], view["background"])
 
 
 class RefineTexLoss(nn.Module):
@@ -136,16 +152,16 @@ class RefineTexLoss(nn.Module):
         return self.weights["novel_view"] > 0 or self.weights["cycle"] > 0
 
     def set_uv_masks(self, uv_maps: dict, size) -> None:
-        """Install the face/hand and atlas masks of a body's `uv_maps()` at texture size (Huv, Wuv)."""
+        """Install the face/hand and atlas masks of a body's `uv_maps()` at texture size (Huv, Wuv) (on
+        the CPU: move the loss with `.to(device)` afterwards, as the system does)."""
         if self.weights["face"] > 0 and "face_hands_mask" not in uv_maps:
             raise ValueError(f"face_weight={self.weights['face']} needs uv_maps()['face_hands_mask'] from the data; "
                              f"it gives {sorted(uv_maps)} (set face_weight: 0.0 to train without the face loss)")
-        device = self.face_mask.device if self.face_mask is not None else None
         if "face_hands_mask" in uv_maps:
-            self.face_mask = resize(uv_maps["face_hands_mask"].float()[None, None], size, "nearest")[0, 0].to(device)
+            self.face_mask = resize(uv_maps["face_hands_mask"].float()[None, None], size, "nearest")[0, 0]
         if "texture_mask" in uv_maps:
             mask = uv_maps["texture_mask"].float()
-            self.atlas_mask = resize(mask.reshape(1, 1, *mask.shape[-2:]), size, "nearest").to(device)
+            self.atlas_mask = resize(mask.reshape(1, 1, *mask.shape[-2:]), size, "nearest")
 
     def _view_terms(self, reid: nn.Module, render: torch.Tensor, view: dict, target_features) -> dict[str, torch.Tensor]:
         """Unweighted ReID perceptual and part-style losses of one render (features computed once)."""
@@ -209,9 +225,13 @@ class RefineTexLoss(nn.Module):
         if out.backbone_texture is not out.texture and w["deep_supervision"] * scale > 0:
             textures.append(("deep/", out.backbone_texture, w["deep_supervision"] * scale))
         total, logs, renders = out.texture.new_zeros(()), {"deep_supervision_scale": out.texture.new_tensor(scale)}, {}
+        needs_background = self.uses_reid or w["cycle"] > 0
         for prefix, texture, tw in textures:
             for name, view in views.items():
-                render = render_over_image(texture, view["uv"], view["mask"], view["image"])
+                if needs_background:
+                    render = render_over_background(texture, view, "ReID / style / cycle losses")
+                else:  # only L_url reads it, on the person's pixels
+                    render = render_over_image(texture, view["uv"], view["mask"], view["image"])
                 renders[prefix + name] = render
                 if view_weight[name] == 0:
                     continue
@@ -223,7 +243,7 @@ class RefineTexLoss(nn.Module):
                 total = total + tw * w[term] * value
         if w["url"] > 0:
             sv = views["sv"]
-            sigma = uncertainty(torch.cat([renders["sv"].detach(), sv["image"]], dim=1))
+            sigma = uncertainty(sv["image"])
             logs["url"] = uncertainty_reconstruction_loss(sv["image"], renders["sv"], sigma, sv["mask"],
                                                           self.url_min_sigma, self.url_reduction)
             if self.url_reduction == "sum":

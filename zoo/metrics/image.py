@@ -10,7 +10,9 @@ fixes them all:
 - PSNR: torchmetrics, [0, 1], data range 1, per image.
 - LPIPS: `lpips` AlexNet v0.1 on the [-1, 1] images (see `zoo.metrics.lpips`; unavailable without
   the backbone weights on disk).
-- CosSim: mean over layers 1-4 of the cosine between flattened ReID features (needs `reid`).
+- CosSim: mean over layers 1-4 of the cosine between flattened ReID features (needs `reid`, PCB in
+  the papers); CosSim-R ("cossim_r"): the same with a second ReID network (`reid_r`, torchreid's
+  ResNet-50 at 256x128 in the papers, `zoo.modules.reid.TorchreidResNet50`).
 
 "texformer" (Texformer's evaluation code, for comparison with published numbers):
 - render clamped to [-1, 1]; render, real image and render mask go through uint8
@@ -19,8 +21,8 @@ fixes them all:
   (C1 = 0.01^2, C2 = 0.03^2), Gaussian 11 / 1.5, zero padding, mean of the same-size map
   (kornia's SSIM map on zero-padded images with 'valid' padding, eps 0);
 - LPIPS(alex) on the same masked images;
-- CosSim on render * mask + background * (1 - mask) vs the real image (the render alone when no
-  background is given).
+- CosSim and CosSim-R on render * mask + background * (1 - mask) vs the real image (the render
+  alone when no background is given).
 """
 from __future__ import annotations
 
@@ -83,6 +85,7 @@ class ImageMetrics(nn.Module):
     Args:
         variant: "standard" or "texformer" (see the module docstring).
         reid: frozen ReID network for CosSim (omitted -> no "cossim").
+        reid_r: frozen second ReID network for CosSim-R (omitted -> no "cossim_r").
         use_lpips: try to build LPIPS(alex); see `unavailable` for why it is missing.
         hub_dir: torch hub folder holding checkpoints/alexnet-owt-7be5be79.pth (default torch.hub.get_dir()).
 
@@ -91,7 +94,7 @@ class ImageMetrics(nn.Module):
     """
 
     def __init__(self, variant: str, reid: nn.Module | None = None, use_lpips: bool = True,
-                 hub_dir: str | os.PathLike | None = None):
+                 hub_dir: str | os.PathLike | None = None, reid_r: nn.Module | None = None):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown image metric variant {variant!r}; known variants: {', '.join(VARIANTS)}")
@@ -102,6 +105,11 @@ class ImageMetrics(nn.Module):
         else:
             self.unavailable["cossim"] = "unavailable: no ReID network given"
         self.reid = reid
+        if reid_r is not None:
+            check_frozen(reid_r, f"ImageMetrics({variant!r}) CosSim-R")
+        else:
+            self.unavailable["cossim_r"] = "unavailable: no CosSim-R network given"
+        self.reid_r = reid_r
         self.lpips = None
         if use_lpips:
             try:
@@ -113,14 +121,15 @@ class ImageMetrics(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for net in (self.reid, self.lpips):
+        for net in (self.reid, self.reid_r, self.lpips):
             if net is not None:
                 net.eval()
         return self
 
     @property
     def names(self) -> tuple[str, ...]:
-        base = ("ssim", "psnr", "lpips", "cossim") if self.variant == "standard" else ("ssim", "lpips", "cossim")
+        base = ("ssim", "psnr", "lpips", "cossim", "cossim_r") if self.variant == "standard" else (
+            "ssim", "lpips", "cossim", "cossim_r")
         return tuple(n for n in base if n not in self.unavailable)
 
     @torch.no_grad()
@@ -141,6 +150,8 @@ class ImageMetrics(nn.Module):
                 out["lpips"] = self.lpips(pred.clamp(-1, 1), target.clamp(-1, 1)).flatten()
             if self.reid is not None:
                 out["cossim"] = reid_cosine_similarity(self.reid, pred, target)
+            if self.reid_r is not None:
+                out["cossim_r"] = reid_cosine_similarity(self.reid_r, pred, target)
             return out
         if mask is None:
             raise ValueError("the 'texformer' variant needs the render mask (B, 1, H, W)")
@@ -152,13 +163,15 @@ class ImageMetrics(nn.Module):
         out = {"ssim": texformer_ssim(render * m, real * m)}
         if self.lpips is not None:
             out["lpips"] = self.lpips(render * m, real * m).flatten()
+        shown = render if background is None else render * m + background * (1 - m)
         if self.reid is not None:
-            shown = render if background is None else render * m + background * (1 - m)
             out["cossim"] = reid_cosine_similarity(self.reid, shown, real)
+        if self.reid_r is not None:
+            out["cossim_r"] = reid_cosine_similarity(self.reid_r, shown, real)
         return out
 
 
 def build_image_metrics(variant: str, reid: nn.Module | None = None, use_lpips: bool = True,
-                        hub_dir: str | os.PathLike | None = None) -> ImageMetrics:
+                        hub_dir: str | os.PathLike | None = None, reid_r: nn.Module | None = None) -> ImageMetrics:
     """`ImageMetrics` for a variant name; an unknown name raises ValueError listing the known ones."""
-    return ImageMetrics(variant, reid=reid, use_lpips=use_lpips, hub_dir=hub_dir)
+    return ImageMetrics(variant, reid=reid, use_lpips=use_lpips, hub_dir=hub_dir, reid_r=reid_r)

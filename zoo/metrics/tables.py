@@ -44,7 +44,7 @@ def view_and_texture_tables(results: Mapping[str, float], unavailable: Mapping[s
     the render in the input view and in a novel view) and `texture/<metric>/<split>` (against the
     ground-truth texture); `unavailable` maps a metric to why it could not be computed."""
     image_table = {}
-    for metric in ("ssim", "psnr", "lpips", "cossim"):
+    for metric in ("ssim", "psnr", "lpips", "cossim", "cossim_r"):
         if metric in unavailable:
             image_table[metric] = {"SV": unavailable[metric], "NV": "-"}
         elif f"sv/{metric}" in results:

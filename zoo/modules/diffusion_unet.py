@@ -1,7 +1,7 @@
 """Denoising U-Net of latent diffusion (ADM / LDM layout), conditioned by channel concatenation.
 
 DINAR (paper section 3.3, implementation notes section 4) denoises 6x64x64 VQGAN latents; the
-condition (the partial texture's latent and the bilinearly resized known mask) is concatenated
+condition (the partial texture's latent and the nearest-resized known mask) is concatenated
 to the noisy latent, so `in_channels = 6 + 6 + 1 = 13`. `DiffusionUNet.dinar()` is that preset
 (~390 M parameters: count it on the meta device, see benchmarks/inpainting_params.py).
 

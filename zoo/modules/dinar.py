@@ -1,9 +1,9 @@
 """The whole DINAR avatar network (paper sections 3.1-3.2): image -> style -> generated texture,
 joined with the RGB channels sampled from the image, rendered by the neural renderer.
 
-The three parts are nested modules given as `{"class_path": ..., "init_args": {...}}` (plain
-data, so the composite saves and loads as one folder: one config, one weight file with the
-`encoder.`, `generator.` and `renderer.` tensors). The RGB channels are geometry, not learning
+The three parts are zoo modules passed in (in YAML, nested `class_path` / `init_args` entries); the
+composite saves and loads as one folder: one config nesting the three, one weight file with the
+`encoder.`, `generator.` and `renderer.` tensors. The RGB channels are geometry, not learning
 (`zoo.render.neural_texture.rgb_texture_channels`); the caller passes them in.
 
 The paper's Table 2 texture rows are three configurations of this one class:
@@ -13,55 +13,45 @@ The paper's Table 2 texture rows are three configurations of this one class:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from torch import nn
 
+from zoo.modules.neural_renderer import NeuralRenderer
+from zoo.modules.stylegan2 import StyleEncoder, TextureGenerator
 from zoo.pretrained import PretrainedMixin
-from zoo.pretrained.config import import_class
 
 RGB_CHANNELS = 5  # RGB + known mask + gap-fill mask, the last five channels of DINAR's texture
-
-
-def build_module(config: Mapping[str, Any], name: str) -> nn.Module:
-    """Instantiate `{"class_path": ..., "init_args": {...}}` (the argument called `name`)."""
-    if not isinstance(config, Mapping) or "class_path" not in config:
-        raise ValueError(f"{name} must be a mapping with class_path and init_args, got {config!r}")
-    extra = set(config) - {"class_path", "init_args"}
-    if extra:
-        raise ValueError(f"{name} has unknown keys {sorted(extra)} (only class_path and init_args)")
-    return import_class(str(config["class_path"]))(**dict(config.get("init_args") or {}))
 
 
 class DinarAvatarNet(PretrainedMixin, nn.Module):
     """Encoder + texture generator + neural renderer, saved and loaded as one network.
 
     Args:
-        renderer: config of the renderer (`zoo.modules.neural_renderer.NeuralRenderer`); its
-            `texture_channels` must equal the generator's channels plus 5 when the RGB channels
-            are used.
-        encoder: config of the style encoder (`zoo.modules.stylegan2.StyleEncoder`), or None
-            for an RGB-texture-only avatar (then `generator` must be None too).
-        generator: config of the texture generator (`zoo.modules.stylegan2.TextureGenerator`).
+        renderer: the neural renderer; its `texture_channels` must equal the generator's channels
+            plus 5 when the RGB channels are used.
+        encoder: the style encoder, or None for an RGB-texture-only avatar (then `generator` must
+            be None too).
+        generator: the texture generator (its style_dim equal to the encoder's).
         use_rgb_channels: append the 5 image-sampled channels to the generated texture (DINAR).
     """
 
-    def __init__(self, renderer: dict, encoder: dict | None = None, generator: dict | None = None,
-                 use_rgb_channels: bool = True):
+    def __init__(self, renderer: NeuralRenderer, encoder: StyleEncoder | None = None,
+                 generator: TextureGenerator | None = None, use_rgb_channels: bool = True):
         super().__init__()
         if (encoder is None) != (generator is None):
             raise ValueError("encoder and generator go together: give both or neither "
-                             f"(encoder={'set' if encoder else None}, generator={'set' if generator else None})")
+                             f"(encoder={type(encoder).__name__}, generator={type(generator).__name__})")
         if encoder is None and not use_rgb_channels:
             raise ValueError("without encoder and generator the texture is the RGB channels: use_rgb_channels must be True")
-        self.encoder = build_module(encoder, "encoder") if encoder is not None else None
-        self.generator = build_module(generator, "generator") if generator is not None else None
-        self.renderer = build_module(renderer, "renderer")
+        for name, value, cls in (("renderer", renderer, NeuralRenderer), ("encoder", encoder, StyleEncoder),
+                                 ("generator", generator, TextureGenerator)):
+            if value is not None and not isinstance(value, cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, got {type(value).__name__}")
+        self.encoder, self.generator, self.renderer = encoder, generator, renderer
         self.use_rgb_channels = use_rgb_channels
         generated = getattr(self.generator, "out_channels", 0)
         expected = generated + (RGB_CHANNELS if use_rgb_channels else 0)
-        if getattr(self.renderer, "texture_channels", expected) != expected:
+        if self.renderer.texture_channels != expected:
             raise ValueError(f"renderer.texture_channels={self.renderer.texture_channels} but the texture has {expected} "
                              f"channels ({generated} generated + {RGB_CHANNELS if use_rgb_channels else 0} RGB)")
         if self.encoder is not None and self.encoder.style_dim != self.generator.style_dim:

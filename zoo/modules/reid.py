@@ -10,6 +10,9 @@ and does its own preprocessing (documented per class), so callers always pass zo
 
 - `PCBReID`: PCB ResNet-50 (6 stripes, last stage stride 1), the network of the papers. Weights
   come from the public Market-1501 checkpoint through `zoo.pretrained.convert` (`pcb`).
+- `TorchreidResNet50`: torchreid's plain ResNet-50 at 256x128, the second network of the papers'
+  tables (CosSim-R); weights from a torchreid Market-1501 checkpoint through `zoo.pretrained.convert`
+  (`resnet50`).
 - `SmallReID`: a small CNN the zoo trains itself on synthetic identities (`zoo.systems.reid`), so
   the losses and metrics work without any third-party weights.
 
@@ -19,7 +22,6 @@ they enforce.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -222,3 +224,47 @@ class PCBReID(ReIDNetwork):
         dropped = self.dropout(parts)
         logits = torch.stack([head(dropped[:, :, i]) for i, head in enumerate(self.heads)], dim=1)
         return ReIDOutput(features=feats, embedding=parts.flatten(1), logits=logits)
+
+
+# ----------------------------------------------------------------------------------------------
+# torchreid ResNet-50 (CosSim-R)
+
+
+class TorchreidResNet50(ReIDNetwork):
+    """torchreid's `resnet50` person ReID network: the feature extractor of Texformer's CosSim-R.
+
+    Preprocessing (Texformer's `ReIDModel`): [-1, 1] -> [0, 1], bilinear resize to 256x128, ImageNet
+    mean/std. Backbone: torchvision's ResNet-50 layout (built with `weights=None`, nothing is
+    downloaded), last stage stride 2 (layer4 is 1/32 of the input, 8x4 at 256x128), global average
+    pooling into the 2048-d embedding and a linear identity classifier (`classifier`). Module names
+    are torchreid's, so its checkpoints load key for key (`python -m zoo.pretrained.convert resnet50`).
+
+    Args:
+        num_classes: identities of the classifier; 751 = Market-1501 training identities.
+        input_size: (H, W) the images are resized to (256x128 in torchreid and Texformer).
+    """
+
+    def __init__(self, num_classes: int = 751, input_size: Sequence[int] = (256, 128)):
+        super().__init__(input_size=input_size, imagenet_normalize=True)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        from torchvision.models import resnet50
+
+        net = resnet50(weights=None)
+        self.num_classes = num_classes
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        self.classifier = nn.Linear(2048, num_classes)
+
+    def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            out.append(x)
+        return out
+
+    def forward(self, image: torch.Tensor) -> ReIDOutput:
+        feats = self.features(image)
+        embedding = feats[-1].mean(dim=(2, 3))
+        return ReIDOutput(features=feats, embedding=embedding, logits=self.classifier(embedding))

@@ -22,8 +22,9 @@ class UncertaintyHead(PretrainedMixin, nn.Module):
     Used in training only (the loss), never at inference.
 
     Args:
-        in_channels: channels of the input, e.g. 6 for rendered + real RGB image (the paper
-            feeds the input image; the system decides what to concatenate).
+        in_channels: channels of the input: 3, the RGB input image alone (paper section 3.3; a
+            render must not be fed in, or sigma learns the current error instead of the image's
+            ambiguity).
         width: channels of the six hidden convs (128 in the paper).
         min_sigma: floor added to the softplus output (our choice, 1e-3 of a [-1, 1] image
             range; 0 disables it).
@@ -32,7 +33,7 @@ class UncertaintyHead(PretrainedMixin, nn.Module):
     forward(inputs (B, in_channels, H, W), H and W divisible by 4) -> sigma (B, 1, H, W) > 0.
     """
 
-    def __init__(self, in_channels: int = 6, width: int = 128, min_sigma: float = 1e-3,
+    def __init__(self, in_channels: int = 3, width: int = 128, min_sigma: float = 1e-3,
                  downsample: str = "maxpool") -> None:
         super().__init__()
         check_positive_int("in_channels", in_channels)

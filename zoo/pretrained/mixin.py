@@ -19,8 +19,7 @@ import yaml
 from safetensors.torch import load_model, save_model
 
 from zoo import __version__
-from zoo.pretrained.config import (MODULE_CLASSES, build_module, class_path_of, is_module_config, record_init_args,
-                                   to_plain)
+from zoo.pretrained.config import MODULE_CLASSES, build_module, class_path_of, is_module_config, record_init_args, to_plain
 from zoo.pretrained.registry import REGISTRY, resolve
 
 CONFIG_NAME = "config.yaml"

@@ -8,7 +8,6 @@ world-to-camera rotation that views such a body from a yaw / pitch / distance.
 """
 from __future__ import annotations
 
-
 import torch
 
 

@@ -93,6 +93,15 @@ def smooth_iterations_for(image_height: int) -> int:
     return max(30, round(30 * (256 / image_height) ** 2))
 
 
+def dilations_for(image_height: int) -> int:
+    """DINAR's two 3x3 dilations are at 512 px; the band they make is as wide in the body's
+    terms at H px with 2 H / 512 dilations (rounded: 0 at 128 px, where the 1 px edge already
+    spans 4 px of a 512 px image). At 128 px two dilations would exclude a fifth of the body."""
+    if image_height < 1:
+        raise ValueError(f"image_height must be positive, got {image_height}")
+    return round(2 * image_height / 512)
+
+
 def limb_colour_texture(vertices: torch.Tensor, faces: torch.Tensor, face_parts: torch.Tensor,
                         corner_uvs: torch.Tensor, size: int, smooth_iterations: int = 30) -> torch.Tensor:
     """(3, size, size) the `limb_gradient_colours` written into UV space (DINAR's colour map),
@@ -164,4 +173,4 @@ def occlusion_mask(fragments: Fragments, faces: torch.Tensor, vertex_colours: to
 
 __all__ = ["CANNY_LOW", "CANNY_HIGH", "LIMB_COLOURS", "limb_labels", "limb_gradient_colours",
            "detect_occlusions", "occlusion_mask", "limb_colour_texture", "occlusion_from_uv",
-           "smooth_iterations_for"]
+           "smooth_iterations_for", "dilations_for"]

@@ -36,7 +36,8 @@ def rasterize_uv_atlas(corner_uvs: torch.Tensor, size: int | tuple[int, int]) ->
     return Fragments(frags.face_index, frags.bary.float(), frags.depth.float())
 
 
-def uv_attribute_map(corner_uvs: torch.Tensor, face_attributes: torch.Tensor, size: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def uv_attribute_map(corner_uvs: torch.Tensor, face_attributes: torch.Tensor,
+                     size: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Write per-corner attributes (F, 3, C) into UV space: (C, H, W) map and (1, H, W) mask."""
     frags = rasterize_uv_atlas(corner_uvs, size)
     values = interpolate(frags, face_attributes.float())[0].permute(2, 0, 1)
@@ -144,7 +145,8 @@ def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, tex
     texel = (b * Ht + row) * Wt + col
     texel, colours = texel[valid], image.permute(0, 2, 3, 1)[valid]
     sums = torch.zeros(B * Ht * Wt, C, dtype=image.dtype, device=image.device).index_add_(0, texel, colours)
-    counts = torch.zeros(B * Ht * Wt, dtype=image.dtype, device=image.device).index_add_(0, texel, torch.ones_like(texel, dtype=image.dtype))
+    ones = torch.ones_like(texel, dtype=image.dtype)
+    counts = torch.zeros(B * Ht * Wt, dtype=image.dtype, device=image.device).index_add_(0, texel, ones)
     known = (counts > 0).view(B, 1, Ht, Wt).to(image.dtype)
     texture = (sums / counts.clamp(min=1)[:, None]).view(B, Ht, Wt, C).permute(0, 3, 1, 2)
     if fill_gaps:

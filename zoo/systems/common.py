@@ -55,3 +55,18 @@ def log_image_grid(module: pl.LightningModule, key: str, columns: Sequence[torch
     takes_images = any(hasattr(logger, "log_image") for logger in trainer.loggers)
     fallback = None if takes_images else run_dir(trainer)  # loggers without images: PNG files
     log_picture(trainer.loggers, key, image_grid(columns), module.global_step, fallback, caption=caption)
+
+
+def logger_writes_this_step(module: pl.LightningModule) -> bool:
+    """Whether Lightning hands this training step's logged values to the loggers.
+
+    Lightning writes after the optimiser step s when (s + 1) % trainer.log_every_n_steps == 0 (and on
+    every step of a fast_dev_run); in between, values given to `self.log` are only kept until the
+    next step replaces them. Every `self.log` call costs about a millisecond of bookkeeping, so a
+    system with many loss terms logs its breakdown on these steps only. True without a trainer.
+    """
+    trainer = module._trainer  # the attribute, not the property, which raises without a trainer
+    if trainer is None or trainer.fast_dev_run:
+        return True
+    every = trainer.log_every_n_steps
+    return every > 0 and ((module.global_step + 1) % every == 0 or trainer.should_stop)

@@ -123,17 +123,27 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vqgan.decode(latents / self.hparams.latent_scale, quantize=True)
 
-    def vqgan_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(complete texture, partial texture) as VQGAN inputs, and the partial's known mask
-        known_mask | gap_mask (DINAR's filled mask, used for conditioning and for the paste)."""
-        texture, partial, gap = batch["texture"], batch["partial"], batch.get("gap_mask")
-        filled = texture_with_masks(partial, batch["known_mask"], gap)
-        known = filled[:, -2:-1]
+    def partial_input(self, partial: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """VQGAN input of partial textures (zero where unknown; with `mask_channels`, the known and
+        gap masks appended) and their known mask known_mask | gap_mask: DINAR's filled mask, used
+        for the condition and for the paste."""
+        with_masks = texture_with_masks(partial, known_mask, gap_mask)
+        known = with_masks[:, -2:-1]
+        colours = with_masks[:, :-2] * known
+        return (torch.cat([colours, with_masks[:, -2:]], dim=1) if self.hparams.mask_channels else colours), known
+
+    def complete_input(self, texture: torch.Tensor, atlas: torch.Tensor | None = None) -> torch.Tensor:
+        """VQGAN input of complete textures: with `mask_channels`, known mask = the atlas, no gap."""
         if not self.hparams.mask_channels:
-            return texture, partial * known, known
-        atlas = batch.get("texture_mask")
-        atlas = torch.ones_like(known) if atlas is None else atlas.to(texture.dtype).expand_as(known)
-        return texture_with_masks(texture, atlas), texture_with_masks(partial * known, known, gap), known
+            return texture
+        atlas = torch.ones_like(texture[:, :1]) if atlas is None else atlas.to(texture.dtype).expand_as(texture[:, :1])
+        return texture_with_masks(texture, atlas)
+
+    def vqgan_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(complete, partial) VQGAN inputs of a batch and the partial textures' filled known mask."""
+        partial, known = self.partial_input(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
+        return self.complete_input(batch["texture"], batch.get("texture_mask")), partial, known
 
     def _condition(self, vqgan_input: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(partial latent, condition = latent | resized mask, resized mask): the known mask is
@@ -180,10 +190,7 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         (the known-region replacement and the paste still use this input): a probe of how much
         the samples follow the condition.
         """
-        texture = torch.zeros_like(partial)
-        batch = {"texture": texture, "partial": partial, "known_mask": known_mask, "gap_mask": gap_mask,
-                 "texture_mask": torch.ones_like(known_mask)}
-        _, vqgan_input, known = self.vqgan_inputs({k: v for k, v in batch.items() if v is not None})
+        vqgan_input, known = self.partial_input(partial, known_mask, gap_mask)
         z_partial, cond, resized = self._condition(vqgan_input, known)
         if cond_override is not None:
             if cond_override.shape != cond.shape:

@@ -29,8 +29,9 @@ from torch import nn
 
 from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
 from zoo.losses.avatar import AvatarReconstructionLoss, PerceptualDistance, dinar_loss_mask
-from zoo.metrics.lpips import MetricUnavailable, load_lpips_vgg
+from zoo.metrics.lpips import MetricUnavailable, load_lpips_vgg, lpips_status
 from zoo.pretrained import export_folder, load_pretrained
+from zoo.pretrained.registry import resolve
 from zoo.render import composite
 from zoo.render.neural_texture import rgb_texture_channels
 from zoo.systems.common import FrozenNetworks, log_image_grid
@@ -111,6 +112,32 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         self.perceptual_used = None
         self.r1 = LazyR1(r1_weight, r1_interval)
         self.register_buffer("disc_steps", torch.zeros((), dtype=torch.long))
+
+    def check_assets(self) -> None:
+        """Raise, naming the missing file, when the training's perceptual network cannot be built
+        (the CLI calls this before any data is prepared)."""
+        hp, reasons = self.hparams, []
+        for choice in (hp.perceptual, hp.perceptual_fallback):
+            if choice is None:
+                continue
+            if choice == "none":
+                return
+            if choice == "lpips_vgg":
+                status = lpips_status(net="vgg")
+                if status == "ok":
+                    return
+                reasons.append(status)
+            elif hp.reid is None:
+                reasons.append("perceptual 'reid' needs `reid` (a pretrained ReID name or folder)")
+            else:
+                try:
+                    resolve(hp.reid)
+                    return
+                except FileNotFoundError as err:
+                    reasons.append(str(err))
+        if hp.perceptual_fallback is None:
+            reasons.append("set perceptual_fallback (e.g. 'reid') to train with a stand-in")
+        raise MetricUnavailable("no usable perceptual network: " + "; ".join(reasons))
 
     def setup(self, stage: str) -> None:
         """Build the perceptual distance for training (fails here, before any step, when a required asset
@@ -213,7 +240,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`)."""
         out = {"texture": self.source_texture(batch), "image": batch[self.hparams.source_prefix + "image"]}
-        for key in ("person_id", "source_view", "view_id"):
+        for key in ("person_id", "source_view", "view_id", "frame"):
             if key in batch:
                 out[key] = batch[key]
         return out

@@ -9,7 +9,12 @@ Batch (SyntheticPeopleDataModule items, any dataset with these keys works): imag
 [-1, 1], parts (B, H, W) int labels, uv (B, H, W, 2) grid, mask (B, 1, H, W) and the same with a
 `novel_` prefix; optional render_parts / novel_render_parts (mesh part labels when the image
 parts come from a 2D parser; default the image parts), texture, texture_mask, known_mask,
-reference_texture, person_id, view_id.
+reference_texture, person_id, view_id; background (B, 3, H, W), the frame the ReID / style / cycle
+renders and the texformer-variant metrics composite over (required by those).
+
+Evaluation: SV metrics per view; NV metrics render the texture predicted from each view into EVERY
+other view of the same person in the evaluated split (the paper's NV protocol; `NovelViewMetrics`
+gathers the views by person_id / view_id and averages over all ordered pairs).
 """
 from __future__ import annotations
 
@@ -23,21 +28,21 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from zoo.losses.refinetex import VIEW_KEYS, RefineTexLoss, batch_view, check_batch, resize
-from zoo.metrics import build_image_metrics, texture_metrics
+from zoo.metrics import NovelViewMetrics, build_image_metrics, render_scores, texture_metrics
 from zoo.metrics.image import VARIANTS
 from zoo.metrics.tables import view_and_texture_tables, write_metric_tables
 from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
-from zoo.render import render_over_image, sample_texture
-from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.metrics.item_means import log_item_means
+from zoo.render import render_over_image
+from zoo.systems.common import FrozenNetworks, log_image_grid, logger_writes_this_step
 from zoo.utils.frozen import freeze
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)
 
-RUN_OPTIONS = ("metric_variant", "use_lpips", "log_images_every_n_steps")
+RUN_OPTIONS = ("metric_variant", "use_lpips", "reid_r", "log_images_every_n_steps")
 
 
 class RefineTexSystem(FrozenNetworks, pl.LightningModule):
@@ -45,8 +50,8 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
 
     Args:
         network: the RefineTexNet being trained (its refiner None is the baseline BL).
-        uncertainty: UncertaintyHead (in_channels 6: render + image) for L_url; None needs
-            `loss.url_weight: 0.0`.
+        uncertainty: UncertaintyHead (in_channels 3: the input image alone, paper section 3.3) for
+            L_url; None needs `loss.url_weight: 0.0`.
         loss: the objective (None: RefineTexLoss() with the paper's weights).
         reid: frozen ReID network for L_reid, L_style and the CosSim metric: a pretrained name
             (e.g. "reid-synthetic", "reid-pcb-market1501") or folder, loaded in `setup`. None is
@@ -54,21 +59,25 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         lr, betas: Adam (1e-3, (0.9, 0.999), paper).
         metric_variant: "standard" or "texformer" image metrics at test time.
         use_lpips: try LPIPS(alex) at test time (reported unavailable without local weights).
+        reid_r: second ReID network for the CosSim-R test metric (a pretrained name such as
+            "reid-resnet50-market1501", or a folder; loaded at test start, a missing one is an error
+            saying how to produce it); None: CosSim-R is not reported.
         log_images_every_n_steps: training image grid period (0: off); validation logs batch 0.
 
-    metric_variant, use_lpips and log_images_every_n_steps are run options, not saved with the
+    metric_variant, use_lpips, reid_r and log_images_every_n_steps are run options, not saved with the
     checkpoint, so `test --ckpt_path` reads them from the command line or config.
     """
 
     def __init__(self, network: RefineTexNet, uncertainty: UncertaintyHead | None = None,
                  loss: RefineTexLoss | None = None, reid: str | None = None, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), metric_variant: str = "standard",
-                 use_lpips: bool = True, log_images_every_n_steps: int = 500) -> None:
+                 use_lpips: bool = True, reid_r: str | None = None, log_images_every_n_steps: int = 500) -> None:
         super().__init__()
         if not isinstance(network, RefineTexNet):
             raise TypeError(f"network must be a RefineTexNet, got {type(network).__name__}")
-        if uncertainty is not None and (not isinstance(uncertainty, UncertaintyHead) or uncertainty.in_channels != 6):
-            raise ValueError("uncertainty must be an UncertaintyHead with in_channels=6 (render + real image)")
+        if uncertainty is not None and (not isinstance(uncertainty, UncertaintyHead) or uncertainty.in_channels != 3):
+            raise ValueError(f"uncertainty must be an UncertaintyHead with in_channels=3 (the input image alone, "
+                             f"paper section 3.3), got {uncertainty!r}")
         loss = loss if loss is not None else RefineTexLoss()
         if not isinstance(loss, RefineTexLoss):
             raise TypeError(f"loss must be a RefineTexLoss, got {type(loss).__name__}")
@@ -82,7 +91,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         # Evaluation options stay out of the checkpoint's hyperparameters: LightningCLI's
         # `--ckpt_path` restores saved ones over the config, which would pin them to training values.
         self.save_hyperparameters(ignore=["network", "uncertainty", "loss", *RUN_OPTIONS])
-        self.metric_variant, self.use_lpips = metric_variant, bool(use_lpips)
+        self.metric_variant, self.use_lpips, self.reid_r = metric_variant, bool(use_lpips), reid_r
         self.log_images_every_n_steps = int(log_images_every_n_steps)
         self.network, self.uncertainty, self.loss = network, uncertainty, loss
         self.test_means = nn.ModuleDict()  # name with "/" -> "|": MeanMetric (states are not checkpointed)
@@ -91,7 +100,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
     # ---------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            datamodule = self.trainer.datamodule if self._trainer is not None else None
+            datamodule = self.trainer.datamodule
             uv_maps = datamodule.uv_maps() if hasattr(datamodule, "uv_maps") else None
             self.configure_data(uv_maps)
             if self.loss.uses_reid:
@@ -99,11 +108,11 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
 
     def configure_data(self, uv_maps: dict | None) -> None:
         """Install what the body's UV atlas gives: the query colour code (saved with the network)
-        and the loss's face/hand and atlas masks. No uv_maps keeps the analytic query code; the
-        face loss then needs face_weight: 0.0."""
+        and the loss's face/hand and atlas masks. No uv_maps keeps what is installed (the analytic
+        query code at first); the face loss then needs a face mask installed before, or face_weight: 0.0."""
         size = self.network.uv_size
         if uv_maps is None:
-            if self.loss.weights["face"] > 0:
+            if self.loss.weights["face"] > 0 and self.loss.face_mask is None:
                 raise ValueError("the face loss (face_weight > 0) needs the data's uv_maps()['face_hands_mask']; "
                                  "this data gives no uv_maps(): set face_weight: 0.0 to train without it")
             log.info("RefineTexSystem: the data gives no uv_maps(); keeping the analytic query code")
@@ -138,8 +147,9 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         loss, terms = self.compute_losses(batch, self.global_step)
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=bs)
+        if logger_writes_this_step(self):  # ~20 terms: logging them on every step cost ~5% of a step
+            for name, value in terms.items():
+                self.log(f"train/{name}", value, batch_size=bs)
         every = self.log_images_every_n_steps
         if every and self.global_step % every == 0:
             self._log_images("train/images", batch, self._last_renders)
@@ -159,20 +169,23 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         log_image_grid(self, key, columns, caption="input | SV render | NV image | NV render | texture | GT")
 
     # ---------------------------------------------------------------- evaluation
-    def _evaluate(self, batch: dict, metrics) -> tuple[dict[str, torch.Tensor], dict]:
-        """Per-sample metrics {name: (B,)} of one batch, and the renders."""
-        novel = all(f"novel_{k}" in batch for k in VIEW_KEYS)
+    def _evaluate(self, batch: dict, metrics, novel: NovelViewMetrics) -> tuple[dict[str, torch.Tensor], dict]:
+        """Per-sample SV and texture metrics {name: (B,)} of one batch and the renders; the views go to
+        `novel` (NV over every other view of the person, formed at the end of the epoch)."""
         check_batch(batch, novel=False)
         texture = self.network(batch["image"], batch["parts"]).texture
-        values, renders = {}, {"texture": texture}
-        for name, prefix in (("sv", ""), ("nv", "novel_")) if novel else (("sv", ""),):
-            view = batch_view(batch, prefix)
-            renders[name] = render_over_image(texture, view["uv"], view["mask"], view["image"])
-            if metrics.variant == "standard":
-                scores = metrics(renders[name], view["image"])
-            else:
-                scores = metrics(sample_texture(texture, view["uv"], view["mask"]), view["image"], view["mask"], view["image"])
-            values.update({f"{name}/{k}": v for k, v in scores.items()})
+        view = batch_view(batch)
+        renders = {"texture": texture, "sv": render_over_image(texture, view["uv"], view["mask"], view["image"])}
+        scores = render_scores(metrics, texture, view["uv"], view["mask"], view["image"], view["background"])
+        values = {f"sv/{k}": v for k, v in scores.items()}
+        if "person_id" not in batch or "view_id" not in batch:
+            raise ValueError("RefineTex evaluation renders each texture into every other view of its person: "
+                             f"the batch needs person_id and view_id; it has {sorted(batch)}")
+        novel.update(texture, view["image"], view["uv"], view["mask"], batch["person_id"], batch["view_id"],
+                     view["background"])
+        if all(f"novel_{k}" in batch for k in VIEW_KEYS):
+            nv = batch_view(batch, "novel_")
+            renders["nv"] = render_over_image(texture, nv["uv"], nv["mask"], nv["image"])
         if "texture" in batch:
             gt = batch["texture"]
             mask = batch.get("texture_mask", torch.ones_like(gt[:, :1]))
@@ -180,24 +193,40 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             values.update({f"texture/{k}": v for k, v in scores.items()})
         return values, renders
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _novel_metrics(self, stage: str, image_metrics) -> NovelViewMetrics:
+        """The stage's NV metric (kept out of the checkpoint), reset for a new epoch."""
+        metric = self.attach_frozen(f"{stage}_nv", NovelViewMetrics(image_metrics).to(self.device))
+        metric.reset()
+        return metric
+
+    def on_validation_epoch_start(self) -> None:
         metrics = self.frozen("val_metrics") or self.attach_frozen(
             "val_metrics", build_image_metrics("standard", reid=None, use_lpips=False))
-        values, renders = self._evaluate(batch, metrics)
+        self._novel_metrics("val", metrics)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        values, renders = self._evaluate(batch, self.frozen("val_metrics"), self.frozen("val_nv"))
         log_item_means(self, {f"val/{name}": v for name, v in values.items()})  # exact on N processes
         if batch_idx == 0:
             self._log_images("val/images", batch, renders)
 
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self.frozen("val_nv").compute().items():
+            if name != "pairs" and torch.isfinite(value):
+                self.log(f"val/nv/{name}", value)
+
     def on_test_start(self) -> None:
         if self.frozen("reid") is None and self.hparams.reid is not None:
             self.attach_frozen("reid", freeze(load_pretrained(self.hparams.reid)))
-        self.attach_frozen("test_metrics", build_image_metrics(self.metric_variant, reid=self.frozen("reid"),
-                                                               use_lpips=self.use_lpips))
+        reid_r = None if self.reid_r is None else freeze(load_pretrained(self.reid_r))
+        metrics = build_image_metrics(self.metric_variant, reid=self.frozen("reid"), use_lpips=self.use_lpips,
+                                      reid_r=reid_r)
+        self._novel_metrics("test", self.attach_frozen("test_metrics", metrics.to(self.device)))
         self.test_means.clear()
         self.test_results = {}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        values, _ = self._evaluate(batch, self.frozen("test_metrics"))
+        values, _ = self._evaluate(batch, self.frozen("test_metrics"), self.frozen("test_nv"))
         for name, v in values.items():
             key = name.replace("/", "|")
             if key not in self.test_means:  # the same names on every process: they come from the batch keys
@@ -205,9 +234,11 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
             self.test_means[key].update(v.detach().float())
 
     def on_test_epoch_end(self) -> None:
-        """Means over the test set, gathered over every process by torchmetrics (NaN-skipping: a
-        texture with an empty split counts in no mean; a metric NaN everywhere is NaN)."""
+        """SV and texture means over the test set, gathered over every process by torchmetrics
+        (NaN-skipping: a texture with an empty split counts in no mean; a metric NaN everywhere is
+        NaN); NV means over every ordered pair of views of a person (`NovelViewMetrics`)."""
         self.test_results = {key.replace("|", "/"): float(metric.compute()) for key, metric in self.test_means.items()}
+        self.test_results.update({f"nv/{k}": float(v) for k, v in self.frozen("test_nv").compute().items()})
         for name, value in self.test_results.items():
             if not math.isnan(value):
                 self.log(f"test/{name}", value)
@@ -221,7 +252,8 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         if not self.trainer.is_global_zero:
             return
         tables = view_and_texture_tables(self.test_results, self.frozen("test_metrics").unavailable, self.metric_variant)
-        notes = ["SV: render in the input view; NV: the same texture in the dataset's partner view of that person.",
+        notes = [f"SV: render in the input view; NV: the texture of each view rendered into every other view of "
+                 f"that person ({int(self.test_results.get('nv/pairs', 0))} ordered pairs).",
                  "visible = texels seen in the input view (known_mask); invisible = the other atlas texels."]
         md, _ = write_metric_tables(folder, "refinetex_test_metrics", tables, notes)
         log.info("RefineTex test metrics written to %s", md)

@@ -13,13 +13,14 @@ inpainter will give it.
 from __future__ import annotations
 
 import logging
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from zoo.metrics.lpips import load_lpips_weights
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
-from zoo.metrics.lpips import load_lpips_weights
 from zoo.pretrained import export_folder
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid

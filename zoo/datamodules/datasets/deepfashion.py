@@ -40,8 +40,15 @@ from PIL import Image
 
 from zoo.body import coarse_from_smpl12
 from zoo.datamodules.datasets.smpl_market import ImagePool, PairedViews, read_labels, read_pickle, read_rgb
-from zoo.datamodules.datasets.smpl_uv import (SMPLTopology, load_smpl_topology, render_fit, require_file,
-                                              scale_intrinsics, spin_intrinsics, vertices_from_params)
+from zoo.datamodules.datasets.smpl_uv import (
+    SMPLTopology,
+    load_smpl_topology,
+    render_fit,
+    require_file,
+    scale_intrinsics,
+    spin_intrinsics,
+    vertices_from_params,
+)
 
 DEEPFASHION_HOWTO = ("Get the DeepFashion In-shop Clothes Retrieval images (Liu et al., CVPR 2016; non-commercial "
                      "research licence, access on request from the DeepFashion authors) into <root>/img, HPBTT's split "

@@ -21,9 +21,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from zoo.body.smplx_params import read_smplx_params, smplx_camera_vertices
-from zoo.render import (composite, intrinsics, rasterize, rasterize_uv_atlas, render_uv, rgb_texture_channels,
-                        texel_view_cosines)
-from zoo.render.occlusion import occlusion_from_uv
+from zoo.render import composite, intrinsics, rasterize, rasterize_uv_atlas, render_uv, rgb_texture_channels, texel_view_cosines
+from zoo.render.occlusion import dilations_for, occlusion_from_uv
 
 SUBFOLDERS = ("rgb", "segm", "smplx")
 
@@ -160,7 +159,7 @@ class DinarFolder(Dataset):
         frags = rasterize(vertices[None].float(), self.body.faces, K[None].float(), (S, S))
         uv, uv_mask = render_uv(frags, self.body.corner_uvs)
         if self.limb_colours is not None:
-            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask)
+            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask, dilations=dilations_for(S))
         else:
             occlusion = torch.zeros_like(uv_mask)
         image = image * 2 - 1

@@ -142,5 +142,6 @@ def background(g: torch.Generator, size: tuple[int, int]) -> torch.Tensor:
         h, w = int(_uniform(g, 0.1, 0.6) * H), int(_uniform(g, 0.1, 0.6) * W)
         r, c = _choice(g, max(H - h, 1)), _choice(g, max(W - w, 1))
         image[:, r:r + h, c:c + w] = _colour(g)[:, None, None]
-    noise = F.interpolate(torch.randn(1, 3, max(H // 8, 2), max(W // 8, 2), generator=g), size=(H, W), mode="bilinear", align_corners=False)[0]
+    coarse = torch.randn(1, 3, max(H // 8, 2), max(W // 8, 2), generator=g)
+    noise = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)[0]
     return (image + 0.05 * noise).clamp(0, 1)

@@ -21,7 +21,6 @@ The fitted mesh is in camera space as `vertices + cam_t` (OpenCV axes); the came
 from __future__ import annotations
 
 import abc
-
 import logging
 import os
 from collections.abc import Hashable, Mapping, Sequence

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from zoo.datamodules.datasets.synthetic_people import SyntheticPeople
 from zoo.datamodules.resumable import random_choice, split_index
 from zoo.render import composite, rasterize_uv_atlas, rgb_texture_channels, sample_texture, texel_view_cosines
-from zoo.render.occlusion import occlusion_from_uv
+from zoo.render.occlusion import dilations_for, occlusion_from_uv
 
 AVATAR_UV_FILES = ("face_mask_uv", "limb_colours_uv", "mesh_faces", "mesh_corner_uvs")
 
@@ -52,7 +52,8 @@ class SyntheticAvatarPairs(Dataset):
         split: "train", "val" or "test".
         pairs: "random" (a new target view each time) or "fixed" (the next view of the person).
         erode: odd erosion of the source person mask before scattering (DINAR: 5).
-        occlusion_detector: keep self-occlusion outlines out of the RGB texture (DINAR 3.5).
+        occlusion_detector: keep self-occlusion outlines out of the RGB texture (DINAR 3.5),
+            dilated as much as DINAR's at 512 px relative to the body (`dilations_for`).
     """
 
     def __init__(self, folder: str | Path, split: str = "train", pairs: str = "random", erode: int = 5,
@@ -104,7 +105,7 @@ class SyntheticAvatarPairs(Dataset):
         item["target_image"] = composite(target["image"], target["mask"], 1.0)
         uv, uv_mask = item["source_uv"][None], item["source_uv_mask"][None]
         if self.occlusion_detector:
-            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask)
+            occlusion = occlusion_from_uv(self.limb_colours, uv, uv_mask, dilations=dilations_for(uv.shape[1]))
         else:
             occlusion = torch.zeros_like(uv_mask)
         item["source_occlusion"] = occlusion[0]

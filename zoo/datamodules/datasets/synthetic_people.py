@@ -44,8 +44,18 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
-from zoo.render import (composite, dilate_texture, fill_texture_gaps, look_at_body, rasterize, render_labels, render_uv,
-                        sample_texture, scatter_to_uv, to_camera)
+from zoo.render import (
+    composite,
+    dilate_texture,
+    fill_texture_gaps,
+    look_at_body,
+    rasterize,
+    render_labels,
+    render_uv,
+    sample_texture,
+    scatter_to_uv,
+    to_camera,
+)
 from zoo.render.body_maps import body_uv_maps
 from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
 from zoo.render.shading import render_normals, vertex_normals
@@ -56,6 +66,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: renders sample a seam-padded texture
 SPLITS = ("train", "val", "test")
+BACKGROUND_SEED = 7_000_000_007  # item backgrounds: far from the generation seeds (seed * 1_000_003 + pid)
 
 
 @dataclass(frozen=True)
@@ -330,7 +341,11 @@ class SyntheticPeople(Dataset):
         K (3, 3); vertices (V, 3) when stored; view_id, person_id (global identity) int64;
         texture (3, T, T) in [-1, 1] ground truth; texture_mask (1, T, T);
         partial (3, T, T) the first view scattered into UV; known_mask (1, T, T) texels a pixel
-        landed on; gap_mask (1, T, T) texels filled by the gap fill (zeros without `fill_gaps`).
+        landed on; gap_mask (1, T, T) texels filled by the gap fill (zeros without `fill_gaps`);
+        background (3, H, W) in [-1, 1], a procedural background that is NOT the image's own (the
+        backdrop Texformer's protocol composites renders over for the ReID / style losses and the
+        texformer-variant metrics; the pair shares it): a fresh random one per call with
+        pairs="random", else a fixed one per item index.
 
     Args:
         folder: a cache folder written by `generate`.
@@ -352,6 +367,7 @@ class SyntheticPeople(Dataset):
         if not (root / "meta.json").is_file():
             raise FileNotFoundError(f"{root} is not a generated synthetic people folder (no meta.json)")
         self.folder, self.split, self.pairs, self.partial_erode = root / split, split, pairs, partial_erode
+        self.random = pairs == "random"
         self.fill_gaps = fill_gaps
         self.meta = json.loads((root / "meta.json").read_text())
         load = lambda name: np.load(self.folder / f"{name}.npy", mmap_mode="r")  # noqa: E731
@@ -383,6 +399,16 @@ class SyntheticPeople(Dataset):
             item["vertices"] = torch.from_numpy(np.array(self.vertices[index]))
         return item
 
+    def background(self, index: int, size: tuple[int, int], draw: int | None = None) -> torch.Tensor:
+        """(3, H, W) in [-1, 1]: random when `random` (from the sampler's `draw` when given, so a
+        resumed run sees the same backgrounds, else the global torch RNG), else seeded by `index`
+        from a stream disjoint from the generation seeds."""
+        if self.random:
+            seed = draw * 4 + 1 if draw is not None else int(torch.randint(2**62, ()))
+        else:
+            seed = BACKGROUND_SEED + index
+        return background(torch.Generator().manual_seed(seed), size) * 2 - 1
+
     def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """One item; `index` may be `(index, draw)` (`zoo.datamodules.resumable.ResumableSampler`):
         with "random" pairs the partner is then `draw`'s choice, so a resumed run picks the same
@@ -402,6 +428,7 @@ class SyntheticPeople(Dataset):
             filled = fill_texture_gaps(partial, known, self.texture_mask[None])
             partial, gap = filled["texture"], filled["filled_mask"]
         item["known_mask"], item["gap_mask"], item["partial"] = known[0], gap[0], partial[0]
+        item["background"] = self.background(index, tuple(item["image"].shape[-2:]), draw)
         if self.pairs != "none":
             others = self.views_of[person]
             others = others[others != index]
