@@ -101,6 +101,7 @@ def refinetex(device: str, dry: bool) -> None:
         data[p + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
         data[p + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
         data[p + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
+    data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
     data["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
     data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1  # the render is composited over it
     data["texture_mask"] = torch.ones(batch, 1, T, T)

@@ -75,6 +75,8 @@ def dinar(reps: int, tiny: bool) -> list[str]:
     from zoo.body import AnnyBody
     from zoo.modules.diffusion_unet import DiffusionUNet
     from zoo.modules.dinar import DinarAvatarNet
+    from zoo.modules.neural_renderer import NeuralRenderer
+    from zoo.modules.stylegan2 import StyleEncoder, TextureGenerator
     from zoo.modules.vqgan import VQGAN
     from zoo.render import look_at_body, rasterize, render_uv, to_camera
     from zoo.render.neural_texture import rgb_texture_channels
@@ -95,12 +97,9 @@ def dinar(reps: int, tiny: bool) -> list[str]:
           {"base_channels": 64, "channel_multipliers": [1, 2, 4], "num_res_blocks": 2, "resolution": 256,
            "num_codes": 8192, "norm_groups": 16})
     torch.manual_seed(0)
-    net = DinarAvatarNet(
-        encoder={"class_path": "zoo.modules.stylegan2.StyleEncoder", "init_args": {"image_size": image, **sg2}},
-        generator={"class_path": "zoo.modules.stylegan2.TextureGenerator",
-                   "init_args": {"texture_size": texture, "out_channels": 16, **sg2}},
-        renderer={"class_path": "zoo.modules.neural_renderer.NeuralRenderer", "init_args": renderer},
-        use_rgb_channels=True).eval()
+    net = DinarAvatarNet(NeuralRenderer(**renderer), encoder=StyleEncoder(image_size=image, **sg2),
+                         generator=TextureGenerator(texture_size=texture, out_channels=16, **sg2),
+                         use_rgb_channels=True).eval()
     vqgan = VQGAN(in_channels=5, latent_channels=6, code_dim=6, **vq)
     system = LatentInpaintingSystem(DiffusionUNet(in_channels=13, out_channels=6, dropout=0.0, **unet), vqgan).eval()
 

@@ -50,6 +50,7 @@ def make_batches(n: int) -> list[dict]:
             b[p + "parts"] = torch.randint(0, 8, (BATCH, H, W), generator=g)
             b[p + "uv"] = torch.rand(BATCH, H, W, 2, generator=g) * 1.8 - 0.9
             b[p + "mask"] = (torch.rand(BATCH, 1, H, W, generator=g) > 0.3).float()
+        b["background"] = torch.rand(BATCH, 3, H, W, generator=g) * 2 - 1
         b["texture"] = torch.rand(BATCH, 3, T, T, generator=g) * 2 - 1
         b["texture_mask"] = torch.ones(BATCH, 1, T, T)
         batches.append(b)

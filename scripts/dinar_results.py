@@ -19,6 +19,7 @@ import csv
 import datetime
 import json
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,10 +66,15 @@ def train(args) -> None:
     data = json.loads(args.data) if args.data else None
     for row in args.rows:
         path = row_config(row, args.out, args.steps, data)
-        last = args.out / row / "ckpt" / "last.ckpt"
+        # the newest "last" checkpoint (Lightning writes last-v1.ckpt when a resumed run finds last.ckpt)
+        lasts = sorted((args.out / row / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         command = [sys.executable, "-m", "zoo", "fit", "--config", str(path)]
-        if last.is_file():
-            command.append(f"--ckpt_path={last}")
+        if lasts:
+            command.append(f"--ckpt_path={lasts[-1]}")
+            logs = args.out / row / "csv" / "version_0"
+            if (logs / "metrics.csv").is_file():  # a resumed run rewrites metrics.csv: keep the earlier part
+                part = len(list(logs.glob("metrics_part*.csv"))) + 1
+                shutil.copy(logs / "metrics.csv", logs / f"metrics_part{part}.csv")
         print(" ".join(command), flush=True)
         subprocess.run(command, check=True, cwd=args.out)
 
@@ -80,7 +86,8 @@ def checkpoint_of(row: str, out: Path, step: int | None) -> Path:
         found = sorted((out / row / "ckpt").glob(f"*step={step}.ckpt"))
         if found:
             return found[0]
-    return out / row / "ckpt" / "last.ckpt"
+    lasts = sorted((out / row / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return lasts[-1] if lasts else out / row / "ckpt" / "last.ckpt"
 
 
 def evaluate_row(row: str, out: Path, reid, step: int | None = None) -> tuple[dict, dict]:
@@ -174,6 +181,41 @@ def figure(examples: dict[str, dict]) -> Path:
     return save_png(grid(rows), REPO / "docs" / "dinar_figure.png")
 
 
+@torch.no_grad()
+def animation_strip(out: Path, row: str, step: int | None, people: int = 2) -> Path:
+    """Avatars of held-out people (test split) in new poses: turntable (4 yaws) + walk (4 phases),
+    drawn by the `row` network through zoo.callbacks.avatar_writer.render_avatar."""
+    from zoo.body import AnnyBody
+    from zoo.body.animation import turntable, walk_cycle
+    from zoo.callbacks.avatar_writer import render_avatar
+    from zoo.cli import ZooCLI
+    from zoo.utils.images import grid, save_png, to_uint8
+
+    cli = ZooCLI(args=["--config", str(out / row / "row_config.yaml"), "--trainer.logger=false"], run=False)
+    system, dm = cli.model, cli.datamodule
+    state = torch.load(checkpoint_of(row, out, step), map_location="cpu", weights_only=False)
+    system.load_state_dict(state["state_dict"], strict=True)
+    system.eval()
+    dm.prepare_data()
+    dm.setup("test")
+    body, rows, seen = AnnyBody(), [], set()
+    standing, yaws = turntable(body, 4)
+    walking = walk_cycle(body, 4)
+    size = int(dm.settings.image_size[0])
+    for batch in dm.test_dataloader():
+        textures = system.source_texture(batch)
+        for i, person in enumerate(batch["person_index"].tolist()):
+            if person in seen or len(rows) >= people:
+                continue
+            seen.add(person)
+            frames = torch.cat([render_avatar(system.network, textures[i], standing, body.faces, body.corner_uvs, yaws,
+                                              size, background=system.hparams.background),
+                                render_avatar(system.network, textures[i], walking, body.faces, body.corner_uvs,
+                                              [30.0] * 4, size, background=system.hparams.background)])
+            rows.append([to_uint8(batch[system.hparams.source_prefix + "image"][i])] + [to_uint8(f) for f in frames])
+    return save_png(grid(rows), REPO / "docs" / "dinar_animation.png")
+
+
 def paired(results: dict, a: str, b: str, view: str, metric: str) -> tuple[float, float]:
     """Mean and standard error of the per-pair difference a - b (same test pairs, same order)."""
     x, y = results[a]["per_pair"][(view, metric)], results[b]["per_pair"][(view, metric)]
@@ -192,6 +234,7 @@ def evaluate(args) -> None:
         results[row], examples[row] = evaluate_row(row, args.out, reid, args.step)
     curve_path, first_last = curves(args.out, rows)
     fig = figure(examples)
+    strip = animation_strip(args.out, "both", args.step) if "both" in rows else None
     lines = ["# DINAR stage 1 on synthetic people (CPU size): texture rows of the paper's Table 2", "",
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
              f"`python scripts/dinar_results.py evaluate` on {platform.processor() or platform.machine()}, "
@@ -219,6 +262,8 @@ def evaluate(args) -> None:
     lines += ["Training (train/l2, moving average of 5 logged values, early vs last):", ""]
     lines += [f"- {ROWS[r]}: {a:.4f} -> {b:.4f} at step {s}" for r, (a, b, s) in first_last.items()]
     lines += ["", f"![renders]({fig.name})", "", f"![curves]({curve_path.name})", ""]
+    if strip is not None:
+        lines += [f"![animation]({strip.name})", ""]
     (args.out / "results_tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

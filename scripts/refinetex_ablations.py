@@ -209,7 +209,9 @@ def stats(runs: dict[int, dict], key: str) -> tuple[float, float, float, int] | 
 
 def cell(runs: dict[int, dict], key: str) -> str:
     s = stats(runs, key)
-    return "-" if s is None else f"{s[0]:.4f} ± {(s[2] - s[1]) / 2:.4f}"
+    if s is None:
+        return "-"
+    return f"{s[0]:.4f} (1 seed)" if s[3] == 1 else f"{s[0]:.4f} ± {(s[2] - s[1]) / 2:.4f}"
 
 
 def direction(runs: dict, better: str, worse: str, keys: list[str]) -> str:
@@ -256,8 +258,9 @@ def reading(runs: dict, curves: dict) -> list[str]:
                   "visible texels likewise (plus L_url in the URL / full rows). Those feature losses constrain colours "
                   "weakly and must first teach the flow that maps each texel to its image pixel, which the paper does "
                   "in 200 epochs at width 128 on a GPU. The quick-start U-Net is handed the scattered visible texels "
-                  "and is trained with L1 to the ground-truth texture on every texel, the metric itself. A few hundred "
-                  "CPU steps at width 16 give RefineTex textures that are still far from the person (figure), so "
+                  "and is trained with L1 to the ground-truth texture on every texel, the metric itself. "
+                  f"{next(iter(runs['full'].values()))['steps']} CPU steps at width 16 give RefineTex textures that "
+                  "are colour blobs, still far from the person (figure), so "
                   "this comparison is not a test of the method; it needs the GPU-sized config "
                   "(`configs/refinetex/synthetic.yaml`) trained for epochs, not steps.", ""]
     return lines + [""]
@@ -287,7 +290,12 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         "- Test: the 30 views of the 5 held-out identities; SV = the input view; NV = the texture of each view rendered "
         "into every other view of the same person (150 ordered pairs).",
         "- Losses use the fixed system: the confidence network sees the input image alone; ReID / style / cycle renders "
-        "are composited over the data module's random background, never over the real image.", "",
+        "are composited over the data module's random background, never over the real image.",
+        "- Rows with fewer seeds than planned (out of time on the shared CPU): " + (", ".join(
+            f"{TITLES[n]} ({len(runs.get(n, {}))} of {len(seeds)} seeds)" for n in ["quickstart", *NAMES]
+            if len(runs.get(n, {})) < len(seeds)) or "none") + ".",
+        "- fit s: wall seconds on a machine shared with other jobs (load average 8-12 during the run), not a speed "
+        "measurement; a run resumed after a restart of the script counts only its last segment.", "",
         "## Texture metrics vs the ground truth (visible = texels seen in the input view)", "",
         "| model | fit s / seed | " + " | ".join(k.removeprefix("texture/").replace("/", " ") for k in TEXTURE_KEYS) + " |",
         "|---" * (2 + len(TEXTURE_KEYS)) + "|"]
@@ -295,8 +303,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         fit = sum(r["fit_s"] for r in runs[name].values()) / len(runs[name])
         lines.append(f"| {TITLES[name]} | {fit:.0f} | " + " | ".join(cell(runs[name], k) for k in TEXTURE_KEYS) + " |")
     lines += ["", "## Image metrics (standard variant: render over the real image's background vs the real image)", "",
-              "| model | " + " | ".join(k.replace("/", " ").upper().replace("SSIM", "ssim").replace("PSNR", "psnr")
-                                       .replace("COSSIM", "cossim") for k in IMAGE_KEYS) + " |",
+              "| model | " + " | ".join(f"{k.split('/')[0].upper()} {k.split('/')[1]}" for k in IMAGE_KEYS) + " |",
               "|---" * (1 + len(IMAGE_KEYS)) + "|"]
     for name in [n for n in order if n != "quickstart"]:
         lines.append(f"| {TITLES[name]} | " + " | ".join(cell(runs[name], k) for k in IMAGE_KEYS) + " |")
@@ -342,13 +349,16 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines += ["## Old vs new", "", previous["description"], "",
                   "| model | metric | old | new (mean over seeds) |", "|---|---|---|---|"]
         for name, old in previous["results"].items():
+            if name not in runs:
+                continue
             for key, value in old.items():
                 new = stats(runs.get(name, {}), key)
                 lines.append(f"| {TITLES[name]} | {key} | {fmt(value)} | {fmt(new[0] if new else None)} |")
         lines.append("")
     lines += ["## Caveats", "",
-              "- Width 16 at UV 64x64 for a few hundred steps is far from the paper's training (width 128, 200 epochs on "
-              "Market-1501); these are small models early in training, with two seeds per row.",
+              "- Width 16 at UV 64x64 for 100 steps is far from the paper's training (width 128, 200 epochs on "
+              "Market-1501); these are small models early in training, with two seeds per row (one for the "
+              "quick-start reference).",
               "- The standard image metrics include the background the render copies from the real image, so SV/NV SSIM "
               "and PSNR are inflated and compress the differences; the texture metrics are the sharper signal.",
               "- CosSim here reads the zoo's small synthetic ReID network (`reid-synthetic`), not PCB.",

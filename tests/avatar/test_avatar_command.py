@@ -130,3 +130,19 @@ def test_dinar_avatar_end_to_end(mediapipe_models, photos, tmp_path, capsys, req
         assert gif.size == (64, 64) and gif.n_frames == 24  # the encoder's 64 px, one turn
     with Image.open(tmp_path / "texture" / "person.png") as texture:
         assert texture.size == (64, 64)
+
+
+def test_refinetex_system_texture_from_a_fitted_photo(anny_body):
+    """The RefineTexSystem branch: a 2:1 re-crop of the person and the fitted body's part labels
+    go through the (tiny, untrained) network; the texture has the network's UV size."""
+    from tests.systems.test_refinetex_system import UV, tiny_system
+    from zoo.avatar.methods import TextureFromPhoto
+    from zoo.fit.synthetic import random_person, render_photo
+
+    betas, pose, texture = random_person(anny_body, seed=1, texture_size=32)
+    photo = render_photo(anny_body, betas, pose, texture, (128, 128), seed=1)
+    texturer = TextureFromPhoto(tiny_system(reid=None, reid_weight=0.0, style_weight=0.0).eval(), anny_body)
+    crop = torch.from_numpy(photo.image.copy()).permute(2, 0, 1).float() / 255
+    out = texturer(crop, torch.from_numpy(photo.mask.astype(np.float32))[None], photo.vertices, photo.K)
+    assert out["texture"].shape == (3, UV, UV)
+    assert 0.0 <= float(out["texture"].min()) and float(out["texture"].max()) <= 1.0

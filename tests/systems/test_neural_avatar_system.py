@@ -100,3 +100,12 @@ def test_paper_config_fails_at_start_before_any_data(tmp_path, monkeypatch):
         main(["fit", "--config", str(ROOT / "configs" / "dinar" / "avatar_dinar.yaml"), "--trainer.logger=false",
               f"--data.init_args.data_dir={data}", "--trainer.accelerator=cpu"])
     assert not data.exists()
+
+
+def test_avatar_writer_body_must_be_a_module_config(tmp_path):
+    from zoo.callbacks.avatar_writer import AvatarWriter
+
+    with pytest.raises(ValueError, match="class_path"):
+        AvatarWriter(str(tmp_path), body={"phenotypes": "all"})
+    with pytest.raises(ValueError, match="multiple of 8"):
+        AvatarWriter(str(tmp_path), render_size=30)

@@ -133,7 +133,8 @@ class TextureFromPhoto:
         person = image[..., :, x0:x0 + S // 2] * mask[None, :, :, x0:x0 + S // 2]
         person_image = F.interpolate(person, size=(H, W), mode="bilinear", antialias=True, align_corners=False)
         part_map = F.interpolate(parts[None, None, :, x0:x0 + S // 2].float(), size=(H, W), mode="nearest")[0].long()
-        texture = self.system(person_image, part_map)["texture"][0]
+        out = self.system(person_image, part_map)  # RefineTexOutput (or a dict with "texture")
+        texture = (out.texture if hasattr(out, "texture") else out["texture"])[0]
         return {"texture": (texture.clamp(-1, 1) + 1) / 2, "partial": None, "known_mask": None}
 
 
