@@ -103,7 +103,6 @@ def refinetex(device: str, dry: bool) -> None:
         data[p + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
     data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
     data["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
-    data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1  # the render is composited over it
     data["texture_mask"] = torch.ones(batch, 1, T, T)
     data = {k: v.to(device) for k, v in data.items()}
     rows = []
