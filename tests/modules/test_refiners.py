@@ -255,10 +255,10 @@ def test_paper_config_builds_consistent_modules():
     assert isinstance(modules["backbone"], TexformerBackbone)
     assert modules["refiner"].in_channels == 4  # the backbone's key image
     assert modules["refiner"].deform.align_corners == modules["fusion"].align_corners
-    assert modules["uncertainty"].in_channels == 6
+    assert modules["uncertainty"].in_channels == 3  # sigma read from the input image (the head's default)
     # implementation notes sections 1-2: Texformer width 128 everywhere, 8 heads of 16 channels, UV
     # 128x128; refiner channels {4, 128, 128, 128, 6} with a 3x3 deformable conv (18 offset channels);
-    # confidence network 6 input channels (render + image), 128 wide
+    # confidence network 128 wide
     backbone, refiner = modules["backbone"], modules["refiner"]
     assert (backbone.feat_dim, backbone.uv_size, backbone.part_label_max) == (128, (128, 128), 7)
     assert {(unit.num_heads, unit.feat_dim // unit.num_heads) for unit in backbone.attention} == {(8, 16)}
