@@ -63,8 +63,8 @@ _REID: list[str] = []
 
 def _refinetex():
     from zoo.losses.refinetex import RefineTexLoss
-    from zoo.modules.refinetex import RefineTexNet
     from zoo.modules.refiners import DeformableRefiner
+    from zoo.modules.refinetex import RefineTexNet
     from zoo.modules.reid import SmallReID
     from zoo.modules.texformer import TexformerBackbone
     from zoo.modules.uncertainty import UncertaintyHead

@@ -36,8 +36,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from zoo.datamodules.datasets.deepfashion import read_fit
-from zoo.datamodules.datasets.photo_files import (ASPECT_CHOICES, DEFAULT_MAX_PIXELS, box_for_aspect, boxed,
-                                                  open_photo)
+from zoo.datamodules.datasets.photo_files import ASPECT_CHOICES, DEFAULT_MAX_PIXELS, box_for_aspect, boxed, open_photo
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file, scale_intrinsics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

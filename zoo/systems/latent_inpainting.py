@@ -21,12 +21,12 @@ import torch.nn.functional as F
 
 from zoo.diffusion import GaussianDiffusion
 from zoo.diffusion.sampling import canonical_sampler
+from zoo.metrics.item_means import log_item_means
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.metrics.item_means import log_item_means
 from zoo.utils.ema import ExponentialMovingAverage
 from zoo.utils.images import preview
 

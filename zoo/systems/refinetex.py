@@ -30,11 +30,11 @@ from torchmetrics import MeanMetric
 from zoo.losses.refinetex import VIEW_KEYS, RefineTexLoss, batch_view, check_batch, resize
 from zoo.metrics import NovelViewMetrics, build_image_metrics, render_scores, texture_metrics
 from zoo.metrics.image import VARIANTS
+from zoo.metrics.item_means import log_item_means
 from zoo.metrics.tables import view_and_texture_tables, write_metric_tables
 from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
-from zoo.metrics.item_means import log_item_means
 from zoo.render import render_over_image
 from zoo.systems.common import FrozenNetworks, log_image_grid, logger_writes_this_step
 from zoo.utils.frozen import freeze

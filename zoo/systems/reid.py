@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from zoo.metrics.item_means import log_item_means
 from zoo.modules.reid import SmallReID
 from zoo.pretrained import export_folder
-from zoo.metrics.item_means import log_item_means
 
 log = logging.getLogger(__name__)
 

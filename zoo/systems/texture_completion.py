@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from zoo.metrics import build_image_metrics, texture_metrics
+from zoo.metrics.item_means import item_mean, log_item_means
 from zoo.metrics.tables import write_metric_tables
 from zoo.modules.texture_unet import TextureUNet
 from zoo.render import render_over_image as render_in_view
 from zoo.utils.images import grid, log_picture, to_uint8
-from zoo.metrics.item_means import item_mean, log_item_means
 from zoo.utils.runs import run_dir
 
 log = logging.getLogger(__name__)

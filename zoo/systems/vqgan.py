@@ -18,13 +18,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from zoo.metrics.item_means import log_item_means
 from zoo.metrics.lpips import load_lpips_weights
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
 from zoo.render import texture_with_masks
 from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.metrics.item_means import log_item_means
 from zoo.utils.images import preview
 
 log = logging.getLogger(__name__)

@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from zoo.datamodules.datasets.procedural import background, paint_texture
+from zoo.datamodules.resumable import random_choice, split_index
 from zoo.render import (
     composite,
     dilate_texture,
@@ -60,7 +61,6 @@ from zoo.render.body_maps import body_uv_maps
 from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
 from zoo.render.shading import render_normals, vertex_normals
 from zoo.utils.files import build_once
-from zoo.datamodules.resumable import random_choice, split_index
 
 log = logging.getLogger(__name__)
 
