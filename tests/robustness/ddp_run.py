@@ -27,7 +27,10 @@ def main() -> None:
     torch.set_num_threads(1)
     pl.seed_everything(0)
     make_system, make_data, per_batch = SYSTEMS[name]
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+    # GAN systems step G and D separately (manual optimisation): each step leaves the other's
+    # parameters without gradients, which DDP must be told to expect.
+    strategy = "auto" if devices == 1 else ("ddp_find_unused_parameters_true" if name == "vqgan" else "ddp")
+    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy,
                          max_steps=2 * per_batch, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[RNGState(), CheckpointGuard()])
     system, data = make_system(), make_data(data_dir)
