@@ -43,7 +43,19 @@ def _check_size(value: Sequence[int], name: str, length: int) -> list[int]:
     return values
 
 
+
+def _resnet_stages(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of layers 1-4 of a torchvision-style ResNet (`net` has conv1, bn1, relu, maxpool, layer1-4)."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    out = []
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        x = layer(x)
+        out.append(x)
+    return out
+
+
 @dataclass
+
 class ReIDOutput:
     """What a ReID network's forward returns.
 
@@ -210,13 +222,7 @@ class PCBReID(ReIDNetwork):
         self.heads = nn.ModuleList(_PCBHead(2048, bottleneck_dim, num_classes, dropout) for _ in range(stripes))
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        b = self.backbone
-        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-        out = []
-        for layer in (b.layer1, b.layer2, b.layer3, b.layer4):
-            x = layer(x)
-            out.append(x)
-        return out
+        return _resnet_stages(self.backbone, x)
 
     def forward(self, image: torch.Tensor) -> ReIDOutput:
         feats = self.features(image)
@@ -257,12 +263,7 @@ class TorchreidResNet50(ReIDNetwork):
         self.classifier = nn.Linear(2048, num_classes)
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        out = []
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            out.append(x)
-        return out
+        return _resnet_stages(self, x)
 
     def forward(self, image: torch.Tensor) -> ReIDOutput:
         feats = self.features(image)
