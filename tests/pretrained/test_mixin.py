@@ -188,3 +188,20 @@ def test_an_interrupted_save_keeps_the_old_files(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         Tiny(5).save_pretrained(tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_module_saved_under_its_old_class_path_still_loads(tmp_path):
+    """VectorQuantizer moved from zoo.modules.vqgan to zoo.modules.quantize: folders saved before load."""
+    from zoo.modules.quantize import VectorQuantizer
+
+    torch.manual_seed(0)
+    saved = VectorQuantizer(num_codes=8, code_dim=3)
+    saved.save_pretrained(tmp_path / "vq")
+    config_file = tmp_path / "vq" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert config["class_path"] == "zoo.modules.quantize.VectorQuantizer"
+    config["class_path"] = "zoo.modules.vqgan.VectorQuantizer"  # what a folder saved before the split holds
+    config_file.write_text(yaml.safe_dump(config))
+    for loaded in (load_pretrained(tmp_path / "vq"), VectorQuantizer.from_pretrained(tmp_path / "vq")):
+        assert type(loaded) is VectorQuantizer and (loaded.num_codes, loaded.code_dim) == (8, 3)
+        assert torch.equal(loaded.embedding.weight, saved.embedding.weight)

@@ -19,7 +19,15 @@ import yaml
 from safetensors.torch import load_model, save_model
 
 from zoo import __version__
-from zoo.pretrained.config import MODULE_CLASSES, build_module, class_path_of, is_module_config, record_init_args, to_plain
+from zoo.pretrained.config import (
+    MODULE_CLASSES,
+    build_module,
+    class_path_of,
+    current_class_path,
+    is_module_config,
+    record_init_args,
+    to_plain,
+)
 from zoo.pretrained.registry import REGISTRY, resolve
 
 CONFIG_NAME = "config.yaml"
@@ -135,7 +143,7 @@ class PretrainedMixin:
         if entry is not None and config["class_path"] != entry.class_path:
             raise TypeError(f"{folder} holds a {config['class_path']}, but the registry entry "
                             f"{entry.name!r} is a {entry.class_path}; re-create it ({entry.how_to_get})")
-        module_cls = MODULE_CLASSES.get(config["class_path"])
+        module_cls = MODULE_CLASSES.get(current_class_path(config["class_path"]))
         if module_cls is not None and cls is not PretrainedMixin and not issubclass(module_cls, cls):
             raise TypeError(f"{folder} holds a {config['class_path']}, which is not a {class_path_of(cls)}")
         weights = folder / WEIGHTS_NAME
