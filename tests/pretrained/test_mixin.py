@@ -136,6 +136,24 @@ def test_the_registry_entry_checks_the_class_and_the_checksum(tmp_path, monkeypa
         assert entry.source and entry.licence
 
 
+def test_every_entry_pins_its_bytes_or_says_why_not(tmp_path, monkeypatch, caplog):
+    import re
+
+    from zoo.pretrained.registry import REGISTRY, PretrainedEntry
+
+    for entry in REGISTRY.values():
+        assert (entry.sha256 is not None and re.fullmatch("[0-9a-f]{64}", entry.sha256)) or (
+            entry.sha256 is None and len(entry.unpinned) > 20), entry.name
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setitem(REGISTRY, "tiny-unpinned", PretrainedEntry(
+        name="tiny-unpinned", class_path=f"{__name__}.Tiny", description="test", how_to_get="test", source="test",
+        licence="test", unpinned="trained by this test"))
+    Tiny().save_pretrained(tmp_path / "tiny-unpinned")
+    with caplog.at_level("INFO", logger="zoo.pretrained.mixin"):
+        load_pretrained("tiny-unpinned")
+    assert "tiny-unpinned: bytes not verified (no sha256: trained by this test)" in caplog.text
+
+
 def test_a_working_directory_folder_never_shadows_a_name(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

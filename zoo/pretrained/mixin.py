@@ -9,6 +9,7 @@ folder that is not a saved zoo module unless asked to, and writes each file atom
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -29,6 +30,8 @@ from zoo.pretrained.config import (
     to_plain,
 )
 from zoo.pretrained.registry import REGISTRY, resolve
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
@@ -152,6 +155,8 @@ class PretrainedMixin:
         if entry is not None and entry.sha256 is not None and sha256_of(weights) != entry.sha256:
             raise ValueError(f"{weights} does not have the sha256 recorded for {entry.name!r} ({entry.sha256}); "
                              f"the file is corrupt or another model: re-create it ({entry.how_to_get})")
+        if entry is not None and entry.sha256 is None:
+            log.info("%s: bytes not verified (no sha256: %s)", entry.name, entry.unpinned)
         module = build_module(config, str(folder / CONFIG_NAME))
         if cls is not PretrainedMixin and not isinstance(module, cls):
             raise TypeError(f"{folder} holds a {config['class_path']}, which is not a {class_path_of(cls)}")
