@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml"))
 # configs that need a local asset not present in tests get it switched off here; each one's failure at
 # start without the asset is tested next to the config (tests/test_configs_inpainting.py)
-WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"]}  # LPIPS(vgg) file
+WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"],  # LPIPS(vgg) file
+                  "dinar/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"]}
 
 
 def test_there_are_configs():
