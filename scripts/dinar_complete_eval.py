@@ -73,17 +73,38 @@ def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed
     return torch.where(b_fill > 0.5, torch.cat([partial * b_fill, filled, gap], 1), decoded)
 
 
-def sampler_table(system, unet, batch: dict, seeds: int, ddpm: bool) -> tuple[list[dict], dict]:
-    rows, outputs = [], {}
+def cached(args, name: str, fn) -> dict:
+    """fn() -> dict of tensors / floats, saved under <work>/eval_cache/<name>.pt (a restart reuses it)."""
+    path = args.work / "eval_cache" / f"{name}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    with Timer() as t:
+        out = fn()
+    out = {**out, "wall": t.wall, "cpu": t.cpu}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(out, path)
+    return out
 
-    def add(name, steps, fn, seed=0):
-        with Timer() as t:
-            pred = fn()
-        errs = {k: float(v.nanmean()) for k, v in texel_errors(pred, batch).items()}
-        rows.append({"method": name, "steps": steps, "seed": seed, **errs, "wall_per_avatar": t.wall / len(pred),
-                     "cpu_per_avatar": t.cpu / len(pred), "per_item": {k: v.tolist() for k, v in texel_errors(pred, batch).items()}})
-        outputs.setdefault(name + (f" {steps}" if steps else ""), pred)
-        log.info("%s %s seed %d: %s (%.2f s / avatar)", name, steps, seed, errs, t.wall / len(pred))
+
+def sampler_table(args, system, unet, batch: dict, ddim200: dict[int, dict]) -> list[dict]:
+    """Every method on the same inputs; `ddim200` the cached DDIM 200 runs per seed (shared with the
+    Table 2 row, the same computation)."""
+    rows = []
+
+    def record(name, steps, seed, pred, wall, cpu):
+        errs = texel_errors(pred, batch)
+        means = {k: float(v.nanmean()) for k, v in errs.items()}
+        rows.append({"method": name, "steps": steps, "seed": seed, **means, "wall_per_avatar": wall / len(pred),
+                     "cpu_per_avatar": cpu / len(pred), "per_item": {k: v.tolist() for k, v in errs.items()}})
+        log.info("%s %s seed %d: %s (%.2f s / avatar)", name, steps, seed, means, wall / len(pred))
+
+    def add(name, steps, fn, seed=0, key=None):
+        out = cached(args, key, lambda: {"pred": fn()}) if key else None
+        if out is None:
+            with Timer() as t:
+                pred = fn()
+            out = {"pred": pred, "wall": t.wall, "cpu": t.cpu}
+        record(name, steps, seed, out["pred"], out["wall"], out["cpu"])
 
     b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
     add("mean fill (per channel)", None, lambda: mean_fill(batch))
@@ -94,13 +115,15 @@ def sampler_table(system, unet, batch: dict, seeds: int, ddpm: bool) -> tuple[li
         decoded = system.decode(system.encode(complete))[:, :19]
         return torch.where(b_fill > 0.5, batch["partial"] * b_fill, decoded)
     add("VQGAN oracle (merged texture encoded + decoded)", None, oracle)
-    samplers = SAMPLERS + ([("ddpm", 1000)] if ddpm else [])
+    for seed, out in ddim200.items():
+        record("diffusion ddim", 200, seed, out["texture"][:, :19], out["wall"], out["cpu"])
+    samplers = [s for s in SAMPLERS if s != ("ddim", 200)] + ([("ddpm", 1000)] if args.ddpm else [])
     for sampler, steps in samplers:
-        for seed in range(seeds if (sampler, steps) in (("ddim", 200), ("ddim", 50)) else 1):
+        for seed in range(args.seeds if (sampler, steps) == ("ddim", 50) else 1):
             add(f"diffusion {sampler}", steps, lambda: system.inpaint(
                 batch["partial"], batch["known_mask"], batch["gap_mask"], sampler=sampler, steps=steps,
-                generator=torch.Generator().manual_seed(seed)), seed)
-    return rows, outputs
+                generator=torch.Generator().manual_seed(seed)), seed, key=f"{sampler}{steps}_s{seed}")
+    return rows
 
 
 @torch.no_grad()
@@ -150,22 +173,41 @@ def encoder_noise(index: int, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def table2_textures(args, nets, system, people, plain, occ, index: list[int], seed: int) -> dict[str, torch.Tensor]:
-    """The texture of each Table 2 row for each input view (rows share the input)."""
+def stage1_textures(nets, people, plain, occ, index: list[int]) -> dict[str, torch.Tensor]:
+    """Single-view textures of the stage-1 rows for each input view (float32, noise seeded by the view)."""
     image = torch.stack([people.view(v)["image"] for v in index])
     mask = torch.stack([people.view(v)["mask"] for v in index])
     noise = torch.cat([encoder_noise(v, image.shape[-1]) for v in index])
     rgb_plain = torch.stack([plain.views[v][G:].float() for v in index])
     rgb_occ = torch.stack([occ.views[v][G:].float() for v in index])
-    both_plain = nets["both"].make_texture(image, mask, rgb_plain, noise=noise, noise_mode="const")
-    both_occ = nets["both"].make_texture(image, mask, rgb_occ, noise=noise, noise_mode="const")
-    out = {"RGB texture": nets["rgb"].make_texture(rgb_channels=rgb_plain),
-           "Neural texture": nets["neural"].make_texture(image, mask, None, noise=noise, noise_mode="const"),
-           "Both textures": both_plain}
-    if system is not None:
-        out["Both + inpainting"] = inpaint_full(system, both_plain, "ddim", 200, seed)
-        out["Both + inpainting + occlusion detector"] = inpaint_full(system, both_occ, "ddim", 200, seed)
-    return out
+    return {"RGB texture": nets["rgb"].make_texture(rgb_channels=rgb_plain),
+            "Neural texture": nets["neural"].make_texture(image, mask, None, noise=noise, noise_mode="const"),
+            "Both textures": nets["both"].make_texture(image, mask, rgb_plain, noise=noise, noise_mode="const"),
+            "both_occ": nets["both"].make_texture(image, mask, rgb_occ, noise=noise, noise_mode="const")}
+
+
+def finetuned(args, nets, avatar_pairs, occ, index, side, inpainted: torch.Tensor) -> torch.Tensor:
+    """DINAR's RGB fine-tuning (`zoo.inference.dinar_finetune.finetune_rgb`, its defaults and schedule:
+    64 steps, 128 with 64 rescale steps when the back is visible) of each inpainted texture on its
+    input view, through the frozen stage-1 renderer and discriminator; perceptual term: the stage-1
+    runs' stand-in (ReID features of reid-synthetic, LPIPS(vgg) weights are not on this machine) on
+    32 px crops (256 of 512, as stage 1 at 64 px)."""
+    from zoo.inference.dinar_finetune import finetune_rgb, finetune_schedule
+    from zoo.pretrained import load_pretrained
+    from zoo.systems.neural_avatar import build_perceptual
+
+    perceptual, _ = build_perceptual("reid", None, "reid-synthetic")
+    disc = load_pretrained(str(args.work / "stage1" / "both" / "discriminator")).eval()
+    out = []
+    for i, v in enumerate(index):
+        view, item = avatar_pairs.views.view(v), avatar_pairs[v]
+        steps, rescale = finetune_schedule(side[i] == "back")
+        result = finetune_rgb(inpainted[i:i + 1], nets["both"].renderer, view["image"][None], view["mask"][None],
+                              view["uv"][None], item["source_texel_cosines"][None], discriminator=disc, perceptual=perceptual,
+                              steps=steps, rescale_steps=rescale, crop_size=32, atlas_mask=occ[v]["atlas"][None],
+                              generator=torch.Generator().manual_seed(v))
+        out.append(result.texture[0].detach())
+    return torch.stack(out)
 
 
 def row_net(nets, row: str):
@@ -173,7 +215,7 @@ def row_net(nets, row: str):
 
 
 @torch.no_grad()
-def table2(args, nets, system, reid, people, plain, occ, index, side, seeds: int) -> tuple[dict, dict]:
+def table2(textures_by_seed: list[dict], nets, reid, people, batch, index) -> tuple[dict, dict]:
     """Per row and seed: per-input means over its novel views (the person's other views) of PSNR,
     MS-SSIM (3 scales), ReID cosine; and the RGB texel error on texels unseen in the input."""
     from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
@@ -183,11 +225,7 @@ def table2(args, nets, system, reid, people, plain, occ, index, side, seeds: int
     from zoo.systems.neural_avatar import uv_body_mask
 
     results, examples = {}, {}
-    batch = default_collate([occ[v] for v in index])
-    for seed in range(seeds):
-        textures = table2_textures(args, nets, system, people, plain, occ, index, seed)
-        if seed > 0:  # only the inpainting rows depend on the sampler seed
-            textures = {k: v for k, v in textures.items() if "inpainting" in k}
+    for seed, textures in enumerate(textures_by_seed):
         for row, tex in textures.items():
             net = row_net(nets, row)
             per = {"psnr": [], "ms_ssim": [], "reid_cos": []}
@@ -272,7 +310,8 @@ def evaluate(args) -> None:
     occ_dm.setup()
     plain_dm.setup()
     occ, plain = occ_dm.datasets["test"], plain_dm.datasets["test"]
-    people = occ_dm._synthetic_people().datasets["test"].views
+    avatar_pairs = occ_dm._synthetic_people().datasets["test"]
+    people = avatar_pairs.views
     if not torch.equal(occ.view_person, torch.as_tensor(people.view_person)):
         raise RuntimeError("pair order differs from the views' order")
     index, side = eval_items(occ, args.items)
@@ -292,13 +331,31 @@ def evaluate(args) -> None:
     vq_info = args.work / "vqgan_run" / "info.json"
     ctx["vqgan_info"] = json.loads(vq_info.read_text()) if vq_info.is_file() else {}
     ctx["stage1"] = {r: json.loads((args.work / "stage1" / r / "source.json").read_text()) for r in ("both", "neural", "rgb")}
+    nets = {r: stage1_net(args, r) for r in ("both", "neural", "rgb")}
+    textures = stage1_textures(nets, people, plain, occ, index)
+    both_occ = textures.pop("both_occ")
+    batch["partial"] = both_occ[:, :19]  # float32 single-view textures (the pairs store float16)
     with torch.no_grad():
         ctx["gap"] = denoising_gap(system, latents(args, system, "train"), latents(args, system, "test"))
         log.info("denoising gap %s", ctx["gap"])
-        ctx["samplers"], outputs = sampler_table(system, unet, batch, args.seeds, args.ddpm)
-    nets = {r: stage1_net(args, r) for r in ("both", "neural", "rgb")}
+        ddim_occ = {s: cached(args, f"ddim200_occ_s{s}", lambda: {"texture": inpaint_full(system, both_occ, "ddim", 200, s)})
+                    for s in range(args.seeds)}
+        ctx["samplers"] = sampler_table(args, system, unet, batch, ddim_occ)
+        ddim_plain = {s: cached(args, f"ddim200_plain_s{s}", lambda: {
+            "texture": inpaint_full(system, textures["Both textures"], "ddim", 200, s)}) for s in range(args.seeds)}
+    by_seed = []
+    for s in range(args.seeds):
+        rows = dict(textures) if s == 0 else {}
+        rows["Both + inpainting"] = ddim_plain[s]["texture"]
+        rows["Both + inpainting + occlusion detector"] = ddim_occ[s]["texture"]
+        if args.finetune and s == 0:
+            tuned = cached(args, "finetune_s0", lambda: {"texture": finetuned(
+                args, nets, avatar_pairs, occ, index, side, ddim_occ[0]["texture"])})
+            rows["Both + inpainting + occlusion detector + RGB fine-tuning"] = tuned["texture"]
+            ctx["finetune_wall_per_avatar"] = tuned["wall"] / len(index)
+        by_seed.append(rows)
     reid = freeze(load_pretrained("reid-synthetic"))
-    results, examples = table2(args, nets, system, reid, people, plain, occ, index, side, args.seeds)
+    results, examples = table2(by_seed, nets, reid, people, batch, index)
     ctx["table2"] = {row: [{"front": split_means(p, side, "front"), "back": split_means(p, side, "back"), "per_item": p}
                            for p in per] for row, per in results.items()}
     ctx["side"] = side

@@ -59,14 +59,15 @@ def export_stage1(args) -> None:
 
     for row in ROWS:
         folder = args.work / "stage1" / row
-        if (folder / "model.safetensors").is_file():
+        if (folder / "model.safetensors").is_file() and (folder / "discriminator" / "model.safetensors").is_file():
             continue
         run = args.stage1 / row
         cli = ZooCLI(args=["--config", str(run / "row_config.yaml"), "--trainer.logger=false"], run=False)
         lasts = sorted((run / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         state = torch.load(lasts[-1], map_location="cpu", weights_only=False)
         cli.model.load_state_dict(state["state_dict"], strict=True)
-        cli.model.network.save_pretrained(folder)
+        cli.model.network.save_pretrained(folder, overwrite=True)
+        cli.model.discriminator.save_pretrained(folder / "discriminator", overwrite=True)  # RGB fine-tuning
         (folder / "source.json").write_text(json.dumps({"checkpoint": str(lasts[-1]), "step": state["global_step"]}))
         log.info("exported %s (step %d) to %s", lasts[-1], state["global_step"], folder)
 
@@ -109,7 +110,7 @@ def train_vqgan(args) -> None:
     config = yaml.safe_load((REPO / "configs" / "dinar" / "vqgan_cpu.yaml").read_text())
     config["model"]["init_args"]["export_path"] = str(export)
     config["data"] = data_args(args)
-    config["data"]["init_args"]["batch_size"] = 8
+    config["data"]["init_args"]["batch_size"] = config["data"]["init_args"].get("batch_size", 4)
     run = args.work / "vqgan_run"
     config["trainer"].update(max_steps=args.vqgan_steps, enable_progress_bar=False, enable_checkpointing=True,
                              default_root_dir=str(run), check_val_every_n_epoch=None, limit_val_batches=0,
@@ -144,7 +145,7 @@ def diffusion_system(args):
                        f"--model.init_args.vqgan={args.work / 'vqgan'}"], run=False)
     system = cli.model
     system.vqgan  # load the frozen first stage
-    return system, int(cli.trainer.max_steps), 32
+    return system, int(cli.trainer.max_steps), int(cli.datamodule.batch_size)
 
 
 @torch.no_grad()
@@ -231,7 +232,7 @@ def unet_baseline():
     from zoo.modules.texture_unet import TextureUNet
 
     torch.manual_seed(0)
-    return TextureUNet(in_channels=19, out_channels=19, base_channels=32, depth=3, paste_known=True)
+    return TextureUNet(in_channels=19, out_channels=19, base_channels=16, depth=3, paste_known=True)
 
 
 def baseline_mask(batch: dict) -> torch.Tensor:
@@ -297,12 +298,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
     parser.add_argument("--stage1", type=Path, default=REPO / "outputs" / "dinar_results",
                         help="the --out folder of scripts/dinar_results.py (row_config.yaml + ckpt/ per row)")
-    parser.add_argument("--vqgan_steps", type=int, default=600)
-    parser.add_argument("--diffusion_steps", type=int, default=1500)
-    parser.add_argument("--unet_steps", type=int, default=600)
-    parser.add_argument("--items", type=int, default=40, help="test people evaluated (front + back input each)")
+    parser.add_argument("--vqgan_steps", type=int, default=300)
+    parser.add_argument("--diffusion_steps", type=int, default=1000)
+    parser.add_argument("--unet_steps", type=int, default=400)
+    parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
     parser.add_argument("--ddpm", action="store_true", help="also sample with DDPM 1000 steps")
+    parser.add_argument("--no_finetune", dest="finetune", action="store_false", help="skip the RGB fine-tuning row")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
