@@ -15,6 +15,9 @@ from zoo.cli import ZooCLI
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml"))
+# configs that need a local asset not present in tests get it switched off here; each one's failure at
+# start without the asset is tested next to the config (tests/test_configs_inpainting.py)
+WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"]}  # LPIPS(vgg) file
 
 
 def test_there_are_configs():
@@ -25,5 +28,6 @@ def test_there_are_configs():
 def test_config_parses_and_instantiates(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with torch.device("meta"):
-        cli = ZooCLI(args=["--config", str(path), "--trainer.logger=false"], run=False)
+        extra = WITHOUT_ASSETS.get(path.relative_to(ROOT / "configs").as_posix(), [])
+        cli = ZooCLI(args=["--config", str(path), "--trainer.logger=false", *extra], run=False)
     assert cli.model is not None and cli.datamodule is not None

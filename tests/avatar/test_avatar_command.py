@@ -55,20 +55,30 @@ def _run(capsys, *args):
 @pytest.mark.slow
 def test_avatar_folder_of_photos(mediapipe_models, photos, tiny_checkpoint, tmp_path, capsys):
     pygltflib = pytest.importorskip("pygltflib")
+    from tests.export.test_amass import random_poses, write_amass
+
+    trans = np.cumsum(np.full((20, 3), [0.0, 0.02, 0.0]), axis=0)  # walking along AMASS's +y
+    amass = write_amass(tmp_path / "amass_walk.npz", random_poses(20, 165, scale=0.2), trans, fps=120.0)
     code, out = _run(capsys, photos, "--out", tmp_path, "--ckpt", tiny_checkpoint, "--fit-steps", 10, 10, 5,
-                     "--render-size", 48, "--no-progress")
+                     "--render-size", 48, "--no-progress", "--motion", amass)
     assert code == 1  # the grayscale photo failed, the other one worked
     assert "gray.png: FAILED" in out.out and "grayscale" in out.out
     assert "person.png: keypoint error" in out.out
     for rel in ("rgb/person.png", "segm/person.png", "smpl/person.pkl", "anny/person.json", "overlay/person.png",
                 "texture/person.png", "partial/person.png", "preprocess/person/keypoints.png",
                 "avatar/person/avatar.glb", "avatar/person/rigged.glb", "avatar/person/turntable.gif",
-                "avatar/person/motion.gif", "avatar/person/views.png", "avatar/person/summary.png"):
+                "avatar/person/motion.gif", "avatar/person/motion.mp4", "avatar/person/views.png", "avatar/person/summary.png"):
         assert (tmp_path / rel).is_file(), rel
     with Image.open(tmp_path / "texture" / "person.png") as texture:
         assert texture.size == (32, 32)  # the tiny preset's texture size, read from the run's config
     rigged = pygltflib.GLTF2().load(str(tmp_path / "avatar" / "person" / "rigged.glb"))
     assert len(rigged.skins[0].joints) == 104 and rigged.animations[0].name == "motion"
+    # the AMASS motion, retargeted and resampled to 30 fps: 5 frames, the root translated
+    assert {c.target.path for c in rigged.animations[0].channels} == {"rotation", "translation"}
+    assert rigged.accessors[rigged.animations[0].samplers[0].input].count == 5
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "avatar" / "person" / "motion.mp4"))[0] == 5
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "avatar" / "person" / "turntable.mp4"))[0] == 24
     # The fit loads in the image-folder loader (body: anny), as a RefineTex predict run would read it.
     from zoo.datamodules.image_folder import ImageFolderDataModule
 

@@ -44,7 +44,7 @@ def _vqgan():
     from zoo.systems.vqgan import VQGANSystem
 
     disc = PatchDiscriminator(in_channels=5, base_channels=8, n_layers=2, norm="group", norm_groups=4)
-    return VQGANSystem(_vqgan_module(), disc, lr=1e-3, disc_start=0, dead_code_restart_every=2)
+    return VQGANSystem(_vqgan_module(), disc, lr=1e-3, disc_start=0, dead_code_restart_every=2, perceptual_weight=0.0)
 
 
 def _inpainting():

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.metrics.item_means import log_item_means
-from zoo.metrics.lpips import load_lpips_weights
+from zoo.metrics.lpips import load_lpips_weights, lpips_weights_help
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
@@ -49,10 +49,11 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         betas: Adam betas of both optimisers ((0.5, 0.9), taming).
         reconstruction_loss: "l1" (taming) or "l2" (DINAR's texture-space regulariser).
         reconstruction_weight: weight of the reconstruction loss.
-        perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
-        perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
-            from the torch hub cache (see `zoo.metrics.lpips.load_lpips_weights`); None disables LPIPS (its backbone would
-            otherwise be downloaded, which the zoo never does).
+        perceptual_weight: LPIPS weight (1.0, taming); 0 switches the perceptual loss off. A weight
+            > 0 needs `perceptual_weights` and fails at start without them (the zoo never downloads).
+        perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(`perceptual_net`)
+            from torchvision's backbone file in the torch hub cache and the lpips package's linear heads
+            (`zoo.metrics.lpips.load_lpips_weights`); None only with perceptual_weight 0.
         perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
         perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
             channels of the neural texture are 16, 17, 18).
@@ -101,10 +102,14 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         self.automatic_optimization = False
         self.vqgan, self.discriminator = vqgan, discriminator
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
-        if perceptual_weights is not None and perceptual_weight > 0:
+        if perceptual_weight < 0:
+            raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+        if perceptual_weight > 0:  # LPIPS is on: its weights must be on disk now, not found missing later
+            if perceptual_weights is None:
+                raise ValueError(f"perceptual_weight={perceptual_weight} needs LPIPS weights, but perceptual_weights is "
+                                 f"None: {lpips_weights_help(perceptual_net)}; or set perceptual_weight: 0.0 to "
+                                 "train without the perceptual loss")
             self.attach_frozen("lpips", load_lpips_weights(perceptual_weights, perceptual_net))
-        elif perceptual_weight > 0:
-            log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
 
     def configure_optimizers(self):
         hp = self.hparams
