@@ -99,3 +99,25 @@ def test_settings_are_checked():
     image, person, uv, cosines, occlusion = _inputs(batch=1)
     with pytest.raises(ValueError, match="perceptual network"):
         pipe(image, person, uv, cosines, occlusion)
+
+
+def test_view_inputs_resize_the_camera_with_the_crop():
+    """A square facing the camera, fitted on a 64 px crop: its UV render at the encoder's 32 px equals
+    rasterising with the 32 px camera written down directly."""
+    from zoo.inference.dinar_pipeline import view_inputs
+    from zoo.render import intrinsics, rasterize, render_uv
+
+    verts = torch.tensor([[-0.5, -0.5, 3.0], [0.5, -0.5, 3.0], [0.5, 0.5, 3.0], [-0.5, 0.5, 3.0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    corner_uvs = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])[faces]
+    crop = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 22:42, 22:42] = 1.0
+    out = view_inputs(crop, mask, verts, intrinsics(60.0, (64, 64))[0], faces, corner_uvs, 32, 8)
+    uv, uv_mask = render_uv(rasterize(verts[None], faces, intrinsics(30.0, (32, 32)), (32, 32)), corner_uvs)
+    assert torch.equal(out["uv"], uv)
+    assert out["person_mask"].shape == (1, 1, 32, 32) and out["person_mask"][0, 0, 11:21, 11:21].eq(1).all()
+    assert out["person_mask"].sum() == 100 and torch.equal(out["occlusion"], torch.zeros(1, 1, 32, 32))
+    outside = out["person_mask"] < 0.5
+    assert torch.equal(out["image"][outside.expand(1, 3, 32, 32)], torch.full((3 * (1024 - 100),), -1.0))
+    assert out["cosines"].shape == (1, 1, 8, 8)

@@ -18,6 +18,18 @@ Stages, each timed (seconds in the log and in the result) with a progress bar:
 Animation (the avatar drawn in new poses by the neural renderer) is `render_avatar` in
 `zoo.callbacks.avatar_writer`, run by the predict system's writer.
 
+Public API (signatures kept stable; `python -m zoo avatar --method dinar` builds on them):
+
+    view_inputs(crop, mask, vertices, K, faces, corner_uvs, image_size, texture_size,
+                limb_colours=None) -> {"image", "person_mask", "uv", "cosines", "occlusion"}
+        one photo crop + its body fit -> the pipeline's inputs at the encoder's size.
+    DinarOneImageAvatar(avatar, vqgan, denoiser, discriminator=None, **settings)
+        (image, person_mask, uv, cosines, occlusion=None, back_visible=False, perceptual=None,
+         generator=None, progress=False, prefix="") -> OneImageResult
+        with .texture (B, C, T, T) the final texture (render it with `avatar.render` or
+        `zoo.callbacks.avatar_writer.render_avatar`), .inpainted, .single_view, .known, .seconds.
+    needs_perceptual(finetune_steps, finetune) -> bool: whether LPIPS(vgg) must be passed.
+
 The networks are the stage-1 `DinarAvatarNet` (+ its discriminator, for the fine-tuning's
 adversarial term) and the stage-2 `VQGAN` and `DiffusionUNet`; the diffusion settings must be those
 the denoiser was trained with (`LatentInpaintingSystem`'s arguments, DINAR's defaults).
@@ -44,7 +56,10 @@ from zoo.modules.dinar import DinarAvatarNet
 from zoo.modules.stylegan2 import StyleGAN2Discriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import PretrainedMixin
-from zoo.render.neural_texture import rgb_texture_channels
+from zoo.render.neural_texture import rgb_texture_channels, texel_view_cosines
+from zoo.render.occlusion import dilations_for, occlusion_from_uv
+from zoo.render.rasterize import rasterize
+from zoo.render.shading import composite, render_uv
 
 log = logging.getLogger(__name__)
 STAGES = ("encode", "rgb", "vq_encode", "diffusion", "decode", "paste", "finetune")
@@ -52,6 +67,47 @@ STAGES = ("encode", "rgb", "vq_encode", "diffusion", "decode", "paste", "finetun
 FINETUNE_KEYS = tuple(k for k, p in inspect.signature(finetune_rgb).parameters.items()
                       if p.kind is p.KEYWORD_ONLY and k not in ("discriminator", "perceptual", "known_mask", "generator",
                                                                 "progress", "steps", "rescale_steps", "background"))
+
+
+@torch.no_grad()
+def view_inputs(crop: torch.Tensor, mask: torch.Tensor, vertices: torch.Tensor, K: torch.Tensor, faces: torch.Tensor,
+                corner_uvs: torch.Tensor, image_size: int, texture_size: int,
+                limb_colours: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The pipeline's inputs for one photo crop with its body fit, as `DinarFolder` makes them.
+
+    Args:
+        crop: (3, H, W) the photo crop in [0, 1]; mask: (1, H, W) the person's segmentation.
+        vertices: (V, 3) camera-space vertices of the fitted body; K: (3, 3) intrinsics of the crop.
+        faces, corner_uvs: the body's triangles (F, 3) and UV layout (F, 3, 2).
+        image_size: the encoder's input side S (the crop is resized to S x S; K follows).
+        texture_size: the texture side T.
+        limb_colours: the body's limb-colour texture (`zoo.render.occlusion.limb_colour_texture`)
+            for the occlusion detector; None: no detector.
+
+    Returns:
+        image (1, 3, S, S) the person on black in [-1, 1], person_mask (1, 1, S, S), uv
+        (1, S, S, 2), cosines (1, 1, T, T), occlusion (1, 1, S, S) (zeros without a detector).
+    """
+    if crop.dim() != 3 or crop.shape[0] != 3 or mask.shape != (1, *crop.shape[1:]):
+        raise ValueError(f"crop must be (3, H, W) and mask (1, H, W), got {tuple(crop.shape)} and {tuple(mask.shape)}")
+    H, W = crop.shape[1:]
+    S = image_size
+    K_s = K.clone().float()
+    K_s[0] *= S / W
+    K_s[1] *= S / H
+    K_s[0, 2] = (K[0, 2] + 0.5) * S / W - 0.5  # pixel centres at integer coordinates (zoo.render.camera)
+    K_s[1, 2] = (K[1, 2] + 0.5) * S / H - 0.5
+    verts = vertices[None].float()
+    uv, uv_mask = render_uv(rasterize(verts, faces, K_s[None], (S, S)), corner_uvs)
+    image = F.interpolate(crop[None].float(), size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+    person = (F.interpolate(mask[None].float(), size=(S, S), mode="area") > 0.5).float()
+    if limb_colours is not None:
+        occlusion = occlusion_from_uv(limb_colours, uv, uv_mask, dilations=dilations_for(S))
+    else:
+        occlusion = torch.zeros_like(uv_mask)
+    cosines = texel_view_cosines(verts, faces, corner_uvs, texture_size)
+    return {"image": composite(image * 2 - 1, person, -1.0), "person_mask": person, "uv": uv, "cosines": cosines,
+            "occlusion": occlusion}
 
 
 def needs_perceptual(finetune_steps: int | None, finetune: dict | None) -> bool:
@@ -289,4 +345,5 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                               (torch.cat(single)[:, -2:-1] > 0.5).to(image.dtype), dict(clock.seconds), losses)
 
 
-__all__ = ["DinarOneImageAvatar", "FINETUNE_KEYS", "OneImageResult", "STAGES", "StageClock", "needs_perceptual"]
+__all__ = ["DinarOneImageAvatar", "FINETUNE_KEYS", "OneImageResult", "STAGES", "StageClock", "needs_perceptual",
+           "view_inputs"]
