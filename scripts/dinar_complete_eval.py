@@ -58,9 +58,12 @@ def mean_fill(batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed: int) -> torch.Tensor:
-    """DINAR's inpainting of whole 21-channel textures: like `LatentInpaintingSystem.inpaint`, but the
-    decoded mask channels are kept too (eq. 6 pastes all 21 channels of the input on B_fill)."""
+def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed: int, atlas: torch.Tensor) -> torch.Tensor:
+    """DINAR's inpainting of whole 21-channel textures: like `LatentInpaintingSystem.inpaint` (same
+    sampling, same paste: the system's `known_paste`), but the decoded mask channels are kept too
+    (eq. 6 pastes all 21 channels of the input on B_fill)."""
+    from zoo.render.uv_space import soft_paste_mask
+
     partial, filled, gap = texture21[:, :-2], texture21[:, -2:-1], texture21[:, -1:]
     known = (filled - gap).clamp(0, 1)
     vq_input, b_fill = system.partial_input(partial, known, gap)
@@ -70,7 +73,11 @@ def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed
     with system.ema.swap_into(system.denoiser):
         z = system._sample(z_partial, cond, resized, sampler, steps, eta, generator, True)
     decoded = system.decode(z)
-    return torch.where(b_fill > 0.5, torch.cat([partial * b_fill, filled, gap], 1), decoded)
+    source = torch.cat([partial * b_fill, filled, gap], 1)
+    if system.hparams.known_paste == "hard":
+        return torch.where(b_fill > 0.5, source, decoded)
+    weight = soft_paste_mask(b_fill, atlas.to(b_fill))
+    return (1 - weight) * decoded + weight * source
 
 
 def cached(args, name: str, fn) -> dict:
@@ -122,7 +129,7 @@ def sampler_table(args, system, unet, batch: dict, ddim200: dict[int, dict]) -> 
         for seed in range(args.seeds if (sampler, steps) == ("ddim", 50) else 1):
             add(f"diffusion {sampler}", steps, lambda: system.inpaint(
                 batch["partial"], batch["known_mask"], batch["gap_mask"], sampler=sampler, steps=steps,
-                generator=torch.Generator().manual_seed(seed)), seed, key=f"{sampler}{steps}_s{seed}")
+                generator=torch.Generator().manual_seed(seed), atlas=batch["atlas"]), seed, key=f"{sampler}{steps}_s{seed}")
     return rows
 
 
@@ -338,11 +345,11 @@ def evaluate(args) -> None:
     with torch.no_grad():
         ctx["gap"] = denoising_gap(system, latents(args, system, "train"), latents(args, system, "test"))
         log.info("denoising gap %s", ctx["gap"])
-        ddim_occ = {s: cached(args, f"ddim200_occ_s{s}", lambda: {"texture": inpaint_full(system, both_occ, "ddim", 200, s)})
-                    for s in range(args.seeds)}
+        ddim_occ = {s: cached(args, f"ddim200_occ_s{s}", lambda: {
+            "texture": inpaint_full(system, both_occ, "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
         ctx["samplers"] = sampler_table(args, system, unet, batch, ddim_occ)
         ddim_plain = {s: cached(args, f"ddim200_plain_s{s}", lambda: {
-            "texture": inpaint_full(system, textures["Both textures"], "ddim", 200, s)}) for s in range(args.seeds)}
+            "texture": inpaint_full(system, textures["Both textures"], "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
     by_seed = []
     for s in range(args.seeds):
         rows = dict(textures) if s == 0 else {}
