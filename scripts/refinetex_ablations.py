@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -33,6 +32,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from zoo.utils.runs import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["baseline", "conv_refine", "deformable_refine", "url", "cycle", "full"]
@@ -48,17 +49,6 @@ PREVIOUS = REPO / "scripts" / "refinetex_ablations_previous.json"
 
 def higher_is_better(key: str) -> bool:
     return "/l1/" not in key
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical cores shared with other jobs, torch {torch.__version__} on CPU, "
-            f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}")
 
 
 def ensure_reid() -> None:
@@ -449,7 +439,7 @@ def main() -> None:
 
     command = out / "command.txt"
     meta = {"command": command.read_text() if command.is_file() else "python scripts/refinetex_ablations.py",
-            "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine(),
+            "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     write_results(runs, REPO / "docs" / "refinetex_results.md", meta)
