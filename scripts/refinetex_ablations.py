@@ -249,18 +249,46 @@ def reading(runs: dict, curves: dict) -> list[str]:
                      f"{mean_at(last, 'l1/invisible'):.4f} (step {last}), visible {mean_at(first, 'l1/visible'):.4f} -> "
                      f"{mean_at(last, 'l1/visible'):.4f} (learning-curve table above).")
     if verdict == "does not beat":
-        lines += ["", "Why it cannot at this budget: RefineTex's objective never sees the ground-truth texture. Unseen "
-                  "texels are supervised only through renders into other views, compared with the real image through "
-                  "the feature maps of a small ReID network (ReID, part-style) and through the face structure term; "
-                  "visible texels likewise (plus L_url in the URL / full rows). Those feature losses constrain colours "
-                  "weakly and must first teach the flow that maps each texel to its image pixel, which the paper does "
-                  "in 200 epochs at width 128 on a GPU. The quick-start U-Net is handed the scattered visible texels "
-                  "and is trained with L1 to the ground-truth texture on every texel, the metric itself. "
-                  f"{next(iter(runs['full'].values()))['steps']} CPU steps at width 16 give RefineTex textures that "
-                  "are colour blobs, still far from the person (figure), so "
-                  "this comparison is not a test of the method; it needs the GPU-sized config "
-                  "(`configs/refinetex/synthetic.yaml`) trained for epochs, not steps.", ""]
+        lines += ["", "What the U-Net gets that RefineTex does not: it is handed the visible texels already in UV "
+                  "(scattered from the view, pasted back unchanged: visible L1 = that of the scatter itself) and is "
+                  "trained with L1 to the ground-truth texture on every texel, the metric itself. RefineTex's "
+                  "objective never sees the ground-truth texture: it must learn the image-to-UV flow and the unseen "
+                  "colours through renders compared with real images in the feature space of a small ReID network "
+                  "(ReID, part-style), plus the face term. Budget or defect: see the diagnostics below.", ""]
     return lines + [""]
+
+
+def diagnostics_lines(diag: dict | None, command: str) -> list[str]:
+    """The two checks of scripts/refinetex_diagnostics.py (objective ranking, one-batch overfit)."""
+    if not diag:
+        return []
+    lines = ["## Budget or defect? Diagnostics", "", f"From `{command}` (its run file `diagnostics.json`).", ""]
+    if "objective" in diag:
+        rows = diag["objective"]["rows"]
+        lines += [f"**1. Does the objective prefer the true texture?** The paper's terms on the {diag['objective']['views']} "
+                  "test views (renders over the data module's background as in training; reid / style unweighted, "
+                  "base loss = 5000 reid + 0.4 style per view + 0.01 face; lower is better):", "",
+                  "| texture | L1 visible | L1 unseen | SV reid x5000 | SV style | NV reid x5000 | NV style | face | base loss |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['texture']} | {r['l1/visible']:.4f} | {r['l1/invisible']:.4f} | {5000 * r['sv/reid']:.3f} | "
+                         f"{r['sv/style']:.3f} | {5000 * r['nv/reid']:.3f} | {r['nv/style']:.3f} | {r['face']:.3f} | "
+                         f"{r['base loss']:.3f} |")
+        lines.append("")
+    if "overfit" in diag:
+        curves = diag["overfit"]["curves"]
+        steps = sorted({row["step"] for rows in curves.values() for row in rows})
+        lines += [f"**2. Can the network fit?** The BL network trained on ONE fixed batch of 8 training views "
+                  f"(8 identities) for {diag['overfit']['steps']} Adam steps (lr 1e-3), texture L1 on that batch "
+                  "(visible / unseen texels):", "",
+                  "| objective | " + " | ".join(f"step {k}" for k in steps) + " |", "|---" * (1 + len(steps)) + "|"]
+        for name, rows in curves.items():
+            by_step = {row["step"]: row for row in rows}
+            lines.append(f"| {name} | " + " | ".join(
+                f"{by_step[k]['l1/visible']:.3f} / {by_step[k]['l1/invisible']:.3f}" if k in by_step else "-"
+                for k in steps) + " |")
+        lines.append("")
+    return lines
 
 
 def write_results(runs: dict, path: Path, meta: dict) -> None:
@@ -343,6 +371,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
               "- Full beats the quick-start U-Net on unseen texels: " + direction(
                   runs, "full", "quickstart", ["texture/l1/invisible", "texture/psnr/invisible"]), ""]
     lines += reading(runs, curves)
+    lines += diagnostics_lines(meta.get("diagnostics"), meta.get("diagnostics_command", ""))
     if previous:
         lines += ["## Old vs new", "", previous["description"], "",
                   "| model | metric | old | new (mean over seeds) |", "|---|---|---|---|"]
@@ -450,6 +479,10 @@ def main() -> None:
             "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    if (out / "diagnostics.json").is_file():
+        meta["diagnostics"] = json.loads((out / "diagnostics.json").read_text())
+        steps = meta["diagnostics"].get("overfit", {}).get("steps", 120)
+        meta["diagnostics_command"] = f"nice -n 10 python scripts/refinetex_diagnostics.py --out {meta['out']} --steps {steps}"
     write_results(runs, REPO / "docs" / "refinetex_results.md", meta)
     figure(out, runs, REPO / "docs" / "refinetex_figure.png",
            SyntheticPeopleDataModule(preset="small", batch_size=8, pairs="random", progress=False))
