@@ -277,10 +277,14 @@ def section_merging(ctx: dict) -> list[str]:
 def section_occlusion(ctx: dict) -> list[str]:
     res, seeds = ctx["results"], ctx["args"].seeds
     rows = [r for r in ctx["rows"] if r != "neural"]  # the detector only changes the image-sampled channels
-    share = [res[("both", s)]["occlusion_share"] for s in seeds][0]
+    share, tex = res[("both", seeds[0])]["occlusion_share"], ctx["occlusion_texels"]
     lines = ["## Occlusion detector on / off (at inference, same trained networks)", "",
              "The networks were trained with the detector on; here the input texture is built with it on or off.",
-             f"On the test inputs the detector removes {100 * share:.1f}% of the body pixels from sampling.", "",
+             f"On the test inputs the detector removes {100 * share:.1f}% of the body pixels from sampling. What it",
+             "removes, without any network (`dinar_eval.occlusion_texels`): mean |sampled RGB - ground-truth albedo|",
+             f"is {tex['removed']['error']:.3f} on the {int(tex['removed']['texels'])} texels sampled only with the "
+             f"detector off, {tex['kept']['error']:.3f} on the {int(tex['kept']['texels'])} texels sampled either way",
+             "([-1, 1] units; the shading darkens every texel).", "",
              "| texture | detector | view | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|---|---|"]
     for row in rows:
         for view in ("input", "novel"):
@@ -422,7 +426,9 @@ def document(args, long: dict) -> None:
     keys = ["train/l2", "train/dice", "train/perceptual", "train/g_adv", "train/d_loss"]
     curves = training_curves(args.out, runs, keys)
     ev.draw_curves(curves, keys, DOCS / "dinar_curves.png")
-    ctx = {"args": args, "rows": rows, "results": results, "long": long, "curves": curves, "animation_step": anim_step,
+    ctx = {"args": args, "rows": rows, "results": results,
+           "occlusion_texels": ev.occlusion_texels(run_dir(args.out, "both", seed) / "row_config.yaml"),
+           "long": long, "curves": curves, "animation_step": anim_step,
            "command": "OMP_NUM_THREADS=1 nice -n 10 python scripts/dinar_results.py all " + " ".join(args.argv),
            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
            "machine": f"a shared 2-core CPU ({platform.machine()}, {os.cpu_count()} cores visible, "
