@@ -70,8 +70,8 @@ def test_dinar_diffusion_has_the_paper_sizes(tmp_path, monkeypatch):
         1e-6, 1000, "scaled_linear", 3e-4, 2e-2, "epsilon")
     assert data.batch_size == 128 and data.settings.texture_size == 256
     assert cli.trainer.max_steps == 50000
-    assert (hp.mask_channels, hp.ddim_timesteps, hp.final_latent_paste, hp.erode_known_mask) == (
-        True, "leading", False, True)
+    assert (hp.mask_channels, hp.ddim_timesteps, hp.final_latent_paste, hp.erode_known_mask, hp.known_paste) == (
+        True, "leading", False, True, "soft")  # DINAR's test phase pastes with an eroded, blurred mask
     assert data.fill_gaps
 
 

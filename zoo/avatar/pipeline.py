@@ -126,6 +126,7 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     motion_pose = motion["pose"] if torch.is_tensor(motion["pose"]) else torch.from_numpy(motion["pose"])
     fps = float(motion["fps"])
     transl = motion.get("transl")
+    transl = None if transl is None else torch.as_tensor(transl, dtype=torch.float32)
     steps = ["avatar.glb", "rigged.glb", "views.png", "turntable", "motion", "summary.png"]
     neural = hasattr(texturer, "render_views")  # DINAR: the neural renderer draws the avatar too
     if neural:
