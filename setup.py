@@ -34,6 +34,7 @@ setup(
         "pillow>=9.0",
         "tqdm>=4.60",
         "pyyaml>=6.0",
+        "imageio-ffmpeg>=0.5",  # MP4 export (zoo.export.save_mp4): the wheel bundles an ffmpeg binary
         "ai-edge-litert>=2.0",  # runs the packaged MediaPipe models of zoo.preprocess (python -m zoo.preprocess.fetch)
     ],
     extras_require={

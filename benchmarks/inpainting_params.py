@@ -22,8 +22,8 @@ def gflops(fn) -> float:
 
 def main() -> None:
     with torch.device("meta"):
-        vqgan = VQGAN.dinar().eval()
-        unet = DiffusionUNet.dinar().eval()
+        vqgan = VQGAN().eval()
+        unet = DiffusionUNet().eval()
         texture = torch.empty(1, 21, 256, 256)
         latent_in = torch.empty(1, 13, 64, 64)
         t = torch.zeros(1, dtype=torch.long)

@@ -1,7 +1,7 @@
 """Layers import downwards only (parsed with ast, so imports inside functions count too):
 
     utils < render, pretrained < body, modules, losses, metrics, diffusion, preprocess
-      < datamodules, callbacks, export < fit < systems < cli, avatar (and the command-line tools: zoo.__main__,
+      < datamodules, callbacks, export, inference < fit < systems < cli, avatar (and the command-line tools: zoo.__main__,
       zoo.pretrained.convert)
 
 Packages on one layer do not import each other, and a system never imports another system (a
@@ -19,7 +19,7 @@ LAYERS = {
     "zoo": 0, "zoo.utils": 0,
     "zoo.render": 1, "zoo.pretrained": 1,
     "zoo.body": 2, "zoo.modules": 2, "zoo.losses": 2, "zoo.metrics": 2, "zoo.diffusion": 2, "zoo.preprocess": 2,
-    "zoo.datamodules": 3, "zoo.callbacks": 3, "zoo.export": 3,  # export: GLB / rigged GLB / motion files / videos
+    "zoo.datamodules": 3, "zoo.callbacks": 3, "zoo.export": 3, "zoo.inference": 3,  # export: GLB / rigged GLB / motion files / videos
     "zoo.fit": 3.5,  # body fitting to photos: uses the synthetic people's painter (datamodules)
     "zoo.systems": 4,
     "zoo.cli": 5, "zoo.avatar": 5, "zoo.pretrained.convert": 5, "zoo.__main__": 6,

@@ -1,2 +1,2 @@
-"""The session AnnyBody of the body tests."""
-from tests.body.conftest import anny_body  # noqa: F401
+"""The session AnnyBody and tiny SMPL-X files of the body tests."""
+from tests.body.conftest import anny_body, smpl_files, smplx_body  # noqa: F401

@@ -13,6 +13,7 @@ from zoo.export import (
     motion_frames,
     save_gif,
     save_motion,
+    save_mp4,
     walk_cycle,
 )
 
@@ -135,8 +136,11 @@ def test_motion_files(anny_body, tmp_path):
     with pytest.raises(ValueError, match="SMPL-X"):
         load_motion(tmp_path / "smplx.npz", body)
     np.savez(tmp_path / "none.npz", poses=np.zeros((4, 312), np.float32))
-    with pytest.raises(ValueError, match="no 'pose'"):
+    with pytest.raises(ValueError, match="mocap_framerate"):  # read as AMASS, which needs its frame rate
         load_motion(tmp_path / "none.npz", body)
+    np.savez(tmp_path / "empty.npz", fps=np.float64(30))
+    with pytest.raises(ValueError, match="no 'pose'"):
+        load_motion(tmp_path / "empty.npz", body)
     with pytest.raises(FileNotFoundError, match="format"):
         load_motion(tmp_path / "missing.npz", body)
 
@@ -154,6 +158,26 @@ def test_motion_video_frames(anny_body, tmp_path):
 
     with Image.open(gif) as img:
         assert img.n_frames == 3
+
+
+def test_mp4_decodes_to_the_frames_written(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    rng = np.random.default_rng(0)
+    # 7 frames of smooth colour fields (a moving gradient) at an odd size: padded to 64 x 66
+    y, x = np.mgrid[0:65, 0:63]
+    frames = [np.stack([(x * 4 + 20 * k) % 256, (y * 3) % 256, np.full_like(x, 40 * k)], -1).astype(np.uint8)
+              for k in range(7)]
+    path = save_mp4(frames, tmp_path / "clip.mp4", fps=12)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    assert meta["size"] == (64, 66) and meta["fps"] == pytest.approx(12)
+    decoded = [np.frombuffer(f, np.uint8).reshape(66, 64, 3) for f in reader]
+    assert len(decoded) == 7
+    for want, got in zip(frames, decoded):
+        assert np.abs(got[:65, :63].astype(int) - want).mean() < 6  # lossy H.264, but the same pictures
+    assert np.abs(decoded[0].astype(int) - decoded[6].astype(int)).mean() > 30
+    with pytest.raises(ValueError, match="one .H, W, 3. shape"):
+        save_mp4([frames[0], rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)], tmp_path / "bad.mp4")
 
 
 def test_motion_command_writes_a_walk(anny_body, tmp_path):

@@ -18,6 +18,7 @@ from zoo.modules.dinar import DinarAvatarNet
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.fusion import MaskFusion
 from zoo.modules.neural_renderer import NeuralRenderer
+from zoo.modules.quantize import VectorQuantizer
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner, DeformableSampleConv2d
 from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.reid import PCBReID, SmallReID, TorchreidResNet50
@@ -26,7 +27,7 @@ from zoo.modules.texformer import CrossAttentionUnit, TexformerBackbone, Texture
 from zoo.modules.texture_unet import TextureUNet
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.modules.unet_blocks import ConvBNReLU, ThreeScaleUNet
-from zoo.modules.vqgan import VQGAN, Decoder, Encoder, VectorQuantizer
+from zoo.modules.vqgan import VQGAN, Decoder, Encoder
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_dinar_preset_matches_dinars_code():
     """DINAR's inpainting/openaimodel.py and util.py (read from its code): GroupNorm with 8 groups, and
     preproc_input = 3x3 convs 3 -> 3 and 2 -> 2 on input channels -5:-2 and -2:."""
     with torch.device("meta"):
-        model = DiffusionUNet.dinar()
+        model = DiffusionUNet()
     assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {8}
     for conv, channels in ((model.preproc_rgb, 3), (model.preproc_mask, 2)):
         assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.padding) == (channels, channels, (3, 3), (1, 1))
@@ -148,7 +148,7 @@ def test_preproc_input_replaces_the_last_five_input_channels():
 
 def test_dinar_preset_on_meta_device():
     with torch.device("meta"):
-        model = DiffusionUNet.dinar()
+        model = DiffusionUNet()
         out = model(torch.empty(2, 13, 64, 64), torch.tensor([0, 999]))
     assert out.shape == (2, 6, 64, 64)
     # implementation notes section 4: 13 -> 6 channels, base 256, (1, 2, 3, 4), 2 residual blocks,

@@ -6,7 +6,8 @@ import torch
 
 from tests.module_checks import assert_all_parameters_get_gradients, assert_save_load_round_trip
 from zoo.modules.discriminator import PatchDiscriminator
-from zoo.modules.vqgan import VQGAN, Decoder, Encoder, VectorQuantizer, count_parameters
+from zoo.modules.quantize import VectorQuantizer
+from zoo.modules.vqgan import VQGAN, Decoder, Encoder, count_parameters
 
 TINY = dict(in_channels=5, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1,
             attention_resolutions=(8,), mid_attention=True, resolution=16, latent_channels=4,
@@ -124,7 +125,7 @@ def test_invalid_arguments_and_inputs():
 
 def test_dinar_preset_forward():
     with torch.device("meta"):
-        model = VQGAN.dinar().eval()
+        model = VQGAN().eval()
         out = model(torch.empty(1, 21, 256, 256))
     # implementation notes section 4 (DINAR's VQGAN): 21 channels in / out at 256, base 64, (1, 2, 4),
     # 2 residual blocks, attention only in the middle block, latent 6, 8192 codes, beta 0.25, 16 groups
@@ -144,7 +145,7 @@ def test_dinar_preset_matches_dinars_code():
     """DINAR's compress_models (read from its code): LeakyReLU() (slope 0.01) everywhere, GroupNorm 16,
     and decoder heads BatchNorm -> LeakyReLU -> 3x3 conv on output channels -5:-2 and -2:."""
     with torch.device("meta"):
-        model = VQGAN.dinar()
+        model = VQGAN()
     acts = [m for m in model.modules() if isinstance(m, (torch.nn.LeakyReLU, torch.nn.SiLU, torch.nn.ReLU))]
     assert acts and all(type(m) is torch.nn.LeakyReLU and m.negative_slope == 0.01 for m in acts)
     assert {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)} == {16}

@@ -136,6 +136,24 @@ def test_the_registry_entry_checks_the_class_and_the_checksum(tmp_path, monkeypa
         assert entry.source and entry.licence
 
 
+def test_every_entry_pins_its_bytes_or_says_why_not(tmp_path, monkeypatch, caplog):
+    import re
+
+    from zoo.pretrained.registry import REGISTRY, PretrainedEntry
+
+    for entry in REGISTRY.values():
+        assert (entry.sha256 is not None and re.fullmatch("[0-9a-f]{64}", entry.sha256)) or (
+            entry.sha256 is None and len(entry.unpinned) > 20), entry.name
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setitem(REGISTRY, "tiny-unpinned", PretrainedEntry(
+        name="tiny-unpinned", class_path=f"{__name__}.Tiny", description="test", how_to_get="test", source="test",
+        licence="test", unpinned="trained by this test"))
+    Tiny().save_pretrained(tmp_path / "tiny-unpinned")
+    with caplog.at_level("INFO", logger="zoo.pretrained.mixin"):
+        load_pretrained("tiny-unpinned")
+    assert "tiny-unpinned: bytes not verified (no sha256: trained by this test)" in caplog.text
+
+
 def test_a_working_directory_folder_never_shadows_a_name(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
@@ -188,3 +206,20 @@ def test_an_interrupted_save_keeps_the_old_files(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         Tiny(5).save_pretrained(tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_module_saved_under_its_old_class_path_still_loads(tmp_path):
+    """VectorQuantizer moved from zoo.modules.vqgan to zoo.modules.quantize: folders saved before load."""
+    from zoo.modules.quantize import VectorQuantizer
+
+    torch.manual_seed(0)
+    saved = VectorQuantizer(num_codes=8, code_dim=3)
+    saved.save_pretrained(tmp_path / "vq")
+    config_file = tmp_path / "vq" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert config["class_path"] == "zoo.modules.quantize.VectorQuantizer"
+    config["class_path"] = "zoo.modules.vqgan.VectorQuantizer"  # what a folder saved before the split holds
+    config_file.write_text(yaml.safe_dump(config))
+    for loaded in (load_pretrained(tmp_path / "vq"), VectorQuantizer.from_pretrained(tmp_path / "vq")):
+        assert type(loaded) is VectorQuantizer and (loaded.num_codes, loaded.code_dim) == (8, 3)
+        assert torch.equal(loaded.embedding.weight, saved.embedding.weight)

@@ -7,6 +7,7 @@ import torch
 from tests.systems.test_vqgan_system import RandomTextures, quiet_trainer
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
+from zoo.render import soft_paste_mask
 from zoo.systems.latent_inpainting import LatentInpaintingSystem
 from zoo.utils.ema import ExponentialMovingAverage
 
@@ -72,14 +73,19 @@ def stacked(items: list[dict]) -> dict:
     return {k: torch.stack([item[k] for item in items]) for k in items[0]}
 
 
-@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
-def test_inpaint_keeps_known_texels_and_is_deterministic(sampler):
-    system = randomised_system()
+def paste_inputs():
     batch = stacked(RandomTextures(count=2).items)
     partial, known = batch["partial"], batch["known_mask"]
     gap = torch.zeros_like(known)
     gap[..., 8] = 1  # gap-filled texels next to the known half are pasted as well
-    partial = partial + gap * 0.25
+    return partial + gap * 0.25, known, gap
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++"])
+def test_inpaint_hard_paste_keeps_known_texels_and_is_deterministic(sampler):
+    system = randomised_system()
+    system.hparams.known_paste = "hard"
+    partial, known, gap = paste_inputs()
     out = system.inpaint(partial, known, gap, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
     again = system.inpaint(partial, known, gap, sampler=sampler, steps=4, generator=torch.Generator().manual_seed(0))
     assert out.shape == partial.shape and torch.isfinite(out).all()
@@ -87,6 +93,41 @@ def test_inpaint_keeps_known_texels_and_is_deterministic(sampler):
     assert torch.equal(out[region], partial[region]), "DINAR eq. 6: known and gap-filled texels pasted back exactly"
     assert not torch.equal(out[~region], partial[~region])
     assert torch.equal(out, again)
+
+
+def test_inpaint_soft_paste_is_dinars_default():
+    """DINAR's test phase pastes with the eroded, box-blurred known mask: texels deep inside the known
+    region are the input, unknown texels the decoded sample, the rim of the known region a blend."""
+    system = randomised_system()
+    assert system.hparams.known_paste == "soft"
+    partial, known, gap = paste_inputs()
+    atlas = torch.ones_like(known)
+    atlas[..., 0, :] = 0
+    decoded = []
+    decode = system.decode
+    system.decode = lambda z: decoded.append(decode(z)) or decoded[-1]
+    soft = system.inpaint(partial, known, gap, atlas=atlas, sampler="ddim", steps=4,
+                          generator=torch.Generator().manual_seed(0))
+    sample = decoded[-1][:, :partial.shape[1]]
+    # brute-force weight: (known | off-atlas), 3x3 min with the image edge ignored, 3x3 mean with mirrored
+    # edges (OpenCV's erode / blur defaults), minus off-atlas
+    closed = torch.maximum(torch.maximum(known, gap), 1 - atlas)
+    H, W = closed.shape[-2:]
+    mirror = lambda k, n: -k if k < 0 else 2 * (n - 1) - k if k >= n else k  # noqa: E731
+    eroded = torch.zeros_like(closed)
+    w = torch.zeros_like(closed)
+    for i in range(H):
+        for j in range(W):
+            eroded[..., i, j] = closed[..., max(i - 1, 0):i + 2, max(j - 1, 0):j + 2].amin((-1, -2))
+    for i in range(H):
+        for j in range(W):
+            w[..., i, j] = sum(eroded[..., mirror(i + a, H), mirror(j + b, W)] for a in (-1, 0, 1) for b in (-1, 0, 1)) / 9
+    w = (w - (1 - atlas)).clamp(0, 1)
+    torch.testing.assert_close(soft, (1 - w) * sample + w * partial)
+    rim = ((w > 1e-6) & (w < 1 - 1e-6)).expand_as(soft)
+    assert rim.any() and (w > 1 - 1e-6).any() and not torch.allclose(soft[rim], partial[rim])
+    with pytest.raises(ValueError, match="known_paste"):
+        tiny_system(tiny_vqgan(), known_paste="blur")
 
 
 def test_inpainting_follows_its_condition():
@@ -103,9 +144,10 @@ def test_inpainting_follows_its_condition():
     other = system.inpaint(partial, known, cond_override=cond.roll(1, 0),
                            **{**kw, "generator": torch.Generator().manual_seed(0)})
     unseen = (known < 0.5).expand_as(true)
+    pasted = (soft_paste_mask(known) == 1).expand_as(true)  # the soft paste's rim blends in the sample
     assert torch.equal(true, same)
     assert (true[unseen] - other[unseen]).abs().mean() > 1e-3
-    assert torch.equal(true[~unseen], other[~unseen])
+    assert pasted.any() and torch.equal(true[pasted], other[pasted])
 
 
 def test_condition_layout_and_denoiser_check():

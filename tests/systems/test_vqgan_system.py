@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.metrics.lpips import MetricUnavailable
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.systems.common import log_image_grid
@@ -43,7 +44,7 @@ def tiny_system(**kwargs) -> VQGANSystem:
     vqgan = VQGAN(in_channels=5, base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16,
                   latent_channels=4, num_codes=16, code_dim=3, norm_groups=4)  # RGB + known + gap masks
     disc = PatchDiscriminator(in_channels=5, base_channels=8, n_layers=2, norm="group", norm_groups=4)
-    return VQGANSystem(vqgan, disc, **{"lr": 1e-3, "disc_start": 0, **kwargs})
+    return VQGANSystem(vqgan, disc, **{"lr": 1e-3, "disc_start": 0, "perceptual_weight": 0.0, **kwargs})
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
@@ -89,10 +90,15 @@ def test_adversarial_terms_wait_for_disc_start():
     assert "train/disc_loss" not in trainer.callback_metrics
 
 
-def test_perceptual_disabled_without_weights_and_loaded_from_a_local_file(tmp_path):
-    assert tiny_system().frozen("lpips") is None
+def test_perceptual_loss_is_off_only_by_its_weight_and_loaded_from_a_local_file(tmp_path, monkeypatch):
+    assert tiny_system().frozen("lpips") is None  # perceptual_weight 0.0: off, as the config says
+    with pytest.raises(ValueError, match=r"perceptual_weight=1.0 needs LPIPS weights.*vgg16-397923af.pth"):
+        tiny_system(perceptual_weight=1.0)  # no silent fallback to a model without LPIPS
     with pytest.raises(FileNotFoundError, match="perceptual_weights"):
-        tiny_system(perceptual_weights=str(tmp_path / "missing.pth"))
+        tiny_system(perceptual_weight=1.0, perceptual_weights=str(tmp_path / "missing.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty hub cache
+    with pytest.raises(MetricUnavailable, match="vgg16-397923af.pth"):
+        tiny_system(perceptual_weight=1.0, perceptual_weights="hub-cache", perceptual_net="vgg")
     import lpips
 
     torch.manual_seed(0)
@@ -103,7 +109,7 @@ def test_perceptual_disabled_without_weights_and_loaded_from_a_local_file(tmp_pa
             if name.startswith("lin"):
                 param.abs_()  # LPIPS's linear heads are non-negative, so distances are too
     torch.save(net.state_dict(), path)
-    system = tiny_system(perceptual_weights=str(path), perceptual_net="squeeze")
+    system = tiny_system(perceptual_weight=1.0, perceptual_weights=str(path), perceptual_net="squeeze")
     assert system.frozen("lpips") is not None
     assert all(k.startswith(("vqgan.", "discriminator.", "generator_steps")) for k in system.state_dict())
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -128,10 +134,11 @@ def test_channel_mismatch_is_an_error():
     vqgan = VQGAN(in_channels=3, base_channels=8, channel_multipliers=[1], num_res_blocks=1, num_codes=4,
                   code_dim=2, latent_channels=2, norm_groups=4, output_heads=False)
     with pytest.raises(ValueError, match="in_channels"):
-        VQGANSystem(vqgan, PatchDiscriminator(in_channels=21, base_channels=8, n_layers=1))
+        VQGANSystem(vqgan, PatchDiscriminator(in_channels=21, base_channels=8, n_layers=1), perceptual_weight=0.0)
     with pytest.raises(ValueError, match="mask_channels"):
-        VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1), mask_channels=False)
-    system = VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1))
+        VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1), mask_channels=False,
+                    perceptual_weight=0.0)
+    system = VQGANSystem(vqgan, PatchDiscriminator(in_channels=3, base_channels=8, n_layers=1), perceptual_weight=0.0)
     with pytest.raises(ValueError, match="mask_channels"):  # 3-channel textures + 2 masks != 3 inputs
         system._texture(RandomTextures().items[0] | {"texture": torch.zeros(1, 3, 16, 16)})
 

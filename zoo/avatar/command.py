@@ -18,11 +18,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("photo", help="a photo (.png/.jpg) or a folder of photos")
     parser.add_argument("--out", required=True, help="output folder (layout: zoo.avatar.pipeline)")
     parser.add_argument("--method", default="refinetex", choices=("refinetex", "dinar"),
-                        help="texture method (default: refinetex, a RefineTex-family checkpoint)")
-    parser.add_argument("--ckpt", default=None, help="texture model checkpoint (e.g. the quick start's last.ckpt)")
-    parser.add_argument("--config", default=None, help="its YAML config (default: config.yaml of its run folder)")
-    parser.add_argument("--motion", default=None, help="pose-sequence .npz for Anny (zoo.export.motion); "
-                        "default: a walk cycle")
+                        help="texture method (default: refinetex, a RefineTex-family checkpoint; dinar: DINAR's "
+                        "one-image pipeline, configs/dinar/one_image_avatar.yaml)")
+    parser.add_argument("--ckpt", default=None, help="refinetex: the texture model checkpoint (e.g. the quick start's "
+                        "last.ckpt); dinar: a stage-1 NeuralAvatarSystem checkpoint (optional when the config names "
+                        "its networks)")
+    parser.add_argument("--config", default=None, help="refinetex: its YAML config (default: config.yaml of its run "
+                        "folder); dinar: a DinarOneImageSystem config (default: configs/dinar/one_image_avatar.yaml)")
+    parser.add_argument("--motion", default=None, help="pose-sequence .npz: Anny's format (zoo.export.motion) or an "
+                        "AMASS-style SMPL-X / SMPL+H file, retargeted onto Anny (zoo.export.amass); default: a walk cycle")
+    parser.add_argument("--motion-fps", type=float, default=30.0, help="resample an AMASS file to about this rate")
+    parser.add_argument("--smplx-model", default=None, help="your SMPL-X model file (SMPLX_NEUTRAL.npz): the source "
+                        "skeleton of AMASS motions (default: an idealised T-pose)")
     parser.add_argument("--fit-steps", type=int, nargs=3, default=None, metavar=("CAMERA", "POSE", "SILHOUETTE"),
                         help="iterations of the three fitting stages (default 60 120 80)")
     parser.add_argument("--render-size", type=int, default=256, help="side of the rendered views and videos, px")
@@ -35,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = run_avatar(args.photo, args.out, args.method, args.ckpt, args.config, args.motion,
-                             args.fit_steps, progress=not args.no_progress, render_size=args.render_size)
+                             args.fit_steps, progress=not args.no_progress, render_size=args.render_size,
+                             motion_fps=args.motion_fps, smplx_model=args.smplx_model)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         sys.stderr.write(f"avatar: {error}\n")
         return 2

@@ -7,10 +7,13 @@ Output folder layout (`run_avatar(..., out)`), `<id>` being the photo's file nam
                              (`zoo.datamodules.image_folder`, body: anny) + an overlay picture
     <out>/texture/<id>.png   the UV texture (Anny's atlas); partial/<id>.png the visible texels
     <out>/avatar/<id>/       avatar.glb (textured, fitted pose), rigged.glb (skeleton, skinning
-                             weights, the motion as an animation), turntable.gif, motion.gif,
+                             weights, the motion as an animation), turntable.gif / .mp4,
+                             motion.gif / .mp4 (the motion: a walk cycle, an Anny motion file or
+                             an AMASS-style SMPL-X file retargeted onto Anny, `zoo.export.amass`),
                              views.png (novel views), summary.png (photo, mask + keypoints, fit,
-                             texture, novel views); with --method dinar also neural_turntable.gif
-                             and neural_walk.gif (the neural renderer's frames)
+                             texture, novel views); with --method dinar (DINAR's one-image
+                             pipeline) also neural_turntable.gif and neural_walk.gif (the neural
+                             renderer's frames)
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from zoo.export import (
     motion_frames,
     render_textured,
     save_gif,
+    save_mp4,
     turntable,
 )
 from zoo.export.motion import load_motion, walk_cycle
@@ -122,7 +126,9 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     motion = motion or walk_cycle(body, frames=24)
     motion_pose = motion["pose"] if torch.is_tensor(motion["pose"]) else torch.from_numpy(motion["pose"])
     fps = float(motion["fps"])
-    steps = ["avatar.glb", "rigged.glb", "views.png", "turntable.gif", "motion.gif", "summary.png"]
+    transl = motion.get("transl")
+    transl = None if transl is None else torch.as_tensor(transl, dtype=torch.float32)
+    steps = ["avatar.glb", "rigged.glb", "views.png", "turntable", "motion", "summary.png"]
     neural = hasattr(texturer, "render_views")  # DINAR: the neural renderer draws the avatar too
     if neural:
         steps += ["neural_turntable.gif", "neural_walk.gif"]
@@ -132,7 +138,8 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
         files["avatar.glb"] = str(export_textured_glb(folder / "avatar.glb", posed, body.faces, body.corner_uvs, texture))
         bar.update(1)
         files["rigged.glb"] = str(export_rigged_glb(folder / "rigged.glb", body, fit.betas, texture,
-                                                    pose=body.pose_from_controls(1), motion=motion_pose, fps=fps))
+                                                    pose=body.pose_from_controls(1), motion=motion_pose, fps=fps,
+                                                    motion_translation=transl))
         bar.update(1)
         natural = body.pose_from_controls(1)
         with torch.no_grad():
@@ -142,11 +149,14 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
         files["views.png"] = str(folder / "views.png")
         Image.fromarray(np.concatenate(views, axis=1)).save(files["views.png"])
         bar.update(1)
-        files["turntable.gif"] = str(save_gif(turntable(body, fit.betas, natural, texture, 24, render_size),
-                                              folder / "turntable.gif"))
+        spin = turntable(body, fit.betas, natural, texture, 24, render_size)
+        files["turntable.gif"] = str(save_gif(spin, folder / "turntable.gif"))
+        files["turntable.mp4"] = str(save_mp4(spin, folder / "turntable.mp4", fps=15.0))
         bar.update(1)
-        frames = motion_frames(body, fit.betas, motion_pose, texture, size=render_size)
+        follow = None if transl is None else transl * torch.tensor([0.0, 1.0, 0.0])  # the camera follows across the floor
+        frames = motion_frames(body, fit.betas, motion_pose, texture, size=render_size, translation=follow)
         files["motion.gif"] = str(save_gif(frames, folder / "motion.gif", fps=min(fps, 30.0)))
+        files["motion.mp4"] = str(save_mp4(frames, folder / "motion.mp4", fps=fps))
         bar.update(1)
         overlay = np.asarray(Image.open(files["overlay"]).convert("RGB"))
         picture = summary_picture(pre.crop, pre.mask, pre.keypoints, overlay, tex_u8, [views[0], views[2]])
@@ -169,9 +179,12 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
 
 def run_avatar(photos: str | Path, out: str | Path, method: str = "refinetex", ckpt: str | None = None,
                config: str | None = None, motion: str | None = None, fit_steps: tuple[int, int, int] | None = None,
-               progress: bool = True, render_size: int = 256) -> list[AvatarResult]:
+               progress: bool = True, render_size: int = 256, motion_fps: float = 30.0,
+               smplx_model: str | None = None) -> list[AvatarResult]:
     """Every photo of `photos` (a file or a folder) through the pipeline; a photo that cannot be
-    used gets its error in its `AvatarResult` and the others go on."""
+    used gets its error in its `AvatarResult` and the others go on. `motion`: an Anny motion file
+    or an AMASS-style file (retargeted, resampled to about `motion_fps`, its source skeleton from
+    the user's SMPL-X model file `smplx_model` when given)."""
     from zoo.avatar.methods import TextureFromPhoto, dinar_method
     from zoo.body import AnnyBody
     from zoo.preprocess import default_backends
@@ -180,13 +193,13 @@ def run_avatar(photos: str | Path, out: str | Path, method: str = "refinetex", c
     out = Path(out).expanduser()
     body = AnnyBody().eval()
     if method == "dinar":
-        texturer = dinar_method(ckpt, config, body)
+        texturer = dinar_method(ckpt, config, body, progress)
     elif method == "refinetex":
         texturer = TextureFromPhoto.from_checkpoint(ckpt, config, body)
     else:
         raise ValueError(f"method must be 'refinetex' or 'dinar', got {method!r}")
     detector, segmenter = default_backends()
-    motion_data = load_motion(motion, body) if motion else None
+    motion_data = load_motion(motion, body, fps=motion_fps, smplx_model=smplx_model) if motion else None
     settings = FitSettings(steps=tuple(fit_steps)) if fit_steps else FitSettings()
     results = []
     for photo in paths:

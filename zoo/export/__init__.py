@@ -8,6 +8,7 @@ from zoo.export.avatar import (
            motion_frames,
            render_textured,
            save_gif,
+           save_mp4,
            turntable,
 )
 from zoo.export.motion import load_motion, save_motion, walk_cycle
@@ -20,6 +21,7 @@ __all__ = [
            "render_textured",
            "save_gif",
            "save_motion",
+           "save_mp4",
            "turntable",
            "walk_cycle",
 ]

@@ -1,5 +1,5 @@
 """Avatar assets: textured GLB, rigged GLB (Anny's skeleton + skinning, optional animation),
-and rendered videos (turntable, motion) of a textured body.
+and rendered videos (turntable, motion; GIF and MP4) of a textured body.
 
 The rigged GLB is standard glTF skinning: one node per Anny bone (104, fingers and toes
 included) in Anny's hierarchy, inverse bind matrices of the bind pose, up to 8 influences per
@@ -181,6 +181,33 @@ def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 15.0) -> P
     return path
 
 
+def save_mp4(frames: list[np.ndarray], path: str | Path, fps: float = 30.0, quality: int = 20) -> Path:
+    """An H.264 MP4 (yuv420p, plays in browsers and players) of (H, W, 3) uint8 frames, through the
+    ffmpeg binary that the `imageio-ffmpeg` wheel bundles; odd sides are padded by one pixel
+    (edge colour) since yuv420p needs even sizes. `quality`: x264's CRF (lower is better)."""
+    import imageio_ffmpeg
+
+    if not frames:
+        raise ValueError("save_mp4 needs at least one frame")
+    shapes = {f.shape for f in frames}
+    if len(shapes) != 1 or len(frames[0].shape) != 3 or frames[0].shape[2] != 3:
+        raise ValueError(f"frames must share one (H, W, 3) shape, got {sorted(shapes)[:3]}")
+    h, w, _ = frames[0].shape
+    pad = ((0, h % 2), (0, w % 2), (0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(str(path), (w + w % 2, h + h % 2), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv420p", macro_block_size=2,
+                                         output_params=["-crf", str(quality)], ffmpeg_log_level="error")
+    writer.send(None)  # start ffmpeg
+    try:
+        for frame in frames:
+            writer.send(np.ascontiguousarray(np.pad(np.asarray(frame, dtype=np.uint8), pad, mode="edge")))
+    finally:
+        writer.close()
+    return path
+
+
 def turntable(body, betas: torch.Tensor, pose: torch.Tensor | None, texture: torch.Tensor, frames: int = 24,
               size: int = 256) -> list[np.ndarray]:
     """Frames of the textured body (`texture` (3, T, T) in [0, 1]) turning once around."""
@@ -204,4 +231,5 @@ def motion_frames(body, betas: torch.Tensor, motion: torch.Tensor, texture: torc
             for v in verts]
 
 
-__all__ = ["export_rigged_glb", "export_textured_glb", "motion_frames", "render_textured", "save_gif", "turntable"]
+__all__ = ["export_rigged_glb", "export_textured_glb", "motion_frames", "render_textured", "save_gif", "save_mp4",
+           "turntable"]

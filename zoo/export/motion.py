@@ -10,8 +10,12 @@ Format (`.npz`, numpy's zip of arrays), one row per frame:
     bones    (104,)   str      optional bone names; when present they must equal joint_names
 
 `python -m zoo.export.motion walk --out walk.npz [--frames 60 --stride 25]` writes a walk cycle
-(the synthetic people's walk controls, `BodyModel.pose_from_controls`). SMPL-X (AMASS-style) motion
-files need the SMPL-X body, which is not part of this command.
+(the synthetic people's walk controls, `BodyModel.pose_from_controls`).
+
+AMASS-style SMPL-X / SMPL+H files (`poses`, `trans`, `mocap_framerate`; `zoo.export.amass`) are read
+too: `load_motion` retargets them onto Anny (or poses an `SMPLXBody` with them), and
+`python -m zoo.export.motion retarget AMASS.npz --out anny.npz [--fps 30 --smplx-model SMPLX_NEUTRAL.npz]`
+writes the retargeted motion in the format above.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from zoo.export.amass import is_amass, load_amass
 
 
 def walk_cycle(body, frames: int = 60, stride_deg: float = 25.0, arm_swing_deg: float = 20.0,
@@ -44,11 +50,18 @@ def save_motion(path: str | Path, motion: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def load_motion(path: str | Path, body) -> dict[str, torch.Tensor | float]:
-    """Read and validate a motion file for `body`: pose (T, P), fps, transl (T, 3) or None."""
+def load_motion(path: str | Path, body, fps: float = 30.0, smplx_model: str | Path | None = None,
+                up_axis: str = "z") -> dict[str, torch.Tensor | float]:
+    """Read and validate a motion file for `body`: pose (T, P), fps, transl (T, 3) or None.
+
+    An AMASS-style file is retargeted (`zoo.export.amass.load_amass`, resampled to about `fps`,
+    its world's `up_axis`, the SMPL-X source skeleton from `smplx_model` when given); a file in
+    the format above is read as it is."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"motion file not found: {path} (format: zoo.export.motion)")
+    if is_amass(path):
+        return load_amass(path, body, fps=fps, up_axis=up_axis, smplx_model=smplx_model)
     with np.load(path, allow_pickle=False) as data:
         if "pose" not in data.files:
             raise ValueError(f"{path} has no 'pose' array (found {data.files}); see zoo.export.motion for the format")
@@ -78,10 +91,25 @@ def main(argv: list[str] | None = None) -> int:
     walk.add_argument("--frames", type=int, default=60)
     walk.add_argument("--stride", type=float, default=25.0, help="hip swing amplitude, degrees")
     walk.add_argument("--fps", type=float, default=30.0)
+    retarget = sub.add_parser("retarget", help="an AMASS-style SMPL-X / SMPL+H .npz retargeted onto Anny")
+    retarget.add_argument("amass", type=Path)
+    retarget.add_argument("--out", type=Path, required=True)
+    retarget.add_argument("--fps", type=float, default=30.0, help="resample to about this frame rate")
+    retarget.add_argument("--up-axis", choices=("z", "y"), default="z", help="the file's world up axis (AMASS: z)")
+    retarget.add_argument("--smplx-model", type=Path, default=None,
+                          help="your SMPL-X model file, for the source skeleton (default: an idealised T-pose)")
     args = parser.parse_args(argv)
     from zoo.body import AnnyBody
 
-    save_motion(args.out, walk_cycle(AnnyBody().eval(), args.frames, args.stride, fps=args.fps))
+    body = AnnyBody().eval()
+    if args.command == "walk":
+        save_motion(args.out, walk_cycle(body, args.frames, args.stride, fps=args.fps))
+        return 0
+    if not is_amass(args.amass):
+        parser.error(f"{args.amass} is not an AMASS-style file (no 'poses' array)")
+    motion = load_amass(args.amass, body, args.fps, args.up_axis, args.smplx_model)
+    save_motion(args.out, {"pose": motion["pose"].numpy(), "fps": np.float64(motion["fps"]),
+                           "transl": motion["transl"].numpy(), "bones": np.asarray(body.joint_names)})
     return 0
 
 

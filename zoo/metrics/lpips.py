@@ -19,7 +19,7 @@ from zoo.utils.frozen import freeze
 
 # File name of torchvision's AlexNet_Weights.IMAGENET1K_V1 (the backbone LPIPS v0.1 was trained on).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
-# `load_lpips` name of "LPIPS(alex) from the torch hub cache" (a config value, e.g. VQGANSystem.perceptual_weights).
+# `load_lpips_weights` name of "LPIPS from the torch hub cache" (a config value, e.g. VQGANSystem.perceptual_weights).
 HUB_CACHE = "hub-cache"
 # torchvision's VGG16_Weights.IMAGENET1K_V1, the backbone of LPIPS(vgg) (DINAR's perceptual loss).
 VGG16_FILE = "vgg16-397923af.pth"
@@ -104,14 +104,23 @@ def load_lpips(net: str, hub_dir: str | os.PathLike | None = None) -> nn.Module:
     return freeze(model)
 
 
+def lpips_weights_help(net: str = "vgg") -> str:
+    """How to give LPIPS(`net`) its weights (for errors of configs that ask for a perceptual loss)."""
+    where = (f"'{HUB_CACHE}' with torchvision's {BACKBONE_NAMES[net]} ImageNet weights at {_backbone_path(net, None)}"
+             if net in BACKBONE_FILES else f"('{HUB_CACHE}' serves only {sorted(BACKBONE_FILES)})")
+    return (f"set perceptual_weights to a local file with a full LPIPS({net}) state dict (backbone and linear "
+            f"layers), or to {where} (the zoo never downloads: copy the file there or set TORCH_HOME)")
+
+
 def load_lpips_weights(weights_path: str, net: str = "vgg") -> nn.Module:
     """LPIPS with every weight from local files (the VQGAN system's `perceptual_weights`): nothing is downloaded.
 
     `weights_path` is a file holding a full LPIPS state dict (backbone and linear layers) of
-    backbone `net`, or HUB_CACHE ("hub-cache") for LPIPS(alex) from torchvision's AlexNet file in the torch hub
-    cache plus the lpips package's linear heads (`load_lpips_alex`)."""
+    backbone `net`, or HUB_CACHE ("hub-cache") for LPIPS(`net`, "alex" or "vgg") from torchvision's
+    backbone file in the torch hub cache plus the lpips package's linear heads (`load_lpips`); a
+    missing file raises MetricUnavailable naming it."""
     if weights_path == HUB_CACHE:
-        return load_lpips_alex()
+        return load_lpips(net)
     if not os.path.isfile(weights_path):
         raise FileNotFoundError(f"perceptual_weights {weights_path!r} does not exist; it must hold a full LPIPS "
                                 "state dict (backbone and linear layers), saved with torch.save or safetensors")

@@ -2,8 +2,10 @@
 
 DINAR (paper section 3.3, implementation notes section 4) denoises 6x64x64 VQGAN latents; the
 condition (the partial texture's latent and the nearest-resized known mask) is concatenated
-to the noisy latent, so `in_channels = 6 + 6 + 1 = 13`. `DiffusionUNet.dinar()` is that preset
-(~390 M parameters: count it on the meta device, see benchmarks/inpainting_params.py).
+to the noisy latent, so `in_channels = 6 + 6 + 1 = 13`. The defaults are that preset, so
+`DiffusionUNet()` is DINAR's denoiser (~390 M parameters: count it on the meta device, see
+benchmarks/inpainting_params.py); they are the one statement of its sizes (the config
+configs/inpainting/diffusion_dinar.yaml names only the class).
 
 Why not diffusers' `UNet2DModel`: it sets one attention *head dimension* for every level
 (heads = width / head_dim), while DINAR uses 8 heads at every level (head widths 64, 96 and 128
@@ -25,26 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.pretrained import PretrainedMixin
-
-#: DINAR's denoiser (implementation notes section 4): 13 -> 6 channels on 64x64 latents.
-DINAR_UNET_INIT_ARGS: dict = {
-    "in_channels": 13,
-    "out_channels": 6,
-    "base_channels": 256,
-    "channel_multipliers": [1, 2, 3, 4],
-    "num_res_blocks": 2,
-    "attention_resolutions": [32, 16, 8],
-    "resolution": 64,
-    "num_heads": 8,
-    "head_channels": None,
-    "dropout": 0.5,
-    "resblock_updown": True,
-    "scale_shift_norm": False,
-    "norm_groups": 8,
-    "mid_attention": True,
-    "time_embed_dim": None,
-    "preproc_input": True,
-}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -147,6 +129,9 @@ class _EmbedSequential(nn.ModuleList):
 class DiffusionUNet(PretrainedMixin, nn.Module):
     """Predicts noise / x0 / v for a noisy latent concatenated with its condition channels.
 
+    The defaults are DINAR's denoiser (implementation notes section 4), checked against the notes
+    in tests/modules/test_diffusion_unet.py.
+
     Args:
         in_channels: noisy latent + condition channels (13 in DINAR: 6 + 6 latent + 1 mask).
         out_channels: predicted channels = latent channels (6 in DINAR).
@@ -239,11 +224,6 @@ class DiffusionUNet(PretrainedMixin, nn.Module):
                 self.output_blocks.append(_EmbedSequential(layers))
         self.out = nn.Sequential(nn.GroupNorm(norm_groups, ch), nn.SiLU(),
                                  _zero(nn.Conv2d(ch, out_channels, 3, padding=1)))
-
-    @classmethod
-    def dinar(cls, **overrides) -> "DiffusionUNet":
-        """DINAR's denoiser (13 -> 6 channels, ~390 M parameters); `overrides` replace init args."""
-        return cls(**{**DINAR_UNET_INIT_ARGS, **overrides})
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | int | float) -> torch.Tensor:
         """Prediction (B, out_channels, H, W) for input x (B, in_channels, H, W) at timesteps t

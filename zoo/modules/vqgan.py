@@ -2,7 +2,8 @@
 
 DINAR compresses its 21-channel 256x256 neural texture to a 6x64x64 latent with a VQGAN before
 running diffusion (paper section 3.3; sizes in implementation notes section 4). Everything is an
-argument so the same code serves RGB textures on CPU and DINAR's preset (`VQGAN.dinar()`).
+argument so the same code serves RGB textures on CPU and DINAR's preset: the defaults, `VQGAN()`
+(the one statement of DINAR's sizes; configs/inpainting/vqgan_dinar.yaml changes only the channels).
 
 Why not diffusers' `VQModel`: its quantizer applies the commitment weight to the codebook term
 (`legacy=True`, which `VQModel` does not expose), it has no dead-code restart and reports no
@@ -24,27 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.modules.quantize import VectorQuantizer
 from zoo.pretrained import PretrainedMixin
-
-#: DINAR's VQGAN (implementation notes section 4): 21 x 256 x 256 -> 6 x 64 x 64, 8192 codes.
-DINAR_VQGAN_INIT_ARGS: dict = {
-    "in_channels": 21,
-    "out_channels": 21,
-    "base_channels": 64,
-    "channel_multipliers": [1, 2, 4],
-    "num_res_blocks": 2,
-    "attention_resolutions": [],
-    "mid_attention": True,
-    "resolution": 256,
-    "latent_channels": 6,
-    "num_codes": 8192,
-    "code_dim": 6,
-    "beta": 0.25,
-    "norm_groups": 16,
-    "dropout": 0.0,
-    "activation": "leaky_relu",
-    "output_heads": True,
-}
 
 ACTIVATIONS = ("leaky_relu", "silu")
 
@@ -136,6 +118,16 @@ def _validate_sizes(base_channels: int, channel_multipliers: Sequence[int], num_
         _check_groups(base_channels * m, norm_groups, "channel_multipliers")
 
 
+def _run_blocks(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The residual blocks of an encoder / decoder level, each followed by its attention block if the
+    level has them."""
+    for i, block in enumerate(level.blocks):
+        h = block(h)
+        if len(level.attns):
+            h = level.attns[i](h)
+    return h
+
+
 class Encoder(PretrainedMixin, nn.Module):
     """Convolutional encoder: one level per multiplier, stride-2 downsampling between levels.
 
@@ -193,11 +185,7 @@ class Encoder(PretrainedMixin, nn.Module):
                              f"got {tuple(x.shape)}")
         h = self.conv_in(x)
         for level in self.levels:
-            for i, block in enumerate(level.blocks):
-                h = block(h)
-                if len(level.attns):
-                    h = level.attns[i](h)
-            h = level.down(h)
+            h = level.down(_run_blocks(level, h))
         h = self.mid2(self.mid_attn(self.mid1(h)))
         return self.conv_out(self.act(self.norm_out(h)))
 
@@ -259,109 +247,11 @@ class Decoder(PretrainedMixin, nn.Module):
             raise ValueError(f"z must be (B, {self.latent_channels}, h, w), got {tuple(z.shape)}")
         h = self.mid2(self.mid_attn(self.mid1(self.conv_in(z))))
         for level in self.levels:
-            for i, block in enumerate(level.blocks):
-                h = block(h)
-                if len(level.attns):
-                    h = level.attns[i](h)
-            h = level.up(h)
+            h = level.up(_run_blocks(level, h))
         h = self.conv_out(self.act(self.norm_out(h)))
         if self.rgb_head is None:
             return h
         return torch.cat([h[:, :-5], self.rgb_head(h[:, -5:-2]), self.mask_head(h[:, -2:])], dim=1)
-
-
-@dataclass
-class QuantizerOutput:
-    """`z_q`: quantised latents with straight-through gradients to `z`; `indices`: (B, h, w) codes;
-    `codebook_loss` = |sg(z) - e|^2, `commitment_loss` = |z - sg(e)|^2 (unweighted);
-    `loss` = codebook_loss + beta * commitment_loss; `perplexity`, `usage`: batch code statistics."""
-
-    z_q: torch.Tensor
-    indices: torch.Tensor
-    codebook_loss: torch.Tensor
-    commitment_loss: torch.Tensor
-    loss: torch.Tensor
-    perplexity: torch.Tensor
-    usage: torch.Tensor
-
-
-class VectorQuantizer(PretrainedMixin, nn.Module):
-    """Nearest-neighbour vector quantiser (van den Oord et al. 2017) with dead-code restart.
-
-    Codes used in training forwards are counted in `usage_counts` (not saved: restart bookkeeping
-    only); `restart_dead_codes` replaces rarely used codes by encoder outputs, the usual cure for
-    codebook collapse with large codebooks such as DINAR's 8192 entries.
-
-    Args:
-        num_codes: codebook size (8192 in DINAR).
-        code_dim: code vector length = channels of the quantised latent (6 in DINAR).
-        beta: commitment weight (0.25, van den Oord et al. and DINAR).
-    """
-
-    def __init__(self, num_codes: int = 8192, code_dim: int = 6, beta: float = 0.25):
-        super().__init__()
-        if num_codes < 2 or code_dim < 1 or beta < 0:
-            raise ValueError(f"need num_codes >= 2, code_dim >= 1, beta >= 0; got {num_codes}, {code_dim}, {beta}")
-        self.num_codes, self.code_dim, self.beta = num_codes, code_dim, beta
-        self.embedding = nn.Embedding(num_codes, code_dim)
-        nn.init.uniform_(self.embedding.weight, -1.0 / num_codes, 1.0 / num_codes)
-        self.register_buffer("usage_counts", torch.zeros(num_codes), persistent=False)
-
-    def nearest_codes(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest code (squared Euclidean) for each position of z (B, D, h, w)."""
-        flat = z.permute(0, 2, 3, 1).reshape(-1, self.code_dim)
-        codes = self.embedding.weight
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(1)[None]
-        return dist.argmin(1).reshape(z.shape[0], z.shape[2], z.shape[3])
-
-    def codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """Code vectors (B, D, h, w) for integer indices (B, h, w)."""
-        if indices.ndim != 3 or indices.is_floating_point():
-            raise ValueError(f"indices must be an integer (B, h, w) tensor, got {indices.dtype} {tuple(indices.shape)}")
-        return self.embedding(indices).permute(0, 3, 1, 2)
-
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
-        if z.ndim != 4 or z.shape[1] != self.code_dim:
-            raise ValueError(f"z must be (B, {self.code_dim}, h, w), got {tuple(z.shape)}")
-        indices = self.nearest_codes(z.detach())
-        e = self.codes(indices)
-        codebook_loss = F.mse_loss(e, z.detach())
-        commitment_loss = F.mse_loss(z, e.detach())
-        z_q = z + (e - z).detach()
-        flat = indices.flatten()  # scatter_add, unlike bincount, also runs on the meta device
-        ones = torch.ones_like(flat, dtype=torch.float)
-        counts = torch.zeros(self.num_codes, device=z.device).scatter_add_(0, flat, ones)
-        if self.training:
-            self.usage_counts += counts
-        probs = counts / counts.sum()
-        perplexity = torch.exp(-(probs * torch.log(probs.clamp_min(1e-12))).sum())
-        usage = (counts > 0).float().mean()
-        return QuantizerOutput(z_q, indices, codebook_loss, commitment_loss,
-                               codebook_loss + self.beta * commitment_loss, perplexity, usage)
-
-    @torch.no_grad()
-    def restart_dead_codes(self, candidates: torch.Tensor, min_count: float = 1.0,
-                           generator: torch.Generator | None = None) -> int:
-        """Re-initialise codes used fewer than `min_count` times since the last restart.
-
-        Args:
-            candidates: encoder outputs to draw new codes from, (B, D, h, w) or (N, D).
-            min_count: codes with `usage_counts < min_count` are dead.
-            generator: makes the draw reproducible.
-        Returns the number of restarted codes; usage counts start again from zero.
-        """
-        if candidates.ndim == 4:
-            candidates = candidates.permute(0, 2, 3, 1).reshape(-1, candidates.shape[1])
-        if candidates.ndim != 2 or candidates.shape[1] != self.code_dim or candidates.shape[0] == 0:
-            raise ValueError(f"candidates must be (N, {self.code_dim}) or (B, {self.code_dim}, h, w), "
-                             f"got {tuple(candidates.shape)}")
-        dead = torch.nonzero(self.usage_counts < min_count).flatten()
-        if len(dead):
-            device = generator.device if generator is not None else candidates.device
-            pick = torch.randint(candidates.shape[0], (len(dead),), generator=generator, device=device)
-            self.embedding.weight[dead] = candidates[pick.to(candidates.device)].to(self.embedding.weight)
-        self.usage_counts.zero_()
-        return int(len(dead))
 
 
 @dataclass
@@ -382,8 +272,8 @@ class VQGANOutput:
 class VQGAN(PretrainedMixin, nn.Module):
     """Encoder -> 1x1 conv -> vector quantiser -> 1x1 conv -> decoder.
 
-    Defaults are DINAR's (implementation notes section 4); `VQGAN.dinar()` builds that preset
-    explicitly and `DINAR_VQGAN_INIT_ARGS` holds it as LightningCLI `init_args`.
+    The defaults are DINAR's VQGAN (implementation notes section 4: 21 x 256 x 256 -> 6 x 64 x 64,
+    8192 codes), so `VQGAN()` is that preset; tests/modules/test_vqgan.py checks them against the notes.
 
     Args:
         in_channels: texture channels (21 in DINAR; 3 for RGB textures).
@@ -428,11 +318,6 @@ class VQGAN(PretrainedMixin, nn.Module):
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta)
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
         self.decoder = Decoder(out_channels=self.out_channels, output_heads=output_heads, **shared)
-
-    @classmethod
-    def dinar(cls, **overrides) -> "VQGAN":
-        """DINAR's VQGAN (21 x 256 x 256 -> 6 x 64 x 64, 8192 codes); `overrides` replace init args."""
-        return cls(**{**DINAR_VQGAN_INIT_ARGS, **overrides})
 
     @property
     def code_dim(self) -> int:

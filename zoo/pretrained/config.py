@@ -29,6 +29,14 @@ _DOTTED = re.compile(r"^[A-Za-z]\w*(\.[A-Za-z]\w*)+$")
 
 # class_path -> class of every PretrainedMixin subclass defined so far (filled by the mixin).
 MODULE_CLASSES: dict[str, type] = {}
+# class_path a module may have been saved under -> where that class lives now (a file split in two
+# keeps the folders saved before loading).
+MOVED_CLASSES: dict[str, str] = {"zoo.modules.vqgan.VectorQuantizer": "zoo.modules.quantize.VectorQuantizer"}
+
+
+def current_class_path(class_path: str) -> str:
+    """`class_path`, or where its class moved to (`MOVED_CLASSES`)."""
+    return MOVED_CLASSES.get(class_path, class_path)
 
 
 def to_plain(value: Any, where: str) -> Any:
@@ -89,6 +97,7 @@ def module_class(class_path: Any, where: str = "config") -> type:
     `__main__` parts); any other class must already be defined (imported by its project)."""
     if not isinstance(class_path, str) or not _DOTTED.match(class_path):
         raise ValueError(f"{where}: class_path must be a dotted path 'package.module.Class', got {class_path!r}")
+    class_path = current_class_path(class_path)
     if class_path not in MODULE_CLASSES and class_path.split(".")[0] == "zoo":
         module_name = class_path.rpartition(".")[0]
         try:

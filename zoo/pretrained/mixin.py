@@ -9,6 +9,7 @@ folder that is not a saved zoo module unless asked to, and writes each file atom
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,8 +20,18 @@ import yaml
 from safetensors.torch import load_model, save_model
 
 from zoo import __version__
-from zoo.pretrained.config import MODULE_CLASSES, build_module, class_path_of, is_module_config, record_init_args, to_plain
+from zoo.pretrained.config import (
+    MODULE_CLASSES,
+    build_module,
+    class_path_of,
+    current_class_path,
+    is_module_config,
+    record_init_args,
+    to_plain,
+)
 from zoo.pretrained.registry import REGISTRY, resolve
+
+log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.safetensors"
@@ -135,7 +146,7 @@ class PretrainedMixin:
         if entry is not None and config["class_path"] != entry.class_path:
             raise TypeError(f"{folder} holds a {config['class_path']}, but the registry entry "
                             f"{entry.name!r} is a {entry.class_path}; re-create it ({entry.how_to_get})")
-        module_cls = MODULE_CLASSES.get(config["class_path"])
+        module_cls = MODULE_CLASSES.get(current_class_path(config["class_path"]))
         if module_cls is not None and cls is not PretrainedMixin and not issubclass(module_cls, cls):
             raise TypeError(f"{folder} holds a {config['class_path']}, which is not a {class_path_of(cls)}")
         weights = folder / WEIGHTS_NAME
@@ -144,6 +155,8 @@ class PretrainedMixin:
         if entry is not None and entry.sha256 is not None and sha256_of(weights) != entry.sha256:
             raise ValueError(f"{weights} does not have the sha256 recorded for {entry.name!r} ({entry.sha256}); "
                              f"the file is corrupt or another model: re-create it ({entry.how_to_get})")
+        if entry is not None and entry.sha256 is None:
+            log.info("%s: bytes not verified (no sha256: %s)", entry.name, entry.unpinned)
         module = build_module(config, str(folder / CONFIG_NAME))
         if cls is not PretrainedMixin and not isinstance(module, cls):
             raise TypeError(f"{folder} holds a {config['class_path']}, which is not a {class_path_of(cls)}")

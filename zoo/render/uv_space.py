@@ -107,6 +107,57 @@ def texture_with_masks(rgb: torch.Tensor, known_mask: torch.Tensor, gap_mask: to
     known = torch.maximum((known_mask > 0.5).to(rgb.dtype), gap)
     return torch.cat([rgb, known, gap], dim=1)
 
+def complete_texture_layout(texture: torch.Tensor, atlas: torch.Tensor | None = None) -> torch.Tensor:
+    """`texture_with_masks` of complete textures (B, C, H, W): the known mask is the UV atlas (1 or B, 1,
+    H, W; None: every texel), no gap. What a VQGAN of DINAR's layout encodes for a ground-truth texture."""
+    atlas = torch.ones_like(texture[:, :1]) if atlas is None else atlas.to(texture.dtype).expand_as(texture[:, :1])
+    return texture_with_masks(texture, atlas)
+
+
+def partial_texture_layout(partial: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """`texture_with_masks` of partial textures with the colours zeroed outside known | gap (DINAR's
+    closed mask): what a VQGAN of DINAR's layout encodes for a single view's texture."""
+    with_masks = texture_with_masks(partial, known_mask, gap_mask)
+    return torch.cat([with_masks[:, :-2] * with_masks[:, -2:-1], with_masks[:, -2:]], dim=1)
+
+
+def soft_paste_mask(known_mask: torch.Tensor, atlas_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """DINAR's test-time paste weight of the known texels: (known | off-atlas), 3x3 erosion, 3x3 box
+    blur, minus off-atlas; the completed texture is (1 - w) * decoded + w * partial.
+
+    The weight is 1 inside the known region, 0 on every unknown atlas texel, and in between on the
+    known texels of the region's rim, so pasted colours blend into the decoded ones instead of
+    leaving a seam. Off-atlas texels count as known for the erosion, so the rim is not eroded where
+    the known region meets the atlas border. Borders follow OpenCV's defaults, as DINAR's
+    `cv2.erode` / `cv2.blur` do: the erosion ignores texels past the image edge, the blur reflects
+    without repeating the edge texel. DINAR rounds the mask through uint8; this is the exact float
+    version (a difference below 1/510).
+
+    Args:
+        known_mask: (B, 1, H, W), > 0.5 where the texel is known (pixels and gap fill).
+        atlas_mask: optional (1 or B, 1, H, W), > 0.5 on the UV atlas (DINAR's binary UV map);
+            None: every texel is on the atlas.
+
+    Returns:
+        (B, 1, H, W) float weights in [0, 1].
+    """
+    if known_mask.dim() != 4 or known_mask.shape[1] != 1:
+        raise ValueError(f"known_mask must be (B, 1, H, W), got {tuple(known_mask.shape)}")
+    dtype = known_mask.dtype if known_mask.is_floating_point() else torch.float32
+    known = (known_mask > 0.5).to(dtype)
+    off = torch.zeros_like(known)
+    if atlas_mask is not None:
+        if atlas_mask.dim() != 4 or atlas_mask.shape[1] != 1 or atlas_mask.shape[2:] != known.shape[2:]:
+            raise ValueError(f"atlas_mask must be (1 or B, 1, H, W) matching known_mask {tuple(known.shape)}, "
+                             f"got {tuple(atlas_mask.shape)}")
+        off = (atlas_mask <= 0.5).to(dtype).expand_as(known)
+    closed = torch.maximum(known, off)
+    eroded = -F.max_pool2d(-closed, 3, stride=1, padding=1)  # max_pool pads with -inf: edges do not erode
+    blurred = F.avg_pool2d(F.pad(eroded, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    return (blurred - off).clamp(0, 1)
+
+
 def scatter_to_uv(image: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor, texture_size: int | tuple[int, int],
                   erode: int = 0, fill_gaps: bool = True) -> dict[str, torch.Tensor]:
     """Scatter visible pixels into UV space (DINAR's RGB texture; the partial texture of a view).

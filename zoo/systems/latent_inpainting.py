@@ -2,11 +2,12 @@
 
 Training: the complete texture T and the single-view partial texture T^j (gap-filled, B_fill) are
 encoded by the frozen VQGAN, each with its known-texel and gap-fill masks as its last two channels
-(DINAR's texture layout, `texture_with_masks`); the denoiser learns to denoise noisy(E(T)) given
+(DINAR's texture layout, `zoo.render.texture_with_masks`); the denoiser learns to denoise noisy(E(T)) given
 E(T^j) and the known mask resized to the latent grid with nearest sampling, concatenated on
 channels. E is the pre-quantisation encoding. Inference (`inpaint`): DDIM with the 3x3 erosion of
 that resized mask replaced by the noised E(T^j) before every step (the last update is kept),
-decode, and paste the known texels back in texture space (eq. 6).
+decode, and paste the known texels back in texture space (eq. 6): softly by default, as DINAR's
+test phase does (`zoo.render.soft_paste_mask`: eroded, box-blurred known mask), or exactly.
 
 Batches follow the zoo's texture contract: a dict with "texture" (B, C, H, W) in [-1, 1],
 "texture_mask" (B, 1, H, W) 1 on the UV atlas, "partial" (B, C, H, W) zero where unseen,
@@ -14,6 +15,8 @@ Batches follow the zoo's texture contract: a dict with "texture" (B, C, H, W) in
 texels filled by the gap fill (`zoo.render.fill_texture_gaps`); known = known_mask | gap_mask.
 """
 from __future__ import annotations
+
+import contextlib
 
 import pytorch_lightning as pl
 import torch
@@ -25,10 +28,12 @@ from zoo.metrics.item_means import log_item_means
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
-from zoo.render import texture_with_masks
+from zoo.render import complete_texture_layout, partial_texture_layout, soft_paste_mask
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.utils.ema import ExponentialMovingAverage
 from zoo.utils.images import preview
+
+KNOWN_PASTES = ("soft", "hard")
 
 
 class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
@@ -62,6 +67,9 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
             or "trailing"; see `zoo.diffusion.sampling.make_scheduler`.
         final_latent_paste: set the replaced latent region to the known latent after the last
             step. False (DINAR): known content is pasted only in texture space after decoding.
+        known_paste: how known texels return after decoding: "soft" (DINAR's test phase: weight
+            = the known mask eroded 3x3 then box-blurred 3x3, `soft_paste_mask`, so the rim of the
+            known region blends into the decoded colours) or "hard" (known texels exactly `partial`).
     """
 
     def __init__(self, denoiser: DiffusionUNet, vqgan: str | VQGAN, num_train_timesteps: int = 1000,
@@ -71,8 +79,10 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
                  latent_scale: float = 1.0, quantize_latents: bool = False, val_sampler: str = "ddim",
                  val_steps: int = 50, val_eta: float = 1.0, erode_known_mask: bool = True,
                  preview_channels: list[int] | None = None, mask_channels: bool = True,
-                 ddim_timesteps: str = "leading", final_latent_paste: bool = False):
+                 ddim_timesteps: str = "leading", final_latent_paste: bool = False, known_paste: str = "soft"):
         super().__init__()
+        if known_paste not in KNOWN_PASTES:
+            raise ValueError(f"known_paste must be one of {KNOWN_PASTES}, got {known_paste!r}")
         if loss_type not in ("l1", "l2"):
             raise ValueError(f"loss_type must be 'l1' or 'l2', got {loss_type!r}")
         if not isinstance(vqgan, (str, VQGAN)):
@@ -128,17 +138,12 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         """VQGAN input of partial textures (zero where unknown; with `mask_channels`, the known and
         gap masks appended) and their known mask known_mask | gap_mask: DINAR's filled mask, used
         for the condition and for the paste."""
-        with_masks = texture_with_masks(partial, known_mask, gap_mask)
-        known = with_masks[:, -2:-1]
-        colours = with_masks[:, :-2] * known
-        return (torch.cat([colours, with_masks[:, -2:]], dim=1) if self.hparams.mask_channels else colours), known
+        with_masks = partial_texture_layout(partial, known_mask, gap_mask)
+        return (with_masks if self.hparams.mask_channels else with_masks[:, :-2]), with_masks[:, -2:-1]
 
     def complete_input(self, texture: torch.Tensor, atlas: torch.Tensor | None = None) -> torch.Tensor:
         """VQGAN input of complete textures: with `mask_channels`, known mask = the atlas, no gap."""
-        if not self.hparams.mask_channels:
-            return texture
-        atlas = torch.ones_like(texture[:, :1]) if atlas is None else atlas.to(texture.dtype).expand_as(texture[:, :1])
-        return texture_with_masks(texture, atlas)
+        return complete_texture_layout(texture, atlas) if self.hparams.mask_channels else texture
 
     def vqgan_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(complete, partial) VQGAN inputs of a batch and the partial textures' filled known mask."""
@@ -180,9 +185,12 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
     def inpaint(self, partial: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None,
                 sampler: str = "ddim", steps: int = 200, eta: float | None = None,
                 generator: torch.Generator | None = None, use_ema: bool = True, erode: bool | None = None,
-                cond_override: torch.Tensor | None = None) -> torch.Tensor:
+                cond_override: torch.Tensor | None = None, atlas: torch.Tensor | None = None) -> torch.Tensor:
         """Complete partial textures (B, C, H, W); texels where known_mask or gap_mask is 1 are
-        `partial` exactly (DINAR eq. 6, pasted after decoding).
+        pasted back from `partial` after decoding (DINAR eq. 6): exactly with known_paste "hard";
+        with "soft" (DINAR), blended by `soft_paste_mask(known, atlas)` (1 inside the known region,
+        fractional on its rim, 0 on unknown texels). `atlas` (1 or B, 1, H, W): the UV atlas (DINAR's
+        binary UV map; None: every texel).
 
         `eta` defaults to 1 for DDIM (DINAR) and is unused by the other samplers; `erode` defaults
         to `erode_known_mask`. Sampling uses the EMA weights when available and `use_ema`.
@@ -201,15 +209,15 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         was_training = self.denoiser.training
         self.denoiser.eval()
         try:
-            if use_ema and self.ema is not None:
-                with self.ema.swap_into(self.denoiser):
-                    z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
-            else:
+            with self.ema.swap_into(self.denoiser) if use_ema and self.ema is not None else contextlib.nullcontext():
                 z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
         finally:
             self.denoiser.train(was_training)
         decoded = self.decode(z)[:, :partial.shape[1]]
-        return torch.where(known > 0.5, partial, decoded)  # DINAR eq. 6, in texture space
+        if self.hparams.known_paste == "hard":
+            return torch.where(known > 0.5, partial, decoded)  # DINAR eq. 6, in texture space
+        weight = soft_paste_mask(known, None if atlas is None else atlas.to(known))
+        return (1 - weight) * decoded + weight * partial
 
     def _sample(self, z_partial, cond, resized, sampler, steps, eta, generator, erode) -> torch.Tensor:
         return self.diffusion.sample(self.denoiser, z_partial.shape, cond=cond, sampler=sampler, num_steps=steps,
@@ -236,7 +244,7 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
             losses.append(self.diffusion.training_loss(self.denoiser, self.encode(complete), cond=cond,
                                                        loss_type=hp.loss_type, generator=generator).loss)
             result = self.inpaint(item["partial"], item["known_mask"], item.get("gap_mask"), sampler=hp.val_sampler,
-                                  steps=hp.val_steps, eta=hp.val_eta, generator=generator)
+                                  steps=hp.val_steps, eta=hp.val_eta, generator=generator, atlas=atlas)
             unknown = (atlas * (1 - known)).expand_as(item["texture"])
             l1s.append(((result - item["texture"]).abs() * unknown).sum() / unknown.sum().clamp_min(1.0))
             results.append(result)

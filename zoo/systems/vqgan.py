@@ -5,7 +5,7 @@ in taming-transformers. Batches follow the texture contract of the zoo's datamod
 "texture" (B, C, H, W) in [-1, 1] and optionally "texture_mask" (B, 1, H, W), 1 on the UV atlas
 (reconstruction losses count atlas texels only). DINAR's VQGAN encodes the pipeline's own textures,
 which carry the known-texel and gap-fill masks as channels and are partial at inference; with
-`mask_channels` the textures get those two channels (`texture_with_masks`; a complete texture's
+`mask_channels` the textures get those two channels (`zoo.render.complete_texture_layout`; a complete texture's
 known mask is the atlas) and with `train_on="both"` the batch's partial textures ("partial",
 "known_mask", optional "gap_mask") are reconstructed too, so the encoder learns the inputs the
 inpainter will give it.
@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from zoo.metrics.item_means import log_item_means
-from zoo.metrics.lpips import load_lpips_weights
+from zoo.metrics.lpips import load_lpips_weights, lpips_weights_help
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
-from zoo.render import texture_with_masks
+from zoo.render import complete_texture_layout, partial_texture_layout
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.utils.images import preview
 
@@ -49,10 +49,11 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         betas: Adam betas of both optimisers ((0.5, 0.9), taming).
         reconstruction_loss: "l1" (taming) or "l2" (DINAR's texture-space regulariser).
         reconstruction_weight: weight of the reconstruction loss.
-        perceptual_weight: LPIPS weight (1.0, taming); active only with `perceptual_weights`.
-        perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(alex)
-            from the torch hub cache (see `zoo.metrics.lpips.load_lpips_weights`); None disables LPIPS (its backbone would
-            otherwise be downloaded, which the zoo never does).
+        perceptual_weight: LPIPS weight (1.0, taming); 0 switches the perceptual loss off. A weight
+            > 0 needs `perceptual_weights` and fails at start without them (the zoo never downloads).
+        perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(`perceptual_net`)
+            from torchvision's backbone file in the torch hub cache and the lpips package's linear heads
+            (`zoo.metrics.lpips.load_lpips_weights`); None only with perceptual_weight 0.
         perceptual_net: LPIPS backbone of that file ("vgg", "alex", "squeeze").
         perceptual_channels: 3 texture channels fed to LPIPS (default the first 3; DINAR's RGB
             channels of the neural texture are 16, 17, 18).
@@ -101,10 +102,14 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         self.automatic_optimization = False
         self.vqgan, self.discriminator = vqgan, discriminator
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))  # checkpointed step count
-        if perceptual_weights is not None and perceptual_weight > 0:
+        if perceptual_weight < 0:
+            raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+        if perceptual_weight > 0:  # LPIPS is on: its weights must be on disk now, not found missing later
+            if perceptual_weights is None:
+                raise ValueError(f"perceptual_weight={perceptual_weight} needs LPIPS weights, but perceptual_weights is "
+                                 f"None: {lpips_weights_help(perceptual_net)}; or set perceptual_weight: 0.0 to "
+                                 "train without the perceptual loss")
             self.attach_frozen("lpips", load_lpips_weights(perceptual_weights, perceptual_net))
-        elif perceptual_weight > 0:
-            log.info("VQGANSystem: perceptual loss disabled (no perceptual_weights file configured)")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -122,12 +127,11 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
                              f"got {tuple(x.shape)}")
         if not extra:
             return x, mask
-        atlas = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype).expand_as(x[:, :1])
-        complete = texture_with_masks(x, atlas)
+        complete = complete_texture_layout(x, mask)
         if self.hparams.train_on == "complete" or "partial" not in batch:
             return complete, mask
-        partial = texture_with_masks(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
-        partial = torch.cat([partial[:, :-2] * partial[:, -2:-1], partial[:, -2:]], dim=1)
+        partial = partial_texture_layout(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
+        atlas = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype).expand_as(x[:, :1])
         return torch.cat([complete, partial]), torch.cat([atlas, atlas])
 
     def _nll(self, x: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
