@@ -192,7 +192,10 @@ def figure_batch(datamodule) -> dict:
 def load_runs(out: Path) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {}
     for path in sorted(out.glob("*/seed*/result.json")):
-        runs.setdefault(path.parent.parent.name, {})[int(path.parent.name[4:])] = json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        result.setdefault("finished", datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+                          .strftime("%Y-%m-%d %H:%M UTC"))  # runs written before this field: the file's time
+        runs.setdefault(path.parent.parent.name, {})[int(path.parent.name[4:])] = result
     return runs
 
 
@@ -337,12 +340,14 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines.append(f"| {TITLES[name]} | " + " | ".join(cell(runs[name], k) for k in IMAGE_KEYS) + " |")
     if "lpips" in unavailable:
         lines += ["", f"LPIPS: {unavailable['lpips']}."]
-    lines += ["", "## Per seed", "", "| model | seed | steps | l1 invisible | psnr invisible | nv/ssim | nv/cossim |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Per seed", "", "Finished: when the run wrote its result (the rows were trained in segments of the "
+              "resumable script, by processes that started from the code of their time).", "",
+              "| model | seed | steps | finished | l1 invisible | psnr invisible | nv/ssim | nv/cossim |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in order:
         for seed, r in sorted(runs[name].items()):
             res = r["results"]
-            lines.append(f"| {TITLES[name]} | {seed} | {r['steps']} | " + " | ".join(
+            lines.append(f"| {TITLES[name]} | {seed} | {r['steps']} | {r['finished']} | " + " | ".join(
                 fmt(res.get(k)) for k in ("texture/l1/invisible", "texture/psnr/invisible", "nv/ssim", "nv/cossim")) + " |")
     curves = {n: [r.get("curve", []) for r in runs[n].values()] for n in NAMES if n in runs}
     steps = sorted({row["step"] for rows in curves.values() for c in rows for row in c})
@@ -466,6 +471,7 @@ def main() -> None:
             else:
                 result, textures = run_refinetex(name, seed, out, args.steps)
             torch.save(textures.detach().float().cpu(), folder / "figure.pt")
+            result["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             (folder / "result.json").write_text(json.dumps(result, indent=1))
             r = result["results"]
             print(f"{name} seed {seed}: {result['steps']} steps, {time.perf_counter() - start:.0f} s; texture l1 "
