@@ -130,6 +130,12 @@ class ZooCLI(LightningCLI):
         if callable(check):
             check()
 
+    def before_predict(self) -> None:
+        """As `before_fit` for what a model needs to predict (`check_predict_assets()`)."""
+        check = getattr(self.model, "check_predict_assets", None)
+        if callable(check):
+            check()
+
 
 APPS = {"avatar": "zoo.avatar.command", "demo": "zoo.avatar.demo"}
 

@@ -201,3 +201,17 @@ def test_tuning_brings_the_render_closer_to_the_image():
                        adversarial_weight=0.0, steps=30, lr=0.05)
     first, last = out.losses[0]["l2"], out.losses[-1]["l2"]
     assert last < 0.9 * first, (first, last)
+
+
+def test_explicit_known_mask_and_no_grad_caller():
+    """After inpainting every texel's mask channel may be set: the view's own known mask decides,
+    and the function works when called under inference mode (Lightning's predict)."""
+    texture, image, person, uv, cosines = _scene()
+    known = texture[:, -2:-1].clone()
+    texture[:, -2:-1] = 1.0
+    renderer = _renderer()  # made outside inference mode, as a system's networks are
+    with torch.inference_mode():
+        out = finetune_rgb(texture, renderer, image, person, uv, torch.ones_like(cosines), perceptual_weight=0.0,
+                           adversarial_weight=0.0, steps=3, lr=0.05, known_mask=known)
+    changed = (out.texture[:, -5:-2] != texture[:, -5:-2]).any(dim=1, keepdim=True)
+    assert changed.any() and not (changed & (known < 0.5)).any()

@@ -8,8 +8,11 @@ Public API (signatures kept stable; other code builds on them):
         (64, 0), or (128, 64) when the back is visible (DINAR's `--finetune_back`).
     finetune_gradient_mask(cosines, threshold=0.6, sharpness=20.0, blur=5) -> (B, 1, T, T)
         the per-texel gradient weight from the view cosines (`zoo.render.texel_view_cosines`).
-    finetune_rgb(texture, renderer, image, person_mask, uv, cosines, *, ...) -> FinetuneResult
-        the fine-tuned texture (only channels -5:-2 differ from `texture`) and what was used.
+    finetune_rgb(texture, renderer, image, person_mask, uv, cosines, *, discriminator=None,
+                 perceptual=None, steps=64, rescale_steps=0, known_mask=None, generator=None,
+                 progress=None, ...DINAR's settings as keywords) -> FinetuneResult
+        the fine-tuned texture (only channels -5:-2 differ from `texture`) and what was used;
+        works under torch.no_grad / inference_mode (it enables gradients itself).
 
 What is optimised (as DINAR):
 - the RGB channels (-5:-2) of the known texels (channel -2 > 0.5, the texels the input view gave
@@ -148,7 +151,8 @@ def finetune_rgb(texture: torch.Tensor, renderer: nn.Module, image: torch.Tensor
                  betas: tuple[float, float] = (0.0, 0.99), batch_size: int = 4, crop_size: int = 256,
                  cosine_threshold: float = 0.6, mask_sharpness: float = 20.0, mask_blur: int = 5,
                  uv_erode: int = 3, feather: int = 10, atlas_mask: torch.Tensor | None = None,
-                 background: float = 1.0, generator: torch.Generator | None = None,
+                 background: float = 1.0, known_mask: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None,
                  progress: Callable[[int, int], None] | None = None) -> FinetuneResult:
     """Fine-tune the RGB channels of one avatar's texture on its input view(s) (module docstring).
 
@@ -177,10 +181,16 @@ def finetune_rgb(texture: torch.Tensor, renderer: nn.Module, image: torch.Tensor
         feather: box size of the output feathering (10, DINAR; 0 = hard known mask).
         atlas_mask: optional (1, 1, T, T) texels of the UV atlas (for the feathering).
         background: constant background of renders and the real image in [-1, 1] (1.0 white).
+        known_mask: (1, 1, T, T) the texels the input view gave a colour (> 0.5); None: the
+            texture's channel -2 (right for a single-view texture; after inpainting pass the
+            view's mask, as the decoded mask channels cover the unseen texels too).
         generator: random source of the perceptual crops.
         progress: called as progress(step, steps) after each step.
     """
     _check(texture, image, person_mask, uv, cosines)
+    if known_mask is not None and known_mask.shape != (1, 1, *texture.shape[-2:]):
+        raise ValueError(f"known_mask must be (1, 1, {texture.shape[-2]}, {texture.shape[-1]}), got "
+                         f"{tuple(known_mask.shape)}")
     if steps < 0 or not 0 <= rescale_steps <= steps or batch_size < 1 or r1_interval < 0:
         raise ValueError(f"need 0 <= rescale_steps <= steps, batch_size >= 1, r1_interval >= 0; got rescale_steps="
                          f"{rescale_steps}, steps={steps}, batch_size={batch_size}, r1_interval={r1_interval}")
@@ -192,10 +202,23 @@ def finetune_rgb(texture: torch.Tensor, renderer: nn.Module, image: torch.Tensor
     if adversarial_weight > 0 and discriminator is None:
         raise ValueError(f"adversarial_weight={adversarial_weight} needs the stage-1 discriminator; set "
                          "adversarial_weight=0 to tune without it")
-    texture = texture.detach()
+    with torch.inference_mode(False), torch.enable_grad():  # callable from predict / no_grad code
+        # clones: tensors made under inference mode cannot take part in autograd
+        texture, image, person_mask, uv, cosines = (t.detach().clone() for t in (texture, image, person_mask, uv, cosines))
+        known_mask = None if known_mask is None else known_mask.detach().clone()
+        return _finetune(texture, renderer, image, person_mask, uv, cosines, discriminator, perceptual, steps,
+                         rescale_steps, l2_weight, perceptual_weight, adversarial_weight, r1_weight, r1_interval, lr,
+                         disc_lr, betas, batch_size, crop_size, cosine_threshold, mask_sharpness, mask_blur, uv_erode,
+                         feather, atlas_mask, background, known_mask, generator, progress)
+
+
+def _finetune(texture, renderer, image, person_mask, uv, cosines, discriminator, perceptual, steps, rescale_steps,
+              l2_weight, perceptual_weight, adversarial_weight, r1_weight, r1_interval, lr, disc_lr, betas, batch_size,
+              crop_size, cosine_threshold, mask_sharpness, mask_blur, uv_erode, feather, atlas_mask, background,
+              known_mask, generator, progress) -> FinetuneResult:
     dtype = texture.dtype
     rgb0 = texture[:, RGB]
-    known = (texture[:, KNOWN:KNOWN + 1] > 0.5).to(dtype)
+    known = ((texture[:, KNOWN:KNOWN + 1] if known_mask is None else known_mask) > 0.5).to(dtype)
     grad_mask = finetune_gradient_mask(cosines, cosine_threshold, mask_sharpness, mask_blur).to(dtype)
     tuned = nn.Parameter(rgb0.clone())
     scale = nn.Parameter(torch.ones(1, 3, 1, 1, dtype=dtype, device=texture.device))
