@@ -20,6 +20,8 @@ import torch  # noqa: E402
 from tests.robustness.test_resume import SYSTEMS  # noqa: E402
 from zoo.callbacks import CheckpointGuard, RNGState  # noqa: E402
 
+GANS = ("vqgan", "neural_avatar")
+
 
 def main() -> None:
     name, devices, mode, data_dir, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], Path(sys.argv[5])
@@ -29,7 +31,7 @@ def main() -> None:
     make_system, make_data, per_batch = SYSTEMS[name]
     # GAN systems step G and D separately (manual optimisation): each step leaves the other's
     # parameters without gradients, which DDP must be told to expect.
-    strategy = "auto" if devices == 1 else ("ddp_find_unused_parameters_true" if name == "vqgan" else "ddp")
+    strategy = "auto" if devices == 1 else ("ddp_find_unused_parameters_true" if name in GANS else "ddp")
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy,
                          max_steps=2 * per_batch, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[RNGState(), CheckpointGuard()])

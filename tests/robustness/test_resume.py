@@ -82,12 +82,39 @@ def _refinetex():
     return RefineTexSystem(network, uncertainty=UncertaintyHead(width=8), loss=loss, reid=_REID[0])
 
 
+AVATAR_DATA = {"image_size": [32, 32], "texture_size": 16, "shading": 0.8, "clothing_offset": 0.02}  # as the stage-1 test
+
+
+def _avatars(data_dir):
+    from zoo.datamodules.avatars import SyntheticAvatarDataModule
+
+    return SyntheticAvatarDataModule("tiny", overrides=AVATAR_DATA, data_dir=str(data_dir), batch_size=4, erode=3,
+                                     progress=False)
+
+
+def _neural_avatar():
+    from zoo.modules.dinar import DinarAvatarNet
+    from zoo.modules.neural_renderer import NeuralRenderer
+    from zoo.modules.stylegan2 import StyleEncoder, StyleGAN2Discriminator, TextureGenerator
+    from zoo.systems.neural_avatar import NeuralAvatarSystem
+
+    sg2 = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
+    network = DinarAvatarNet(
+        NeuralRenderer(texture_channels=9, base_channels=4, n_downsampling=2, n_blocks=1, uv_features=2,
+                       mask_features=2, features=4),
+        encoder=StyleEncoder(image_size=32, style_dim=8, **sg2),
+        generator=TextureGenerator(texture_size=16, out_channels=4, style_dim=8, **sg2))
+    return NeuralAvatarSystem(network, StyleGAN2Discriminator(image_size=32, **sg2), perceptual="none", texture_size=16,
+                              crop_size=16, face_crop_size=8, erode=3, r1_interval=2, image_log_every_n_steps=0)
+
+
 SYSTEMS = {  # name: (system, data, global steps per batch)
     "quickstart": (tiny_system, lambda d: tiny_data(d), 1),
     "reid": (_reid, lambda d: _textures(d, pairs="none"), 1),
     "vqgan": (_vqgan, lambda d: _textures(d, pairs="none"), 2),  # generator and discriminator steps
     "latent_inpainting": (_inpainting, lambda d: _textures(d, pairs="none"), 1),
     "refinetex": (_refinetex, lambda d: _textures(d), 1),
+    "neural_avatar": (_neural_avatar, _avatars, 2),  # generator and discriminator steps (R1 every 2nd D step)
 }
 
 

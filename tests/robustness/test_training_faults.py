@@ -1,4 +1,5 @@
-"""Faults during training: NaN / inf in a view or a loss, NaN weights at save time, Ctrl-C, SIGTERM."""
+"""Faults during training: NaN / inf in a view or a loss, NaN weights at save time, Ctrl-C (in a training
+step or a validation), SIGTERM."""
 from __future__ import annotations
 
 import math
@@ -8,10 +9,12 @@ import signal
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
 from tests.robustness.helpers import load, tiny_data, tiny_system, tiny_trainer
-from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteError, NonFiniteGuard
+from tests.robustness.resume_check import flat_state, max_difference
+from zoo.callbacks import CheckpointGuard, InterruptCheckpoint, NonFiniteError, NonFiniteGuard, RNGState
 
 bad_input = pytest.mark.bad_input
 
@@ -139,3 +142,78 @@ def test_interrupt_saves_a_newest_last_checkpoint(tiny_data_dir, tmp_path, signu
     resumed = tiny_trainer(tmp_path / "resumed", callbacks=[CheckpointGuard()], max_epochs=5)
     resumed.fit(tiny_system(), datamodule=tiny_data(tiny_data_dir), ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
     assert resumed.global_step == 15
+
+
+class _CtrlCInValidation(pl.Callback):
+    """Ctrl-C at the first batch of the validation after `at_step` training steps; counts the
+    validation batches that still started afterwards."""
+
+    def __init__(self, at_step: int):
+        self.at_step, self.sent, self.batches_after = at_step, False, 0
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if trainer.sanity_checking:
+            return
+        if self.sent:
+            self.batches_after += 1
+        elif trainer.global_step == self.at_step:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _validating_trainer(folder, callbacks, max_steps: int = 7) -> pl.Trainer:
+    checkpoint = ModelCheckpoint(dirpath=str(folder / "checkpoints"), save_last=True, every_n_epochs=1)
+    return pl.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, num_sanity_val_steps=0, val_check_interval=2,
+                      callbacks=[*callbacks, RNGState(), CheckpointGuard(), checkpoint], deterministic=True)
+
+
+@bad_input("Ctrl-C during a validation of `fit`",
+           "the validation batch finishes, last.ckpt is written at once (the training state of the last step), "
+           "exit 1; the resumed run continues exactly as the uninterrupted one")
+def test_ctrl_c_during_validation_saves_at_once_and_resumes_exactly(tiny_data_dir, tmp_path):
+    previous = signal.getsignal(signal.SIGINT)
+    pl.seed_everything(0)
+    straight = _validating_trainer(tmp_path / "straight", [])
+    straight.fit(tiny_system(), datamodule=tiny_data(tiny_data_dir, batch_size=2))
+
+    pl.seed_everything(0)
+    ctrl_c = _CtrlCInValidation(at_step=4)
+    stopped = _validating_trainer(tmp_path / "stopped", [ctrl_c, InterruptCheckpoint()])
+    with pytest.raises(SystemExit):
+        stopped.fit(tiny_system(), datamodule=tiny_data(tiny_data_dir, batch_size=2))
+    assert signal.getsignal(signal.SIGINT) == previous, "the Ctrl-C handler is put back"
+    assert ctrl_c.sent and ctrl_c.batches_after == 0, "no further validation batch ran after Ctrl-C"
+    last = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert load(last)["global_step"] == 4, "saved before any further training step"
+
+    pl.seed_everything(1)
+    resumed = _validating_trainer(tmp_path / "resumed", [])
+    resumed.fit(tiny_system(), datamodule=tiny_data(tiny_data_dir, batch_size=2), ckpt_path=last)
+    diff, where = max_difference(flat_state(straight), flat_state(resumed))
+    assert diff <= 1e-6, f"resumed after Ctrl-C in validation differs by {diff:.3g} at {where}"
+
+
+class _ValidationDraws(pl.Callback):
+    """A validation that draws from the global RNG (as the DINAR encoder's noise does)."""
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        torch.rand(3)
+
+
+def test_validation_in_fit_leaves_the_training_rng_alone(tiny_data_dir, tmp_path):
+    """Training draws do not depend on whether validation ran: with RNGState, a run validating every
+    2 steps draws what a run without validation draws (checked through a draw at each step)."""
+    draws = {}
+    for name, limit in (("with", 2), ("without", 0)):
+        class _Record(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx, _name=name):
+                draws.setdefault(_name, []).append(float(torch.rand(())))
+
+        pl.seed_everything(0)
+        trainer = pl.Trainer(max_steps=5, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                             val_check_interval=2, limit_val_batches=limit,
+                             callbacks=[_ValidationDraws(), _Record(), RNGState()])
+        trainer.fit(tiny_system(), datamodule=tiny_data(tiny_data_dir, batch_size=2))
+    assert len(draws["with"]) == 5 and draws["with"] == draws["without"]

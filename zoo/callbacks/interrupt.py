@@ -6,6 +6,12 @@ wrote (possibly many epochs old). `InterruptCheckpoint`:
 - Ctrl-C (SIGINT): the first press asks to stop; the current training step finishes, `last.ckpt`
   is written beside the run's other checkpoints, then the run stops as Lightning does on Ctrl-C
   (KeyboardInterrupt, exit status 1). A second press aborts at once (nothing more is saved).
+  Pressed during a validation of `fit`, the current validation batch finishes and `last.ckpt`
+  is written then (not after the whole validation and the next training step): it holds the state
+  after the last training step; the resumed run skips the rest of that validation and continues
+  the training exactly (`RNGState` keeps validation out of the training's random draws). On N
+  processes the ranks agree at the validation batches every rank has (their shares may differ by
+  one batch), else at the end of the validation.
 - SIGTERM (a scheduler's kill, `kill <pid>`): Lightning finishes the step and raises
   `SIGTERMException`; `last.ckpt` is written then.
 
@@ -19,7 +25,9 @@ import threading
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,7 @@ class InterruptCheckpoint(pl.Callback):
         self._saved = False
         self._previous_handler = None
         self.saved_path: Path | None = None
+        self._val_batches_done = self._val_batches_shared = 0
 
     def _on_sigint(self, signum, frame) -> None:
         if self._requested:  # second Ctrl-C: abort now, the default way
@@ -75,11 +84,38 @@ class InterruptCheckpoint(pl.Callback):
                     why, path, trainer.current_epoch, trainer.global_step, path)
         return path
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+    def _stop_if_requested(self, trainer: pl.Trainer, why: str) -> None:
+        # a collective on N processes: every rank calls it at the same point
         if trainer.strategy.reduce_boolean_decision(self._requested, all=False):
-            self.save(trainer, "Ctrl-C")
+            self.save(trainer, why)
             self._restore_handler()
             raise KeyboardInterrupt
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._stop_if_requested(trainer, "Ctrl-C")
+
+    def _in_fit_validation(self, trainer: pl.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_batches_done = 0
+        if not self._in_fit_validation(trainer):
+            return
+        batches = sum(int(n) if n != float("inf") else 0 for n in trainer.num_val_batches)
+        # the validation batches every rank runs: only there can the ranks agree on stopping
+        if trainer.world_size > 1:
+            batches = int(trainer.strategy.reduce(torch.tensor(batches, device=pl_module.device), reduce_op="min"))
+        self._val_batches_shared = batches
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        self._val_batches_done += 1
+        if self._in_fit_validation(trainer) and self._val_batches_done <= self._val_batches_shared:
+            self._stop_if_requested(trainer, "Ctrl-C during validation")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._in_fit_validation(trainer):
+            self._stop_if_requested(trainer, "Ctrl-C during validation")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handler()

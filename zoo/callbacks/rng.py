@@ -5,6 +5,11 @@ Lightning checkpoints weights, optimisers, loops and stateful data loaders, not 
 `RNGState` stores the torch (CPU and every CUDA device), numpy and Python states of each process
 (`states[rank]`) at save time and puts them back when training starts after a resume (after the
 sanity check, which also draws from them and runs again on resume only).
+
+Validation during `fit` leaves the global RNGs as it found them (their states are put back when it
+ends): the training draws do not depend on how often, or whether, validation ran, and a checkpoint
+saved in the middle of a validation (Ctrl-C, `InterruptCheckpoint`) holds the states the training
+continues with.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import random
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 
 def capture() -> dict:
@@ -57,12 +63,31 @@ class RNGState(pl.Callback):
 
     def __init__(self) -> None:
         self._pending: dict | None = None
+        self._training: dict | None = None  # the training's states while a validation in `fit` runs
+        self._after_step: dict | None = None  # the states after the last training step
 
     def state_dict(self) -> dict:
         return {}
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        # Taken here, not at `on_validation_start`: Lightning creates the validation iterator before
+        # that hook, and a DataLoader without a generator draws its base seed from the global RNG.
+        self._after_step = capture()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._training = self._after_step if self._after_step is not None else capture()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._training is not None:
+            restore(self._training)
+            self._training = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._training = None
+
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        mine = _plain(capture())
+        mine = _plain(self._training if self._training is not None else capture())
         gathered = [mine] * trainer.world_size
         if trainer.world_size > 1:
             import torch.distributed as dist

@@ -118,8 +118,9 @@ class SMPLFitDataModule(pl.LightningDataModule):
                               num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         drop = self.drop_last and len(dataset) >= self.batch_size
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the run's seed_everything seed
-        return ResumableLoader(dataset, self.batch_size, shuffle=True, seed=seed, num_workers=self.num_workers,
-                               drop_last=drop)
+        # each item's random choices come from its draw: exact resume with any num_workers
+        return ResumableLoader(dataset, self.batch_size, shuffle=True, seed=seed, with_draws=True,
+                               num_workers=self.num_workers, drop_last=drop)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

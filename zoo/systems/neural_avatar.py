@@ -29,6 +29,7 @@ from torch import nn
 
 from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
 from zoo.losses.avatar import AvatarReconstructionLoss, PerceptualDistance, dinar_loss_mask
+from zoo.metrics.item_means import log_item_means
 from zoo.metrics.lpips import MetricUnavailable, load_lpips_vgg, lpips_status
 from zoo.pretrained import export_folder, load_pretrained
 from zoo.pretrained.registry import resolve
@@ -157,15 +158,30 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
 
-    def source_texture(self, batch: dict) -> torch.Tensor:
-        """The avatar texture of each source view (B, C, T, T)."""
+    def source_texture(self, batch: dict, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The avatar texture of each source view (B, C, T, T); `noise`: the encoder's noise channel
+        (None: fresh noise, as in training)."""
         net = self.network
         p = self.hparams.source_prefix
         rgb = batch.get(p + "rgb_texture")
         if rgb is None and net.use_rgb_channels:
             rgb = rgb_texture_channels(batch[p + "image"], batch[p + "uv"], batch[p + "mask"], self.hparams.texture_size,
                                        erode=self.hparams.erode, exclude=batch.get(p + "occlusion"))
-        return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb)
+        return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb, noise=noise)
+
+    def evaluation_noise(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        """The encoder's noise channel for validation: one N(0, 1) draw per item from a generator
+        seeded by the item's ids, so the values are the same in every run and on any number of
+        processes (fresh global-RNG noise would differ per process). Without ids in the batch,
+        the item's position in this process's share seeds it."""
+        image = batch[self.hparams.source_prefix + "image"]
+        ids = [batch[k] for k in ("person_index", "person_id", "source_view") if torch.is_tensor(batch.get(k))]
+        noise = []
+        for i in range(image.shape[0]):
+            seed = batch_idx * image.shape[0] + i if not ids else sum(int(v[i]) * 1_000_003**k for k, v in enumerate(ids))
+            g = torch.Generator().manual_seed(seed % 2**63)
+            noise.append(torch.randn(1, *image.shape[-2:], generator=g))
+        return torch.stack(noise).to(image)
 
     def target(self, batch: dict) -> dict[str, torch.Tensor]:
         """Real image composited over the background, its mask, UV, body mask and face mask."""
@@ -224,15 +240,15 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """PSNR, masked L2 and Dice per item, averaged over items (exact on N processes: `log_item_means`)."""
         tgt = self.target(batch)
-        out = self.render(self.source_texture(batch), tgt)
+        out = self.render(self.source_texture(batch, self.evaluation_noise(batch, batch_idx)), tgt)
         mse = F.mse_loss((out["rgb"] + 1) / 2, (tgt["real"] + 1) / 2, reduction="none").flatten(1).mean(1)
         loss_mask = dinar_loss_mask(tgt["uv_mask"], tgt["mask"])
-        self.log_dict({"val/psnr": (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).mean(),
-                       "val/l2": ((out["rgb"] - tgt["real"]) * loss_mask).pow(2).mean(),
-                       "val/dice": 1 - (2 * (out["mask"][:, :1] * tgt["mask"]).sum() + 1)
-                       / (out["mask"][:, :1].sum() + tgt["mask"].sum() + 1)},
-                      batch_size=tgt["real"].shape[0], sync_dist=True)
+        rendered, real = out["mask"][:, :1].flatten(1), tgt["mask"].flatten(1)
+        log_item_means(self, {"val/psnr": 10 * torch.log10(1.0 / mse.clamp(min=1e-10)),
+                              "val/l2": ((out["rgb"] - tgt["real"]) * loss_mask).pow(2).flatten(1).mean(1),
+                              "val/dice": 1 - (2 * (rendered * real).sum(1) + 1) / (rendered.sum(1) + real.sum(1) + 1)})
         if batch_idx == 0:
             log_image_grid(self, "val/renders", [batch[self.hparams.source_prefix + "image"], tgt["real"], out["rgb"]])
 

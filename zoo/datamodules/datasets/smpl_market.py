@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from zoo.body import coarse_from_smpl12
 from zoo.datamodules.datasets.photo_files import open_photo, safe_unpickle
 from zoo.datamodules.datasets.smpl_uv import SMPLTopology, load_smpl_topology, render_fit, require_file, spin_intrinsics
+from zoo.datamodules.resumable import split_index
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +195,11 @@ class PairedViews(Dataset, abc.ABC):
     def load_view(self, path: str) -> dict[str, torch.Tensor]:
         """One image's keys (image, parts, render_parts, mask, uv, K, vertices, ...)."""
 
-    def _choose(self, index: int) -> tuple[int, int | None]:
+    def _choose(self, index: int, g: torch.Generator | None) -> tuple[int, int | None]:
         if self.items_per == "person":
             imgs = self.images_of[self.items[index]]
             if self.random:
-                pick = torch.randperm(len(imgs))[:2].tolist()
+                pick = torch.randperm(len(imgs), generator=g)[:2].tolist()
                 first, second = int(imgs[pick[0]]), (int(imgs[pick[1]]) if len(pick) > 1 else None)
             else:
                 first, second = int(imgs[0]), (int(imgs[1]) if len(imgs) > 1 else None)
@@ -209,11 +210,16 @@ class PairedViews(Dataset, abc.ABC):
         if not len(others):
             return first, None
         if self.random:
-            return first, int(others[torch.randint(len(others), ()).item()])
+            return first, int(others[torch.randint(len(others), (), generator=g).item()])
         return first, int(others[np.searchsorted(others, first) % len(others)])
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        first, second = self._choose(index)
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        """`index`: an item number, or `(number, draw)` from `ResumableSampler(with_draws=True)`: the
+        random choices then come from a generator seeded by the draw, not from the global RNG or a
+        worker's, so a resumed run (any `num_workers`) reads the items the uninterrupted run read."""
+        index, draw = split_index(index)
+        g = torch.Generator().manual_seed(draw) if draw is not None else None
+        first, second = self._choose(index, g)
         person = torch.tensor(int(self.person_of[first]), dtype=torch.int64)
         item = self.load_view(self.paths[first])
         item.update(view_id=torch.tensor(first, dtype=torch.int64), person_id=person)
@@ -223,8 +229,8 @@ class PairedViews(Dataset, abc.ABC):
             item.update({f"novel_{k}": v for k, v in novel.items()})
         for key, pool in (("background", self.backgrounds), ("reference_texture", self.textures)):
             if pool is not None:
-                pick = int(torch.randint(len(pool), ()).item()) if self.random else index
-                flip = key == "background" and self.random and bool(torch.rand(()) < 0.5)
+                pick = int(torch.randint(len(pool), (), generator=g).item()) if self.random else index
+                flip = key == "background" and self.random and bool(torch.rand((), generator=g) < 0.5)
                 item[key] = pool.get(pick, flip=flip)
         return item
 
