@@ -80,6 +80,7 @@ def timed(fn, steps: int, warmup: int, device: str) -> float:
 
 # ---------------------------------------------------------------- RefineTex
 def refinetex(device: str, dry: bool) -> None:
+    from tests.systems.refinetex_batches import random_refinetex_batch, tiny_uv_maps  # PYTHONPATH=. (gpu.sh)
     from zoo.systems.refinetex import RefineTexSystem
 
     args = config_args("configs/refinetex/synthetic.yaml", "model")
@@ -94,16 +95,7 @@ def refinetex(device: str, dry: bool) -> None:
         reid_args.update(widths=[4, 4, 8, 8], embedding_dim=8)
     T = net["backbone"]["init_args"]["uv_size"][0]
     reid_args["input_size"] = [H, W]
-    g = torch.Generator().manual_seed(0)
-    data = {}
-    for p in ("", "novel_"):
-        data[p + "image"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
-        data[p + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
-        data[p + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
-        data[p + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
-    data["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
-    data["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
-    data["texture_mask"] = torch.ones(batch, 1, T, T)
+    data = random_refinetex_batch(batch, (H, W), T, torch.Generator().manual_seed(0))
     data = {k: v.to(device) for k, v in data.items()}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,8 +103,7 @@ def refinetex(device: str, dry: bool) -> None:
         for precision in ("fp32", "bf16 autocast"):
             torch.manual_seed(0)
             system = RefineTexSystem(**{k: build(v) for k, v in args.items()} | {"reid": str(Path(tmp) / "reid")})
-            system.configure_data({"face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
-                                   "texture_mask": torch.ones(1, T, T)})
+            system.configure_data(tiny_uv_maps(T))
             system.load_reid()
             system = system.to(device).train()
             optimizer = system.configure_optimizers()
@@ -142,21 +133,21 @@ def diffusion(device: str, dry: bool) -> None:
 
     args = config_args("configs/inpainting/diffusion_dinar.yaml", "model")
     vq_args = config_args("configs/inpainting/vqgan_dinar.yaml", "model", "init_args", "vqgan")
+    unet = dict(args.pop("denoiser").get("init_args") or {})  # the configs give only what differs from the defaults
     samplers, steps = (("ddim", 200), ("dpm++", 20)), 20
     if dry:
         samplers, steps = (("ddim", 4), ("dpm++", 2)), 2
-        args["denoiser"]["init_args"].update(base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1,
-                                             attention_resolutions=[4], resolution=8, num_heads=2, norm_groups=4)
+        unet.update(base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, attention_resolutions=[4],
+                    resolution=8, num_heads=2, norm_groups=4)
         vq_args.update(base_channels=8, channel_multipliers=[1, 2], num_res_blocks=1, resolution=16, num_codes=16,
                        norm_groups=4)
     torch.manual_seed(0)
     vqgan = build({"class_path": "zoo.modules.vqgan.VQGAN", "init_args": vq_args})
-    unet = args.pop("denoiser")["init_args"]
     denoiser = build({"class_path": "zoo.modules.diffusion_unet.DiffusionUNet", "init_args": unet})
     args.pop("vqgan")
     system = LatentInpaintingSystem(denoiser, vqgan, **args).to(device).eval()
-    size, latent = vq_args["resolution"], unet["resolution"]
-    x = torch.randn(1, unet["in_channels"], latent, latent, device=device)
+    size, latent = vqgan.config["init_args"]["resolution"], denoiser.config["init_args"]["resolution"]
+    x = torch.randn(1, denoiser.in_channels, latent, latent, device=device)
     t = torch.full((1,), 500, device=device, dtype=torch.long)
     with torch.no_grad():
         per_step = timed(lambda: system.denoiser(x, t), steps, 2, device)

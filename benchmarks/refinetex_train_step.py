@@ -13,7 +13,7 @@ between the paths so that load from other processes hits all alike; means over t
 every round (a logger writes on one step in 50, so means, not medians, carry its cost). Tiny CPU
 sizes, one thread. Run:
 
-    python benchmarks/refinetex_train_step.py [--steps 60] [--rounds 2]
+    PYTHONPATH=. python benchmarks/refinetex_train_step.py [--steps 60] [--rounds 2]   (from the repository root)
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from tests.systems.refinetex_batches import random_refinetex_batch, tiny_uv_maps
 from zoo.losses.refinetex import RefineTexLoss
 from zoo.modules.refiners import DeformableRefiner
 from zoo.modules.refinetex import RefineTexNet
@@ -42,23 +43,10 @@ H, W, T, UV, FEAT, BATCH = 64, 32, 32, 32, 16, 4
 
 def make_batches(n: int) -> list[dict]:
     g = torch.Generator().manual_seed(0)
-    batches = []
-    for _ in range(n):
-        b = {}
-        for p in ("", "novel_"):
-            b[p + "image"] = torch.rand(BATCH, 3, H, W, generator=g) * 2 - 1
-            b[p + "parts"] = torch.randint(0, 8, (BATCH, H, W), generator=g)
-            b[p + "uv"] = torch.rand(BATCH, H, W, 2, generator=g) * 1.8 - 0.9
-            b[p + "mask"] = (torch.rand(BATCH, 1, H, W, generator=g) > 0.3).float()
-        b["background"] = torch.rand(BATCH, 3, H, W, generator=g) * 2 - 1
-        b["texture"] = torch.rand(BATCH, 3, T, T, generator=g) * 2 - 1
-        b["texture_mask"] = torch.ones(BATCH, 1, T, T)
-        batches.append(b)
-    return batches
+    return [random_refinetex_batch(BATCH, (H, W), T, g) for _ in range(n)]
 
 
-UV_MAPS = {"face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
-           "texture_mask": torch.ones(1, T, T)}
+UV_MAPS = tiny_uv_maps(T)
 
 
 class Batches(pl.LightningDataModule):

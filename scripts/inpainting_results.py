@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -46,6 +45,7 @@ from zoo.metrics import texture_metrics
 from zoo.pretrained import resolve, zoo_home
 from zoo.render import soft_paste_mask, texture_with_masks
 from zoo.utils.images import grid, save_png, to_uint8
+from zoo.utils.runs import machine_description
 
 log = logging.getLogger("inpainting_results")
 ROOT = Path(__file__).resolve().parents[1]
@@ -435,17 +435,6 @@ def figure(batch: dict, outputs: dict[str, torch.Tensor], rows: list[int], path:
     save_png(grid(pics), path)
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical cores shared with other jobs, torch {torch.__version__} "
-            f"on CPU with torch.set_num_threads(1), Python {platform.python_version()}")
-
-
 def fmt(v, digits: int = 4) -> str:
     return "-" if isinstance(v, float) and math.isnan(v) else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
@@ -610,7 +599,7 @@ def main() -> None:
     figure(batch, outputs, first_view, Path(args.figure))
     doc = Path(args.doc)
     write_doc(doc, {
-        "command": shlex.join(["python", *sys.argv]), "machine": machine(), "load_start": load_start,
+        "command": shlex.join(["python", *sys.argv]), "machine": machine_description(), "load_start": load_start,
         "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "total_wall": time.perf_counter() - start,
         "identities": identities, "n_train_ids": dm.datasets["train"].num_identities,

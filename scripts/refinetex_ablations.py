@@ -1,7 +1,8 @@
 """RefineTex's Table 3 ablations at CPU size, several seeds per row, against the quick-start U-Net;
 writes docs/refinetex_results.md and docs/refinetex_figure.png.
 
-Every configs/refinetex/cpu/<name>.yaml is trained with the same budget (--steps optimiser steps,
+Every RefineTex row (configs/refinetex/cpu/full.yaml, alone or with the row's override file
+configs/refinetex/cpu/<name>.yaml) is trained with the same budget (--steps optimiser steps,
 batch 8, "small" synthetic people) once per seed, then tested on the synthetic test split: SV
 metrics, NV metrics over every other view of the person, texture metrics vs the ground truth on
 the texels seen / unseen in the input view. The quick-start texture-completion U-Net
@@ -25,7 +26,6 @@ import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from zoo.utils.runs import machine_description
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["baseline", "conv_refine", "deformable_refine", "url", "cycle", "full"]
@@ -50,17 +52,6 @@ def higher_is_better(key: str) -> bool:
     return "/l1/" not in key
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} logical cores shared with other jobs, torch {torch.__version__} on CPU, "
-            f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}")
-
-
 def ensure_reid() -> None:
     from zoo.cli import ZooCLI
     from zoo.pretrained import zoo_home
@@ -72,10 +63,10 @@ def ensure_reid() -> None:
                  f"--trainer.default_root_dir={REPO / 'outputs/reid_synthetic'}", "--trainer.enable_progress_bar=false"])
 
 
-def _cli(config: Path, folder: Path, seed: int, extra: list[str]):
+def _cli(configs: list[Path], folder: Path, seed: int, extra: list[str]):
     from zoo.cli import ZooCLI
 
-    args = ["--config", str(config), "--trainer.logger=false", f"--trainer.default_root_dir={folder}",
+    args = [*(a for c in configs for a in ("--config", str(c))), "--trainer.logger=false", f"--trainer.default_root_dir={folder}",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             f"--seed_everything={seed}", *extra]
     return ZooCLI(args=args, run=False)
@@ -135,9 +126,15 @@ def texture_curve_callback(folder: Path, datamodule, every: int):
     return TextureCurve()
 
 
+def row_configs(name: str) -> list[Path]:
+    """The --config files of a RefineTex row: cpu/full.yaml, then the row's override file (none for full)."""
+    base = REPO / "configs/refinetex/cpu/full.yaml"
+    return [base] if name == "full" else [base, REPO / "configs/refinetex/cpu" / f"{name}.yaml"]
+
+
 def run_refinetex(name: str, seed: int, out: Path, steps: int) -> tuple[dict, torch.Tensor]:
     folder = out / name / f"seed{seed}"
-    cli = _cli(REPO / "configs/refinetex/cpu" / f"{name}.yaml", folder, seed,
+    cli = _cli(row_configs(name), folder, seed,
                ["--trainer.limit_val_batches=0", "--model.init_args.use_lpips=true",
                 "--model.init_args.log_images_every_n_steps=0", f"--trainer.max_steps={steps}",
                 f"--model.init_args.loss.init_args.deep_supervision_steps={steps // 2}"])
@@ -164,7 +161,7 @@ def run_quickstart(seed: int, out: Path, max_steps: int | None = None) -> tuple[
 
     folder = out / "quickstart" / f"seed{seed}"
     extra = ["--model.init_args.log_images_every_n_steps=0"] + ([f"--trainer.max_steps={max_steps}"] if max_steps else [])
-    cli = _cli(REPO / "configs/quickstart.yaml", folder, seed, extra)
+    cli = _cli([REPO / "configs/quickstart.yaml"], folder, seed, extra)
     fit_s = _elapsed(folder, _fit(cli, folder, every=50))
     model = cli.model.eval()
     data = cli.datamodule.datasets["test"]
@@ -309,7 +306,8 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         f"{sum(r['fit_s'] for rr in runs.values() for r in rr.values()) / 60:.0f} min of fitting.",
         f"- Seeds: {', '.join(map(str, seeds))} (model initialisation and data order); every row is the mean ± half "
         "the range over the seeds.",
-        "- RefineTex rows: `configs/refinetex/cpu/<row>.yaml` (Texformer width 16, UV 64x64, images 128x64, batch 8, "
+        "- RefineTex rows: `configs/refinetex/cpu/full.yaml` + the row's override `configs/refinetex/cpu/<row>.yaml` "
+        "(Texformer width 16, UV 64x64, images 128x64, batch 8, "
         f"Adam 1e-3, the paper's loss weights, ReID = `reid-synthetic`), {first and next(iter(first.values()))['steps']} "
         f"optimiser steps each (~{(first and next(iter(first.values()))['steps'] or 0) * 8 / 228:.0f} passes over the 228 "
         "training views), deep supervision decayed linearly over the first half. No ground-truth texture loss.",
@@ -478,7 +476,7 @@ def main() -> None:
 
     command = out / "command.txt"
     meta = {"command": command.read_text() if command.is_file() else "python scripts/refinetex_ablations.py",
-            "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine(),
+            "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     if (out / "diagnostics.json").is_file():

@@ -49,7 +49,7 @@ def mean_fill(batch: dict) -> torch.Tensor:
 def refinetex_model(name: str, out: Path):
     """The seed-0 run of a row, from its last resumable checkpoint. Runs written before the
     RefineTexNet refactor keep the network's weights without the `network.` prefix: mapped here."""
-    cli = ablations._cli(REPO / "configs/refinetex/cpu" / f"{name}.yaml", out / "_diagnostics_tmp", 0, [])
+    cli = ablations._cli(ablations.row_configs(name), out / "_diagnostics_tmp", 0, [])
     ckpt = torch.load(out / name / "seed0" / "resume" / "last.ckpt", map_location="cpu", weights_only=False)
     state = {(f"network.{k}" if k.split(".")[0] in ("backbone", "refiner", "fusion") else k): v
              for k, v in ckpt["state_dict"].items()}
@@ -63,7 +63,7 @@ def quickstart_model(out: Path):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "seed0"
         shutil.copytree(out / "quickstart" / "seed0" / "resume", folder / "resume")
-        cli = ablations._cli(REPO / "configs/quickstart.yaml", folder, 0, ["--model.init_args.log_images_every_n_steps=0"])
+        cli = ablations._cli([REPO / "configs/quickstart.yaml"], folder, 0, ["--model.init_args.log_images_every_n_steps=0"])
         ablations._fit(cli, folder, every=50)
     return cli.model.eval()
 
@@ -75,7 +75,7 @@ def objective_check(out: Path) -> dict:
 
     unet = quickstart_model(out)
     models = {name: refinetex_model(name, out) for name in ("baseline", "full")}
-    cli = ablations._cli(REPO / "configs/refinetex/cpu/full.yaml", out / "_diagnostics_tmp", 0, [])
+    cli = ablations._cli(ablations.row_configs("full"), out / "_diagnostics_tmp", 0, [])
     cli.datamodule.setup("test")
     data = cli.datamodule.datasets["test"]
     batch = default_collate([data[i] for i in range(len(data))])
@@ -111,7 +111,7 @@ def overfit(steps: int) -> dict:
 
     curves = {}
     for variant in ("paper objective", "ground-truth texture L1"):
-        cli = ablations._cli(REPO / "configs/refinetex/cpu/baseline.yaml", Path(tempfile.gettempdir()) / "rtx_overfit", 0, [])
+        cli = ablations._cli(ablations.row_configs("baseline"), Path(tempfile.gettempdir()) / "rtx_overfit", 0, [])
         cli.datamodule.setup("fit")
         data = cli.datamodule.datasets["train"]
         views = cli.datamodule.settings.views_per_identity

@@ -2,11 +2,13 @@
 CLI with tiny overrides, and each Table 3 ablation is the composition its name says."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.test_configs import config_args
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.systems.refinetex import RefineTexSystem
@@ -41,6 +43,14 @@ def tiny_overrides(config: dict, tmp_path: Path) -> list[str]:
     return args
 
 
+def merge(base, override):
+    """`override` on `base` as LightningCLI merges YAML files: mappings key by key, except that a
+    component with its own class_path replaces the base's component whole."""
+    if isinstance(base, dict) and isinstance(override, dict) and "class_path" not in override:
+        return {**base, **{k: merge(base.get(k), v) for k, v in override.items()}}
+    return override
+
+
 def test_every_table3_row_and_paper_setting_has_a_config():
     names = {p.stem.removeprefix("ablation_") for p in REFINETEX}
     assert set(ABLATIONS) <= names
@@ -53,8 +63,11 @@ def test_refinetex_config_instantiates(path, tmp_path, monkeypatch):
     from zoo.cli import ZooCLI
 
     monkeypatch.setattr("sys.argv", ["zoo"])
-    config = yaml.safe_load(path.read_text())
-    cli = ZooCLI(args=["--config", str(path), *tiny_overrides(config, tmp_path)], run=False)
+    files = config_args(path)[1::2]  # the base first for an override file
+    config = {}
+    for file in files:
+        config = merge(config, yaml.safe_load(Path(file).read_text()))
+    cli = ZooCLI(args=[*config_args(path), *tiny_overrides(config, tmp_path)], run=False)
     model = cli.model
     assert isinstance(model, RefineTexSystem)
     assert model.network.uv_size == (16, 16)
@@ -127,11 +140,31 @@ def changed(base: dict, other: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def resolved(rel: str) -> dict:
+    """The full config LightningCLI resolves for configs/refinetex/<rel> (its base first for an override
+    file), built on the meta device; the list of files given is left out."""
+    import torch
+
+    from zoo.cli import ZooCLI
+
+    with torch.device("meta"):
+        cli = ZooCLI(args=[*config_args(CONFIGS / "refinetex" / rel), "--trainer.logger=false"], run=False)
+    config = cli.config.clone().as_dict()
+    config.pop("config", None)
+    return config
+
+
 @pytest.mark.parametrize("pattern,base", BASES.items())
 @pytest.mark.parametrize("name", INTENDED)
-def test_each_ablation_differs_from_its_base_in_exactly_the_intended_keys(pattern, base, name):
-    load = lambda rel: yaml.safe_load((CONFIGS / "refinetex" / rel).read_text())  # noqa: E731
-    assert changed(load(base), load(pattern.format(name))) == INTENDED[name]
+def test_each_ablation_differs_from_its_base_in_exactly_the_intended_keys(pattern, base, name, monkeypatch):
+    """Resolved by LightningCLI from `--config <base> --config <override>` (what a run gets): nothing but
+    the intended keys changes, and the override file itself names nothing else."""
+    monkeypatch.setattr("sys.argv", ["zoo"])
+    assert changed(resolved(base), resolved(pattern.format(name))) == INTENDED[name]
+    override = flatten(yaml.safe_load((CONFIGS / "refinetex" / pattern.format(name)).read_text()))
+    assert all(key.startswith((REFINER, UNCERTAINTY)) or key in INTENDED[name] for key in override), \
+        "an override file says only the intended keys"
 
 
 def test_the_diff_sees_every_kind_of_change():

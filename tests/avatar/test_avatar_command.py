@@ -95,51 +95,73 @@ def test_avatar_says_what_is_missing(photos, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def dinar_checkpoint(tmp_path_factory):
-    """An untrained DINAR avatar (configs/dinar/avatar_cpu.yaml, 64 px) saved as a run folder."""
+def dinar_config(tmp_path_factory):
+    """configs/dinar/one_image_avatar.yaml on tiny random networks (saved folders; 64 px input,
+    16 px texture), 3 DDIM steps and 2 fine-tuning steps without LPIPS(vgg)."""
     from pathlib import Path
 
-    from zoo.cli import ZooCLI
+    from tests.inference.tiny_dinar import save_tiny_networks
+    from zoo.avatar.methods import DINAR_CONFIG
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "dinar" / "avatar_cpu.yaml"
-    run = tmp_path_factory.mktemp("dinar_run")
-    (run / "config.yaml").write_text(config.read_text())
-    torch.manual_seed(0)
-    system = ZooCLI(args=["--config", str(config), "--trainer.logger=false"], run=False).model
-    (run / "checkpoints").mkdir()
-    torch.save({"state_dict": system.state_dict()}, run / "checkpoints" / "last.ckpt")
-    return run / "checkpoints" / "last.ckpt"
+    root = tmp_path_factory.mktemp("dinar")
+    config = yaml.safe_load((Path(__file__).resolve().parents[2] / DINAR_CONFIG).read_text())
+    nets = save_tiny_networks(root / "nets", image_size=64, texture_size=16)
+    args = config["model"]["init_args"]
+    args.update(network=nets["avatar"], discriminator=nets["discriminator"], vqgan=nets["vqgan"],
+                denoiser=nets["denoiser"], progress=False)
+    args["pipeline"].update(sampling_steps=3, finetune_steps=2, rgb_erode=3)
+    args["pipeline"]["finetune"].update(perceptual_weight=0.0, crop_size=32)  # LPIPS(vgg) is not on disk in tests
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return root / "tiny.yaml"
 
 
-def test_dinar_method(mediapipe_models, photos, tmp_path, capsys):
+def test_dinar_method_says_what_is_missing(mediapipe_models, photos, dinar_config, tmp_path, capsys):
     from zoo.avatar.methods import dinar_available
 
-    available, _ = dinar_available()
-    if not available:
-        code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar")
-        assert code == 2 and "DINAR avatar not available" in out.err
-        return
+    assert dinar_available() == (True, "")  # DINAR's one-image pipeline is in the zoo
+    config = yaml.safe_load(dinar_config.read_text())
+    config["model"]["init_args"]["vqgan"] = str(tmp_path / "no-such-vqgan")
+    (tmp_path / "missing.yaml").write_text(yaml.safe_dump(config))
+    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar", "--config",
+                     tmp_path / "missing.yaml")
+    assert code == 2 and "no-such-vqgan" in out.err
+    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar", "--config", dinar_config,
+                     "--ckpt", tmp_path / "none.ckpt")
+    assert code == 2 and "checkpoint not found" in out.err
+
+
+def test_dinar_method_without_the_pipeline_fails_clearly(photos, tmp_path, capsys, monkeypatch):
+    import zoo.avatar.methods as methods
+
+    monkeypatch.setattr(methods, "DINAR_ENTRY_POINTS", ("zoo.inference.no_such_pipeline",))
     code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar")
-    assert code == 2 and "configs/dinar/avatar_cpu.yaml" in out.err  # no checkpoint given
+    assert code == 2 and "DINAR avatar not available" in out.err and "no_such_pipeline" in out.err
 
 
 @pytest.mark.slow
-def test_dinar_avatar_end_to_end(mediapipe_models, photos, tmp_path, capsys, request):
-    from zoo.avatar.methods import dinar_available
+def test_dinar_avatar_end_to_end(mediapipe_models, photos, dinar_config, tmp_path, capsys, caplog):
+    import logging
 
-    if not dinar_available()[0]:
-        pytest.skip("the DINAR avatar system is not in this zoo")
-    ckpt = request.getfixturevalue("dinar_checkpoint")
-    code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar", "--ckpt", ckpt,
-                     "--fit-steps", 10, 10, 5, "--render-size", 48, "--no-progress")
+    with caplog.at_level(logging.INFO):
+        code, out = _run(capsys, photos / "person.png", "--out", tmp_path, "--method", "dinar", "--config",
+                         dinar_config, "--fit-steps", 10, 10, 5, "--render-size", 48, "--no-progress")
     assert code == 0, out
+    from zoo.inference.dinar_pipeline import STAGES
+
+    logged = [r.getMessage() for r in caplog.records]
+    for stage in STAGES:  # every stage of DINAR's one-image pipeline ran (and logged its seconds)
+        assert any(m.startswith(f"{stage}: ") and m.endswith(" s") for m in logged), stage
     folder = tmp_path / "avatar" / "person"
-    for name in ("neural_turntable.gif", "neural_walk.gif", "avatar.glb", "rigged.glb"):
+    for name in ("neural_turntable.gif", "neural_walk.gif", "avatar.glb", "rigged.glb", "motion.mp4"):
         assert (folder / name).is_file(), name
     with Image.open(folder / "neural_turntable.gif") as gif:
         assert gif.size == (64, 64) and gif.n_frames == 24  # the encoder's 64 px, one turn
-    with Image.open(tmp_path / "texture" / "person.png") as texture:
-        assert texture.size == (64, 64)
+    texture = np.asarray(Image.open(tmp_path / "texture" / "person.png").convert("RGB")).astype(int)
+    partial = np.asarray(Image.open(tmp_path / "partial" / "person.png").convert("RGB")).astype(int)
+    assert texture.shape == (16, 16, 3)
+    # inpainted: texels the photo does not show get the decoder's colours (not one fill colour)
+    unseen = partial.sum(-1) == 0
+    assert 0 < unseen.sum() < unseen.size and texture[unseen].std(axis=0).min() > 0
 
 
 def test_refinetex_system_texture_from_a_fitted_photo(anny_body):

@@ -6,7 +6,6 @@ camera-space vertices of each frame come from the `smplx` package itself (its fo
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from PIL import Image
 
 from tests.body.synthetic_smpl import write_smplx, write_uv_obj
+from tests.datamodules.fixtures import write_pickle
 
 ORIGINAL_SIZE = (240, 180)  # H, W of the "photos"
 FOCAL = 5000.0
@@ -81,7 +81,6 @@ def write_dinar_folder(root: Path, model: dict, frames: int = 2) -> dict:
         image = np.where(mask[0, 0, ..., None].numpy() > 0, colour.numpy(), 0.2)
         Image.fromarray((image * 255).round().astype(np.uint8)).save(root / "rgb" / f"{frame}.png")
         Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8)).save(root / "segm" / f"{frame}.png")
-        with open(root / "smplx" / f"{frame}.pkl", "wb") as handle:
-            pickle.dump(params, handle)
+        write_pickle(params, root / "smplx" / f"{frame}.pkl")
         out[frame] = (params, verts.numpy())
     return out

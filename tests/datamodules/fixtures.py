@@ -23,6 +23,13 @@ MARKET_CENTRE = (63.5 - 32.0, 63.5)  # render centre (pixel centres at integers)
 SMPL12_TO_7 = {3: 1, 6: 2, 1: 3, 2: 3, 7: 4, 8: 4, 4: 5, 5: 5, 9: 6, 10: 6, 11: 7, 12: 7}
 
 
+def write_pickle(obj, path: Path) -> None:
+    """`obj` pickled to `path` (parent folders created): a body model or a fit file in its real format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        pickle.dump(obj, handle)
+
+
 def write_tiny_smpl(folder: Path) -> dict:
     """Tiny SMPL .pkl (cubes 12 cm wide) + UV OBJ; returns paths, model dict, faces, corner UVs (v down)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,12 @@
 """DINAR input folders: SMPL-X pickles, the 1.2x square crop to a fixed size, camera, validation."""
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
 
 from tests.datamodules.dinar_fixtures import FOCAL, ORIGINAL_SIZE, frame_params, write_dinar_folder, write_tiny_smplx
+from tests.datamodules.fixtures import write_pickle
 from zoo.body.smplx_params import read_smplx_params
 from zoo.datamodules import DinarFolderDataModule
 from zoo.datamodules.datasets.dinar_folder import crop_and_resize, crop_matrix, square_crop_box
@@ -93,28 +92,23 @@ def test_crop_helpers_against_direct_indexing():
     assert side >= 0.99 * 19 * 1.2 and left < 45 and top < 40 and left + side > 54 and top + side > 59
 
 
-def _write(path, params):
-    with open(path, "wb") as handle:
-        pickle.dump(params, handle)
-
-
 def test_pickles_are_validated_loudly(tmp_path):
     good = frame_params(0)
     vposer = {**good, "body_pose": np.zeros((1, 32), np.float32)}
-    _write(tmp_path / "vposer.pkl", vposer)
+    write_pickle(vposer, tmp_path / "vposer.pkl")
     with pytest.raises(ValueError, match="VPoser"):
         read_smplx_params(tmp_path / "vposer.pkl")
     smpl = {**good, "body_pose": np.zeros((1, 69), np.float32)}
-    _write(tmp_path / "smpl.pkl", smpl)
+    write_pickle(smpl, tmp_path / "smpl.pkl")
     with pytest.raises(ValueError, match="SMPL body_pose"):
         read_smplx_params(tmp_path / "smpl.pkl")
-    _write(tmp_path / "missing.pkl", {k: v for k, v in good.items() if k != "jaw_pose"})
+    write_pickle({k: v for k, v in good.items() if k != "jaw_pose"}, tmp_path / "missing.pkl")
     with pytest.raises(ValueError, match="jaw_pose"):
         read_smplx_params(tmp_path / "missing.pkl")
     # DINAR's variants: nested under "result", camera_translation instead of transl, 1-D arrays.
     nested = {k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in good.items() if k != "transl"}
     nested["camera_translation"] = good["transl"]
-    _write(tmp_path / "nested.pkl", {"result": nested})
+    write_pickle({"result": nested}, tmp_path / "nested.pkl")
     params = read_smplx_params(tmp_path / "nested.pkl")
     torch.testing.assert_close(params["transl"], torch.from_numpy(good["transl"]))
     assert params["body_pose"].shape == (1, 63) and params["gender"] == "neutral"
@@ -153,8 +147,7 @@ def test_ltrb_precrop_gives_the_same_item(folder, tmp_path):
         big[top:top + H, left:left + W] = small
         Image.fromarray(big).save(dst / name / "frame00.png")
     params = dict(folder["frames"]["frame00"][0], ltrb=[left, top, left + W, top + H])
-    with open(dst / "smplx" / "frame00.pkl", "wb") as handle:
-        pickle.dump(params, handle)
+    write_pickle(params, dst / "smplx" / "frame00.pkl")
     ref = DinarFolderDataModule(str(src), body=folder["model"], image_size=SIZE, texture_size=TEXTURE)
     new = DinarFolderDataModule(str(dst), body=folder["model"], image_size=SIZE, texture_size=TEXTURE)
     ref.setup()

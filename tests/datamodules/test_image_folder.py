@@ -1,7 +1,6 @@
 """ImageFolderDataModule on a tiny photo folder written here, and RefineTex predict on its batches."""
 from __future__ import annotations
 
-import pickle
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tests.datamodules.fixtures import (
     parser_pattern,
     photo,
     ray_cast_uv,
+    write_pickle,
     write_tiny_smpl,
 )
 from zoo.datamodules.image_folder import ImageFolderDataModule
@@ -33,12 +33,6 @@ def _save(array: np.ndarray, path: Path, **kwargs) -> None:
     Image.fromarray(array).save(path, **kwargs)
 
 
-def _pickle(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        pickle.dump(obj, handle)
-
-
 def write_folder(root: Path, smpl: dict) -> dict:
     """Three photos, sorted ids a, b, sub/c:
     a (png, 128x64): [vertices, cam_t] fit, parser labels and a segm mask (left half);
@@ -49,7 +43,7 @@ def write_folder(root: Path, smpl: dict) -> dict:
     a_vertices = camera_vertices(template, 20.0, (0.0, -0.17, 44.0))
     cam_t = np.array([0.01, -0.02, 0.5])
     _save(photo(SIZE, 0), root / "rgb" / "a.png")
-    _pickle([(a_vertices - cam_t).astype(np.float32), cam_t.astype(np.float32)], root / "smpl" / "a.pkl")
+    write_pickle([(a_vertices - cam_t).astype(np.float32), cam_t.astype(np.float32)], root / "smpl" / "a.pkl")
     _save(parser_pattern(SIZE, 3), root / "parts" / "a.png")
     segm = np.zeros(SIZE, np.uint8)
     segm[:, :32] = 255
@@ -58,20 +52,23 @@ def write_folder(root: Path, smpl: dict) -> dict:
            "body_pose": np.zeros(69), "transl": np.array([0.05, -0.17, 3.4]),
            "focal": PARAMS_FOCAL, "centre": np.array(PARAMS_CENTRE)}
     _save(photo((96, 96), 1), root / "rgb" / "b.jpg", quality=95)
-    _pickle(fit, root / "smpl" / "b.pkl")
+    write_pickle(fit, root / "smpl" / "b.pkl")
     c_vertices = camera_vertices(template, -60.0, (0.02, -0.17, 46.0))
     _save(photo(SIZE, 2), root / "rgb" / "sub" / "c.png")
-    _pickle({"vertices": c_vertices.astype(np.float32)}, root / "smpl" / "sub" / "c.pkl")
+    write_pickle({"vertices": c_vertices.astype(np.float32)}, root / "smpl" / "sub" / "c.pkl")
     _save(parser_pattern(SIZE, 5), root / "parts" / "sub" / "c.png")
     return {"a": a_vertices, "b": params_reference(smpl["data"], fit), "sub/c": c_vertices, "segm": segm}
 
 
+def write_photo_folder(base: Path) -> dict:
+    """A tiny SMPL under `base`/smpl_model and the photo folder `base`/photos written for it."""
+    smpl = write_tiny_smpl(base / "smpl_model")
+    return {"root": base / "photos", "smpl": smpl, "written": write_folder(base / "photos", smpl)}
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    base = tmp_path_factory.mktemp("image_folder")
-    smpl = write_tiny_smpl(base / "smpl_model")
-    written = write_folder(base / "photos", smpl)
-    return {"root": base / "photos", "smpl": smpl, "written": written}
+    return write_photo_folder(tmp_path_factory.mktemp("image_folder"))
 
 
 def _module(folder, root=None, **kwargs) -> ImageFolderDataModule:

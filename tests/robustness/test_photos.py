@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.datamodules.fixtures import PARAMS_CENTRE, PARAMS_FOCAL, write_tiny_smpl
-from tests.datamodules.test_image_folder import SIZE, _module, write_folder
+from tests.datamodules.fixtures import PARAMS_CENTRE, PARAMS_FOCAL, write_pickle
+from tests.datamodules.test_image_folder import SIZE, _module, write_photo_folder
 from zoo.datamodules.datasets.photo_files import open_photo, safe_unpickle
 
 bad_input = pytest.mark.bad_input
@@ -19,10 +19,7 @@ bad_input = pytest.mark.bad_input
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    base = tmp_path_factory.mktemp("photos")
-    smpl = write_tiny_smpl(base / "smpl_model")
-    written = write_folder(base / "photos", smpl)
-    return {"root": base / "photos", "smpl": smpl, "written": written}
+    return write_photo_folder(tmp_path_factory.mktemp("photos"))
 
 
 @pytest.fixture
@@ -95,8 +92,7 @@ def test_crop_cuts_the_centre(folder):
 @bad_input("a body fit that covers 0 pixels of its photo (camera behind / beside the body)",
            "ValueError naming the fit and the photo: fix the fit or remove the photo (no empty texture)")
 def test_body_outside_the_photo_is_refused(folder, copy):
-    with open(copy / "smpl" / "sub" / "c.pkl", "wb") as handle:
-        pickle.dump({"vertices": folder["written"]["sub/c"].astype(np.float32) - [0, 0, 100.0]}, handle)
+    write_pickle({"vertices": folder["written"]["sub/c"].astype(np.float32) - [0, 0, 100.0]}, copy / "smpl" / "sub" / "c.pkl")
     with pytest.raises(ValueError, match=r"smpl/sub/c\.pkl covers 0 pixels of .*rgb/sub/c\.png"):
         _item(folder, copy, "sub/c")
 
@@ -105,8 +101,7 @@ def test_body_outside_the_photo_is_refused(folder, copy):
 def test_nan_fit_is_refused(folder, copy):
     vertices = folder["written"]["sub/c"].astype(np.float32).copy()
     vertices[3] = np.nan
-    with open(copy / "smpl" / "sub" / "c.pkl", "wb") as handle:
-        pickle.dump({"vertices": vertices}, handle)
+    write_pickle({"vertices": vertices}, copy / "smpl" / "sub" / "c.pkl")
     with pytest.raises(ValueError, match=r"sub/c\.pkl: the fitted vertices hold NaN"):
         _item(folder, copy, "sub/c")
 

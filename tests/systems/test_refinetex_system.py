@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.systems.refinetex_batches import random_refinetex_batch, tiny_uv_maps
 from zoo.losses import face_structure_loss, part_style_loss, reid_perceptual_loss
 from zoo.losses.refinetex import RefineTexLoss, deep_supervision_scale
 from zoo.modules.refiners import ConvRefiner, DeformableRefiner
@@ -34,25 +35,13 @@ def reid_dir(tmp_path_factory) -> str:
 
 
 def random_batch(batch: int = 2, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for prefix in ("", "novel_"):
-        out[prefix + "image"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
-        out[prefix + "parts"] = torch.randint(0, 8, (batch, H, W), generator=g)
-        out[prefix + "uv"] = torch.rand(batch, H, W, 2, generator=g) * 1.8 - 0.9
-        out[prefix + "mask"] = (torch.rand(batch, 1, H, W, generator=g) > 0.3).float()
-    out["texture"] = torch.rand(batch, 3, T, T, generator=g) * 2 - 1
-    out["texture_mask"] = torch.ones(batch, 1, T, T)
-    out["known_mask"] = (torch.rand(batch, 1, T, T, generator=g) > 0.5).float()
-    out["background"] = torch.rand(batch, 3, H, W, generator=g) * 2 - 1
+    out = random_refinetex_batch(batch, (H, W), T, torch.Generator().manual_seed(seed))
     out["person_id"] = torch.arange(batch) // 2
     out["view_id"] = torch.arange(batch) + 100 * seed
     return out
 
 
-UV_MAPS = {"position_code": torch.linspace(-1, 1, 3 * T * T).view(3, T, T),
-           "face_hands_mask": torch.zeros(T, T, dtype=torch.bool).index_fill_(0, torch.arange(4), True),
-           "texture_mask": torch.ones(1, T, T)}
+UV_MAPS = {"position_code": torch.linspace(-1, 1, 3 * T * T).view(3, T, T), **tiny_uv_maps(T)}
 
 
 LOSS_ARGS = set(RefineTexLoss.__init__.__code__.co_varnames[1:RefineTexLoss.__init__.__code__.co_argcount])

@@ -18,9 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("photo", help="a photo (.png/.jpg) or a folder of photos")
     parser.add_argument("--out", required=True, help="output folder (layout: zoo.avatar.pipeline)")
     parser.add_argument("--method", default="refinetex", choices=("refinetex", "dinar"),
-                        help="texture method (default: refinetex, a RefineTex-family checkpoint)")
-    parser.add_argument("--ckpt", default=None, help="texture model checkpoint (e.g. the quick start's last.ckpt)")
-    parser.add_argument("--config", default=None, help="its YAML config (default: config.yaml of its run folder)")
+                        help="texture method (default: refinetex, a RefineTex-family checkpoint; dinar: DINAR's "
+                        "one-image pipeline, configs/dinar/one_image_avatar.yaml)")
+    parser.add_argument("--ckpt", default=None, help="refinetex: the texture model checkpoint (e.g. the quick start's "
+                        "last.ckpt); dinar: a stage-1 NeuralAvatarSystem checkpoint (optional when the config names "
+                        "its networks)")
+    parser.add_argument("--config", default=None, help="refinetex: its YAML config (default: config.yaml of its run "
+                        "folder); dinar: a DinarOneImageSystem config (default: configs/dinar/one_image_avatar.yaml)")
     parser.add_argument("--motion", default=None, help="pose-sequence .npz: Anny's format (zoo.export.motion) or an "
                         "AMASS-style SMPL-X / SMPL+H file, retargeted onto Anny (zoo.export.amass); default: a walk cycle")
     parser.add_argument("--motion-fps", type=float, default=30.0, help="resample an AMASS file to about this rate")

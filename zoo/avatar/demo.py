@@ -1,8 +1,9 @@
 """`python -m zoo demo --ckpt X.ckpt`: a Gradio page around the avatar pipeline (extra `[demo]`).
 
-Upload a photo; the page shows the mask with the keypoints, the fit overlay, the UV texture,
-novel views, the turntable and the walk, a 3D viewer of the textured GLB, and offers the files
-(textured GLB, rigged GLB, texture, fit) for download. Photos the pipeline cannot use get their
+Upload a photo (and optionally a motion: an Anny motion file or an AMASS-style SMPL-X / SMPL+H
+`.npz`, retargeted onto Anny); the page shows the mask with the keypoints, the fit overlay, the UV
+texture, novel views, the turntable and the motion, a 3D viewer of the textured GLB, and offers
+the files (textured and rigged GLB, motion MP4, texture, fit) for download. Photos the pipeline cannot use get their
 message on the page. Serves on 127.0.0.1:7860 by default (`--host 0.0.0.0` to share on a network).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ def build_app(ckpt: str | None, config: str | None = None, fit_steps=None, rende
     from zoo.avatar.methods import TextureFromPhoto
     from zoo.avatar.pipeline import avatar_from_photo
     from zoo.body import AnnyBody
+    from zoo.export.motion import load_motion
     from zoo.fit.anny_fit import FitSettings
     from zoo.preprocess import PhotoError, default_backends
 
@@ -36,14 +38,18 @@ def build_app(ckpt: str | None, config: str | None = None, fit_steps=None, rende
     settings = FitSettings(steps=tuple(fit_steps)) if fit_steps else FitSettings()
     root = Path(work_dir or tempfile.mkdtemp(prefix="zoo-demo-"))
 
-    def run(photo_path):
+    def run(photo_path, motion_path=None):
         empty = [None] * 8
         if photo_path is None:
             return ["Upload a photo first.", *empty]
+        try:
+            motion = load_motion(motion_path, body) if motion_path else None
+        except (OSError, ValueError) as error:
+            return [f"**Cannot read this motion file:** {error}", *empty]
         out = root / uuid.uuid4().hex[:12]
         photo = Path(photo_path)
         try:
-            result = avatar_from_photo(photo, out, body, detector, segmenter, texturer, None, settings,
+            result = avatar_from_photo(photo, out, body, detector, segmenter, texturer, motion, settings,
                                        progress=False, render_size=render_size)
         except (PhotoError, ValueError) as error:
             return [f"**Cannot make an avatar from this photo:** {error}", *empty]
@@ -52,7 +58,7 @@ def build_app(ckpt: str | None, config: str | None = None, fit_steps=None, rende
         notes = "".join(f"\n- {w}" for w in result.warnings)
         text = (f"**Done.** Keypoint error {result.keypoint_px:.1f} px, fitted silhouette IoU {result.iou:.2f}."
                 + (f"\n\nNotes:{notes}" if notes else ""))
-        downloads = [f["avatar.glb"], f["rigged.glb"], f["texture"], f["anny"], f["smpl"]]
+        downloads = [f["avatar.glb"], f["rigged.glb"], f["motion.mp4"], f["texture"], f["anny"], f["smpl"]]
         return [text, str(out / "preprocess" / key / "keypoints.png"), f["overlay"], f["texture"], f["views.png"],
                 f["turntable.gif"], f["motion.gif"], f["avatar.glb"], downloads]
 
@@ -63,6 +69,8 @@ def build_app(ckpt: str | None, config: str | None = None, fit_steps=None, rende
         with gr.Row():
             photo = gr.Image(type="filepath", label="photo", elem_id="photo")
             with gr.Column():
+                motion_file = gr.File(label="motion (optional .npz: Anny's format or AMASS SMPL-X / SMPL+H; "
+                                      "default: a walk)", file_types=[".npz"], elem_id="motion_file")
                 button = gr.Button("Make avatar", variant="primary", elem_id="run")
                 message = gr.Markdown(elem_id="message")
         with gr.Row():
@@ -73,10 +81,10 @@ def build_app(ckpt: str | None, config: str | None = None, fit_steps=None, rende
             views = gr.Image(label="novel views", elem_id="views")
         with gr.Row():
             turntable = gr.Image(label="turntable", elem_id="turntable")
-            motion = gr.Image(label="walk", elem_id="motion")
+            motion = gr.Image(label="motion", elem_id="motion")
             model = gr.Model3D(label="3D (textured GLB)", elem_id="model3d")
         files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
-        button.click(run, inputs=photo, outputs=[message, keypoints, fit, texture, views, turntable, motion, model,
+        button.click(run, inputs=[photo, motion_file], outputs=[message, keypoints, fit, texture, views, turntable, motion, model,
                                                   files])
     return app
 

@@ -6,9 +6,11 @@
   space through the fitted body's UV render, and the U-Net completes the texture;
 - `RefineTexSystem`: the person, re-cropped to the model's input size (128x64), and the fitted
   body's rendered part labels go through the Texformer backbone + refiner.
-`--method dinar` takes a `NeuralAvatarSystem` checkpoint (DINAR stage 1, `configs/dinar/`): the
-photo becomes a neural texture drawn by the neural renderer in any pose (`DinarFromPhoto`);
-`dinar_method` says plainly when the zoo lacks that system.
+`--method dinar` runs DINAR's whole one-image pipeline (`DinarFromPhoto`: the
+`DinarOneImageSystem` of `configs/dinar/one_image_avatar.yaml` or `--config`, its stage-1 networks
+from `--ckpt` or named in the config, the stage-2 VQGAN and denoiser named in the config): the
+photo becomes a complete neural texture drawn by the neural renderer in any pose;
+`dinar_method` says plainly what is missing (the pipeline, a network, LPIPS(vgg) weights).
 """
 from __future__ import annotations
 
@@ -27,9 +29,9 @@ log = logging.getLogger(__name__)
 
 TRAIN_HINT = ("train one with `python -m zoo fit --config configs/quickstart.yaml` (CPU minutes) and pass "
               "--ckpt outputs/zoo/<run>/checkpoints/last.ckpt")
-# What `--method dinar` needs from the zoo (the DINAR issues): a system that turns one photo with its
-# body fit into a neural-texture avatar.
-DINAR_ENTRY_POINT = "zoo.systems.neural_avatar"
+# What `--method dinar` needs from the zoo (the DINAR issues): DINAR's one-image pipeline and its system.
+DINAR_ENTRY_POINTS = ("zoo.inference.dinar_pipeline", "zoo.systems.dinar_one_image")
+DINAR_CONFIG = "configs/dinar/one_image_avatar.yaml"
 
 
 def _find_config(ckpt: Path, config: Path | None) -> Path:
@@ -140,91 +142,123 @@ class TextureFromPhoto:
 
 def dinar_available() -> tuple[bool, str]:
     """Whether the zoo has what `--method dinar` needs, and if not, what is missing."""
-    if importlib.util.find_spec(DINAR_ENTRY_POINT) is None:
-        return False, (f"the DINAR avatar system ({DINAR_ENTRY_POINT}) is not in this zoo; "
+    missing = [m for m in DINAR_ENTRY_POINTS if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, (f"DINAR's one-image pipeline ({', '.join(missing)}) is not in this zoo; "
                        "its networks alone cannot make an avatar")
     return True, ""
 
 
-class DinarFromPhoto:
-    """Photo crop + Anny fit -> DINAR neural-texture avatar (`NeuralAvatarSystem`, stage 1).
+def _default_dinar_config() -> Path:
+    config = Path(__file__).resolve().parents[2] / DINAR_CONFIG
+    if not config.is_file():
+        raise FileNotFoundError(f"--method dinar needs its config (the repository's {DINAR_CONFIG}): pass --config")
+    return config
 
-    The crop, its mask and the fitted body's UV render at the encoder's input size make the source
-    view; the avatar's texture is the generated channels plus the 5 image-sampled RGB channels, and
-    the neural renderer draws it at any rasterised pose / view (`render_views`). The GLB texture
-    is the sampled RGB channels (texels the photo shows; grey elsewhere): the generated channels
-    only make sense through the renderer.
+
+class DinarFromPhoto:
+    """Photo crop + Anny fit -> DINAR avatar by the whole one-image pipeline
+    (`zoo.inference.dinar_pipeline.DinarOneImageAvatar` inside a `DinarOneImageSystem`): encode,
+    occlusion-aware RGB sampling, VQ encode, diffusion inpainting, decode, paste, RGB fine-tuning.
+
+    The crop, its mask and the fitted body at the encoder's input size make the input view
+    (`view_inputs`); the result is the complete neural texture, drawn by the neural renderer in any
+    pose / view (`render_views`). The GLB texture is its RGB channels (-5:-2), complete after the
+    inpainting; "partial" is the photo's RGB on the texels the photo shows.
+    The networks must be trained on the fitted body's UV layout (Anny's here).
 
     Args:
-        system: a `NeuralAvatarSystem` (eval mode) trained on the Anny body.
+        system: a `DinarOneImageSystem` (networks loaded, `setup("predict")` done by `from_config`).
         body: the `AnnyBody` of the fit.
-        image_size: the encoder's input side (from its config).
+        occlusion_detector: keep self-occlusion outlines out of the RGB texture (DINAR 3.5).
+        progress: a progress bar per pipeline stage.
     """
 
-    def __init__(self, system, body, image_size: int) -> None:
-        from zoo.systems.neural_avatar import NeuralAvatarSystem
+    def __init__(self, system, body, occlusion_detector: bool = True, progress: bool = False) -> None:
+        from zoo.systems.dinar_one_image import DinarOneImageSystem
 
-        if not isinstance(system, NeuralAvatarSystem):
-            raise TypeError(f"--method dinar needs a NeuralAvatarSystem checkpoint (configs/dinar/), got "
+        if not isinstance(system, DinarOneImageSystem):
+            raise ValueError(f"--method dinar needs a DinarOneImageSystem config ({DINAR_CONFIG}), got "
                             f"{type(system).__name__}")
-        self.system, self.body, self.image_size = system, body, image_size
+        self.system, self.body, self.progress = system, body, progress
+        self.image_size = int(system.network.encoder.image_size)
+        self.texture_size = int(system.network.generator.texture_size)
+        self.limb_colours = None
+        if occlusion_detector:
+            from zoo.render.occlusion import limb_colour_texture, smooth_iterations_for
+
+            self.limb_colours = limb_colour_texture(body.template_vertices, body.faces, body.face_parts,
+                                                    body.corner_uvs, self.texture_size,
+                                                    smooth_iterations_for(self.image_size))
         self.neural_texture: torch.Tensor | None = None
+        self.seconds: dict[str, float] = {}
 
     @classmethod
-    def from_checkpoint(cls, ckpt, config, body) -> DinarFromPhoto:
-        if ckpt is None:
-            raise FileNotFoundError("--method dinar needs a trained DINAR avatar (--ckpt): train one with "
-                                    "`python -m zoo fit --config configs/dinar/avatar_cpu.yaml`")
-        system, cfg = load_system(ckpt, config)
-        encoder = getattr(getattr(system, "network", None), "encoder", None)
-        size = getattr(encoder, "image_size", None)
-        if size is None:
-            overrides = cfg.get("data", {}).get("init_args", {}).get("overrides") or {}
-            size = (overrides.get("image_size") or [256])[0]
-        return cls(system, body, int(size))
+    def from_config(cls, ckpt, config, body, progress: bool = False) -> DinarFromPhoto:
+        """The system of `config` (default: the repository's one-image config), its stage-1
+        network and discriminator from `ckpt` (a `NeuralAvatarSystem` checkpoint) when given;
+        missing stage-2 networks or LPIPS(vgg) weights raise naming the file."""
+        config_path = Path(config).expanduser() if config else _default_dinar_config()
+        if not config_path.is_file():
+            raise FileNotFoundError(f"config not found: {config_path}")
+        from jsonargparse import ArgumentParser
+        from pytorch_lightning import LightningModule
+
+        cfg_dict = yaml.safe_load(config_path.read_text())
+        parser = ArgumentParser()
+        parser.add_subclass_arguments(LightningModule, "model")
+        system = parser.instantiate(parser.parse_object({"model": cfg_dict["model"]})).model
+        if ckpt is not None:
+            ckpt = Path(ckpt).expanduser()
+            if not ckpt.is_file():
+                raise FileNotFoundError(f"checkpoint not found: {ckpt} (--method dinar: a stage-1 NeuralAvatarSystem "
+                                        "checkpoint, or none when the config names its networks)")
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            system.on_load_checkpoint(state)
+            system.load_state_dict(state["state_dict"], strict=True)
+        system.setup("predict")  # stage-2 networks and LPIPS(vgg): checked and loaded now
+        detector = cfg_dict.get("data", {}).get("init_args", {}).get("occlusion_detector", True)
+        return cls(system.eval(), body, bool(detector), progress)
 
     @torch.no_grad()
     def __call__(self, crop: torch.Tensor, mask: torch.Tensor, vertices: torch.Tensor, K: torch.Tensor) -> dict:
-        S, s = crop.shape[-1], self.image_size
-        scale = s / S
-        K_small = K.clone().float()
-        K_small[:2] *= scale
-        K_small[:2, 2] = (K[:2, 2] + 0.5) * scale - 0.5
-        frags = rasterize(vertices[None].float(), self.body.faces, K_small[None], (s, s))
-        uv, _ = render_uv(frags, self.body.corner_uvs)
-        image = F.interpolate(crop[None] * 2 - 1, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        person = (F.interpolate(mask[None], size=(s, s), mode="area") > 0.5).float()
-        p = self.system.hparams.source_prefix
-        texture = self.system.source_texture({p + "image": image, p + "mask": person, p + "uv": uv})
-        self.neural_texture = texture
-        rgb, known = texture[0, -5:-2], texture[0, -2:-1]
-        colour = torch.where(known > 0.5, (rgb.clamp(-1, 1) + 1) / 2, torch.full_like(rgb, 0.5))
-        return {"texture": colour, "partial": colour, "known_mask": known}
+        from zoo.inference.dinar_pipeline import view_inputs
+
+        view = view_inputs(crop, mask, vertices, K, self.body.faces, self.body.corner_uvs, self.image_size,
+                           self.texture_size, self.limb_colours)
+        hp = self.system.hparams
+        generator = torch.Generator().manual_seed(int(hp.seed))
+        with torch.enable_grad():  # the RGB fine-tuning optimises the texture
+            result = self.system.pipeline(view["image"], view["person_mask"], view["uv"], view["cosines"],
+                                          view["occlusion"], hp.back_visible, self.system.perceptual, generator,
+                                          progress=self.progress)
+        self.neural_texture, self.seconds = result.texture.detach(), dict(result.seconds)
+        colour = ((self.neural_texture[0, -5:-2].clamp(-1, 1) + 1) / 2).float()
+        known = result.known[0].float()
+        partial = ((result.single_view[0, -5:-2].clamp(-1, 1) + 1) / 2).float() * known
+        return {"texture": colour, "partial": partial, "known_mask": known}
 
     @torch.no_grad()
     def render_views(self, vertices: torch.Tensor, yaws: list[float]) -> list:
         """uint8 (s, s, 3) frames of the last avatar drawn by the neural renderer, one per body-frame
         mesh of `vertices` (N, V, 3) seen from its yaw (one framing, `zoo.body.animation`)."""
-        from zoo.body.animation import render_sequence
-        from zoo.systems.neural_avatar import uv_body_mask
+        from zoo.callbacks.avatar_writer import render_avatar
 
         if self.neural_texture is None:
             raise RuntimeError("render_views needs an avatar: call the method on a photo first")
-        seq = render_sequence(vertices, self.body.faces, self.body.corner_uvs, yaws, size=self.image_size)
-        frames = []
-        for uv in seq["uv"].split(8):
-            out = self.system.render(self.neural_texture.expand(uv.shape[0], -1, -1, -1),
-                                     {"uv": uv, "uv_mask": uv_body_mask(uv)})
-            frames += [((f.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() for f in out["rgb"]]
-        return frames
+        frames = render_avatar(self.system.network, self.neural_texture[0], vertices, self.body.faces,
+                               self.body.corner_uvs, yaws, size=self.image_size,
+                               background=float(self.system.hparams.background))
+        return [((f + 1) * 127.5).round().byte().permute(1, 2, 0).numpy() for f in frames]
 
 
-def dinar_method(ckpt, config, body) -> DinarFromPhoto:
-    """The DINAR texture method, or a RuntimeError saying why it is not available."""
+def dinar_method(ckpt, config, body, progress: bool = False) -> DinarFromPhoto:
+    """The DINAR method, or a RuntimeError saying why it is not available."""
     ok, why = dinar_available()
     if not ok:
         raise RuntimeError(f"DINAR avatar not available: {why}. Use --method refinetex.")
-    return DinarFromPhoto.from_checkpoint(ckpt, config, body)
+    return DinarFromPhoto.from_config(ckpt, config, body, progress)
 
 
-__all__ = ["TRAIN_HINT", "TextureFromPhoto", "dinar_available", "dinar_method", "load_system"]
+__all__ = ["DINAR_CONFIG", "TRAIN_HINT", "DinarFromPhoto", "TextureFromPhoto", "dinar_available", "dinar_method",
+           "load_system"]

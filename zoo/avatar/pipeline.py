@@ -11,8 +11,9 @@ Output folder layout (`run_avatar(..., out)`), `<id>` being the photo's file nam
                              motion.gif / .mp4 (the motion: a walk cycle, an Anny motion file or
                              an AMASS-style SMPL-X file retargeted onto Anny, `zoo.export.amass`),
                              views.png (novel views), summary.png (photo, mask + keypoints, fit,
-                             texture, novel views); with --method dinar also neural_turntable.gif
-                             and neural_walk.gif (the neural renderer's frames)
+                             texture, novel views); with --method dinar (DINAR's one-image
+                             pipeline) also neural_turntable.gif and neural_walk.gif (the neural
+                             renderer's frames)
 """
 from __future__ import annotations
 
@@ -192,7 +193,7 @@ def run_avatar(photos: str | Path, out: str | Path, method: str = "refinetex", c
     out = Path(out).expanduser()
     body = AnnyBody().eval()
     if method == "dinar":
-        texturer = dinar_method(ckpt, config, body)
+        texturer = dinar_method(ckpt, config, body, progress)
     elif method == "refinetex":
         texturer = TextureFromPhoto.from_checkpoint(ckpt, config, body)
     else:

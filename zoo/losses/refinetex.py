@@ -151,9 +151,15 @@ class RefineTexLoss(nn.Module):
     def uses_novel_view(self) -> bool:
         return self.weights["novel_view"] > 0 or self.weights["cycle"] > 0
 
-    def set_uv_masks(self, uv_maps: dict, size) -> None:
+    def set_uv_masks(self, uv_maps: dict | None, size) -> None:
         """Install the face/hand and atlas masks of a body's `uv_maps()` at texture size (Huv, Wuv) (on
-        the CPU: move the loss with `.to(device)` afterwards, as the system does)."""
+        the CPU: move the loss with `.to(device)` afterwards, as the system does). None (data without
+        uv_maps) keeps the masks installed before; the face loss then needs one installed already."""
+        if uv_maps is None:
+            if self.weights["face"] > 0 and self.face_mask is None:
+                raise ValueError("the face loss (face_weight > 0) needs the data's uv_maps()['face_hands_mask']; "
+                                 "this data gives no uv_maps(): set face_weight: 0.0 to train without it")
+            return
         if self.weights["face"] > 0 and "face_hands_mask" not in uv_maps:
             raise ValueError(f"face_weight={self.weights['face']} needs uv_maps()['face_hands_mask'] from the data; "
                              f"it gives {sorted(uv_maps)} (set face_weight: 0.0 to train without the face loss)")

@@ -63,4 +63,27 @@ def log_item_means(module: nn.Module, values: Mapping[str, torch.Tensor], batch_
                    metric_attribute=f"{_ATTRIBUTE}.{_key(name)}")
 
 
-__all__ = ["item_mean", "log_item_means"]
+class NamedMeans(nn.Module):
+    """Means over items of named per-item values (B,) for a report (e.g. a test table): one
+    torchmetrics MeanMetric per name, NaN-skipping, summed over every process at `compute`. The
+    states are not checkpointed; `reset` forgets the names too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.means = nn.ModuleDict()  # name with "/" -> "|" (a ModuleDict key cannot hold ".")
+
+    def update(self, values: Mapping[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            key = name.replace("/", "|")
+            if key not in self.means:  # the same names on every process: they come from the batch keys
+                self.means[key] = MeanMetric(nan_strategy="ignore").to(value.device)
+            self.means[key].update(value.detach().float())
+
+    def compute(self) -> dict[str, float]:
+        return {key.replace("|", "/"): float(metric.compute()) for key, metric in self.means.items()}
+
+    def reset(self) -> None:
+        self.means.clear()
+
+
+__all__ = ["NamedMeans", "item_mean", "log_item_means"]

@@ -57,3 +57,13 @@ def view_and_texture_tables(results: Mapping[str, float], unavailable: Mapping[s
                    for m in ("l1", "psnr", "ssim")}
         tables["Texture metrics vs ground truth"] = (list(splits), texture)
     return tables
+
+
+def write_view_and_texture_tables(folder: str | Path, stem: str, results: Mapping[str, float],
+                                  unavailable: Mapping[str, str], variant: str) -> Path:
+    """`view_and_texture_tables` written by `write_metric_tables`, with the notes that say what SV, NV
+    (`nv/pairs` ordered pairs of views of a person) and the texel splits are; returns the markdown path."""
+    notes = [f"SV: render in the input view; NV: the texture of each view rendered into every other view of "
+             f"that person ({int(results.get('nv/pairs', 0))} ordered pairs).",
+             "visible = texels seen in the input view (known_mask); invisible = the other atlas texels."]
+    return write_metric_tables(folder, stem, view_and_texture_tables(results, unavailable, variant), notes)[0]

@@ -118,6 +118,16 @@ def _validate_sizes(base_channels: int, channel_multipliers: Sequence[int], num_
         _check_groups(base_channels * m, norm_groups, "channel_multipliers")
 
 
+def _run_blocks(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The residual blocks of an encoder / decoder level, each followed by its attention block if the
+    level has them."""
+    for i, block in enumerate(level.blocks):
+        h = block(h)
+        if len(level.attns):
+            h = level.attns[i](h)
+    return h
+
+
 class Encoder(PretrainedMixin, nn.Module):
     """Convolutional encoder: one level per multiplier, stride-2 downsampling between levels.
 
@@ -175,11 +185,7 @@ class Encoder(PretrainedMixin, nn.Module):
                              f"got {tuple(x.shape)}")
         h = self.conv_in(x)
         for level in self.levels:
-            for i, block in enumerate(level.blocks):
-                h = block(h)
-                if len(level.attns):
-                    h = level.attns[i](h)
-            h = level.down(h)
+            h = level.down(_run_blocks(level, h))
         h = self.mid2(self.mid_attn(self.mid1(h)))
         return self.conv_out(self.act(self.norm_out(h)))
 
@@ -241,11 +247,7 @@ class Decoder(PretrainedMixin, nn.Module):
             raise ValueError(f"z must be (B, {self.latent_channels}, h, w), got {tuple(z.shape)}")
         h = self.mid2(self.mid_attn(self.mid1(self.conv_in(z))))
         for level in self.levels:
-            for i, block in enumerate(level.blocks):
-                h = block(h)
-                if len(level.attns):
-                    h = level.attns[i](h)
-            h = level.up(h)
+            h = level.up(_run_blocks(level, h))
         h = self.conv_out(self.act(self.norm_out(h)))
         if self.rgb_head is None:
             return h

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
 
 from zoo.utils.images import grid, log_picture, to_uint8
@@ -70,3 +71,10 @@ def logger_writes_this_step(module: pl.LightningModule) -> bool:
         return True
     every = trainer.log_every_n_steps
     return every > 0 and ((module.global_step + 1) % every == 0 or trainer.should_stop)
+
+
+def require_prediction_writer(module: pl.LightningModule, what: str, writer: str) -> None:
+    """Fail at predict start when no callback writes the predictions (`predict_step` returns `what`)."""
+    if not any(isinstance(c, BasePredictionWriter) for c in module.trainer.callbacks):
+        raise ValueError(f"{type(module).__name__}.predict returns {what} only; add a writer to the trainer, e.g. "
+                         f"trainer.callbacks: [{{class_path: {writer}}}] in the config")

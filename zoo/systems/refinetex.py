@@ -23,20 +23,18 @@ import math
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import nn
-from torchmetrics import MeanMetric
 
 from zoo.losses.refinetex import VIEW_KEYS, RefineTexLoss, batch_view, check_batch, resize
 from zoo.metrics import NovelViewMetrics, build_image_metrics, render_scores, texture_metrics
 from zoo.metrics.image import VARIANTS
-from zoo.metrics.item_means import log_item_means
-from zoo.metrics.tables import view_and_texture_tables, write_metric_tables
+from zoo.metrics.item_means import NamedMeans, log_item_means
+from zoo.metrics.tables import write_view_and_texture_tables
 from zoo.modules.refinetex import RefineTexNet
 from zoo.modules.uncertainty import UncertaintyHead
 from zoo.pretrained import load_pretrained
 from zoo.render import render_over_image
-from zoo.systems.common import FrozenNetworks, log_image_grid, logger_writes_this_step
+from zoo.systems.common import FrozenNetworks, log_image_grid, logger_writes_this_step, require_prediction_writer
 from zoo.utils.frozen import freeze
 from zoo.utils.runs import run_dir
 
@@ -94,7 +92,7 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         self.metric_variant, self.use_lpips, self.reid_r = metric_variant, bool(use_lpips), reid_r
         self.log_images_every_n_steps = int(log_images_every_n_steps)
         self.network, self.uncertainty, self.loss = network, uncertainty, loss
-        self.test_means = nn.ModuleDict()  # name with "/" -> "|": MeanMetric (states are not checkpointed)
+        self.test_means = NamedMeans()  # SV / texture test means over every process (not checkpointed)
         self.test_results: dict[str, float] = {}
 
     # ---------------------------------------------------------------- setup
@@ -111,17 +109,13 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         and the loss's face/hand and atlas masks. No uv_maps keeps what is installed (the analytic
         query code at first); the face loss then needs a face mask installed before, or face_weight: 0.0."""
         size = self.network.uv_size
+        self.loss.set_uv_masks(uv_maps, size)  # raises when the face loss is on and no face mask is known
+        self.loss.to(self.device)
         if uv_maps is None:
-            if self.loss.weights["face"] > 0 and self.loss.face_mask is None:
-                raise ValueError("the face loss (face_weight > 0) needs the data's uv_maps()['face_hands_mask']; "
-                                 "this data gives no uv_maps(): set face_weight: 0.0 to train without it")
             log.info("RefineTexSystem: the data gives no uv_maps(); keeping the analytic query code")
-            return
-        if "position_code" in uv_maps:
+        elif "position_code" in uv_maps:
             code = resize(uv_maps["position_code"].float()[None], size)[0].clamp(-1, 1)
             self.network.backbone.set_query_code(code.to(self.network.backbone.query_code.device))
-        self.loss.set_uv_masks(uv_maps, size)
-        self.loss.to(self.device)
 
     def load_reid(self) -> nn.Module | None:
         """The frozen ReID network (loaded once); a missing one is an error when the losses need it."""
@@ -222,28 +216,21 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         metrics = build_image_metrics(self.metric_variant, reid=self.frozen("reid"), use_lpips=self.use_lpips,
                                       reid_r=reid_r)
         self._novel_metrics("test", self.attach_frozen("test_metrics", metrics.to(self.device)))
-        self.test_means.clear()
+        self.test_means.reset()
         self.test_results = {}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        values, _ = self._evaluate(batch, self.frozen("test_metrics"), self.frozen("test_nv"))
-        for name, v in values.items():
-            key = name.replace("/", "|")
-            if key not in self.test_means:  # the same names on every process: they come from the batch keys
-                self.test_means[key] = MeanMetric(nan_strategy="ignore").to(self.device)
-            self.test_means[key].update(v.detach().float())
+        self.test_means.update(self._evaluate(batch, self.frozen("test_metrics"), self.frozen("test_nv"))[0])
 
     def on_test_epoch_end(self) -> None:
         """SV and texture means over the test set, gathered over every process by torchmetrics
         (NaN-skipping: a texture with an empty split counts in no mean; a metric NaN everywhere is
         NaN); NV means over every ordered pair of views of a person (`NovelViewMetrics`)."""
-        self.test_results = {key.replace("|", "/"): float(metric.compute()) for key, metric in self.test_means.items()}
+        self.test_results = self.test_means.compute()
         self.test_results.update({f"nv/{k}": float(v) for k, v in self.frozen("test_nv").compute().items()})
         for name, value in self.test_results.items():
             if not math.isnan(value):
                 self.log(f"test/{name}", value)
-        for metric in self.test_means.values():
-            metric.reset()
 
     def on_test_end(self) -> None:
         if self._trainer is None:
@@ -251,18 +238,13 @@ class RefineTexSystem(FrozenNetworks, pl.LightningModule):
         folder = run_dir(self.trainer)  # on every process: Trainer.log_dir is a collective under DDP
         if not self.trainer.is_global_zero:
             return
-        tables = view_and_texture_tables(self.test_results, self.frozen("test_metrics").unavailable, self.metric_variant)
-        notes = [f"SV: render in the input view; NV: the texture of each view rendered into every other view of "
-                 f"that person ({int(self.test_results.get('nv/pairs', 0))} ordered pairs).",
-                 "visible = texels seen in the input view (known_mask); invisible = the other atlas texels."]
-        md, _ = write_metric_tables(folder, "refinetex_test_metrics", tables, notes)
+        md = write_view_and_texture_tables(folder, "refinetex_test_metrics", self.test_results,
+                                           self.frozen("test_metrics").unavailable, self.metric_variant)
         log.info("RefineTex test metrics written to %s", md)
 
     # ---------------------------------------------------------------- prediction
     def on_predict_start(self) -> None:
-        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
-            raise ValueError("RefineTexSystem.predict returns textures only; add a writer to the trainer, e.g. "
-                             "trainer.callbacks: [{class_path: zoo.callbacks.TextureWriter}] in the config")
+        require_prediction_writer(self, "textures", "zoo.callbacks.TextureWriter")
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         """{"texture": (B, 3, Huv, Wuv)} plus the batch's view_id / person_id when present."""

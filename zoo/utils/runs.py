@@ -14,3 +14,21 @@ def run_dir(trainer) -> Path:
     if logger is not None and getattr(logger, "save_dir", None) and logger.name is not None:
         return Path(logger.save_dir) / str(logger.name) / str(logger.version)
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def machine_description() -> str:
+    """The CPU, core count and torch settings a result was measured with (for results documents)."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical cores shared with other jobs, torch {torch.__version__} on CPU, "
+            f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}")
