@@ -95,6 +95,11 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         self._stage2 = {"vqgan": vqgan, "denoiser": denoiser}
 
     @property
+    def perceptual(self) -> PerceptualDistance | None:
+        """The fine-tuning's LPIPS(vgg) distance once `setup` loaded it; None when not needed."""
+        return self.frozen("perceptual")
+
+    @property
     def needs_perceptual(self) -> bool:
         return needs_perceptual(self.settings.get("finetune_steps"), self.settings.get("finetune"))
 
@@ -151,7 +156,7 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         name = str(names[0]) if names is not None and len(names) == 1 else f"batch {batch_idx}"
         generator = torch.Generator(device=self.device).manual_seed(int(self.hparams.seed) + batch_idx)
         result = self.pipeline(batch[p + "image"], batch[p + "mask"], batch[p + "uv"], batch[p + "texel_cosines"],
-                               batch.get(p + "occlusion"), self.hparams.back_visible, self.frozen("perceptual"),
+                               batch.get(p + "occlusion"), self.hparams.back_visible, self.perceptual,
                                generator,
                                progress=self.hparams.progress, prefix=f"{name}: ", atlas=batch.get("texture_mask"))
         log.info("%s: %.2f s in all (%s)", name, sum(result.seconds.values()),
