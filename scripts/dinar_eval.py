@@ -124,6 +124,29 @@ def evaluate_model(config: Path, ckpt: Path, reid) -> dict:
     return {"records": records, "occlusion_share": excluded / max(body, 1.0)}
 
 
+@torch.no_grad()
+def occlusion_texels(config: Path) -> dict:
+    """What the occlusion detector removes, training-free: over the test inputs, the texels sampled
+    with the detector off but not with it on ("removed") vs those sampled either way ("kept"), and the
+    mean absolute difference of their sampled RGB to the person's ground-truth albedo ([-1, 1] units;
+    shading darkens every texel, wrongly sampled ones also take another body part's colour)."""
+    from zoo.cli import ZooCLI
+
+    dm = ZooCLI(args=["--config", str(config), "--trainer.logger=false"], run=False).datamodule
+    dm.prepare_data()
+    dm.setup("test")
+    people, on, off = test_people(dm)
+    sums = {"removed": [0.0, 0.0], "kept": [0.0, 0.0]}
+    for person in people:
+        views, views_off = on.person_views(person), off.person_views(person)
+        known_on, known_off = views["source_rgb_texture"][:, 3:4] > 0.5, views_off["source_rgb_texture"][:, 3:4] > 0.5
+        error = (views_off["source_rgb_texture"][:, :3] - views["texture"]).abs().mean(1, keepdim=True)
+        for name, where in (("removed", known_off & ~known_on), ("kept", known_off & known_on)):
+            sums[name][0] += float(error[where].sum())
+            sums[name][1] += float(where.sum())
+    return {name: {"texels": n, "error": total / max(n, 1.0)} for name, (total, n) in sums.items()}
+
+
 def _select(result: dict, method: str, view: str, front: bool | None = None) -> list[dict]:
     return [r for r in result["records"] if r["method"] == method and r["view"] == view
             and (front is None or r["front"] == front)]

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "dinar" / "avatar_cpu.yaml"
 DOCS = REPO / "docs"
 ROWS = {"both": "RGB + neural texture (DINAR)", "neural": "neural texture only", "rgb": "RGB texture only"}
+TRAIN_ORDER = ("both", "rgb", "neural")  # every seed of a row before the next row
 PREVIOUS = Path(__file__).resolve().parent / "dinar_results_previous.json"
 ev = None  # scripts/dinar_eval.py, imported by main()
 
@@ -138,7 +139,7 @@ def section_setup(ctx: dict) -> list[str]:
         "## Setup (what was actually run)", "",
         f"- Command: `{ctx['command']}` (ZOO_HOME held `reid-synthetic`; one background process, `nice -n 10`,",
         f"  `OMP_NUM_THREADS=1`). Generated {ctx['date']} on {ctx['machine']}.",
-        f"- Runs: {len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}) x {len(ROWS)} texture rows, {a.steps} optimiser "
+        f"- Runs: {len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}) x {len(ctx['rows'])} texture rows, {a.steps} optimiser "
         f"steps each (Lightning counts the G and D steps: {a.steps // 2} batches of {data['batch_size']}).",
         "  Rows: **both** = 16 generated + 5 image-sampled channels (RGB, known mask, gap-fill mask; DINAR);",
         "  **neural** = the 16 generated channels only; **rgb** = the 5 image-sampled channels only (no encoder /",
@@ -174,6 +175,10 @@ def section_setup(ctx: dict) -> list[str]:
         "  seed and exceeds 2 standard errors in each.", ""]
 
 
+def pairs_of(ctx: dict, pairs: tuple) -> list[tuple[str, str]]:
+    return [(a, b) for a, b in pairs if a in ctx["rows"] and b in ctx["rows"]]
+
+
 def verdict_rows(values_a: list[float], values_b: list[float]) -> str:
     if min(values_a) > max(values_b):
         return "holds beyond the seed spread"
@@ -187,13 +192,13 @@ def section_texture_rows(ctx: dict) -> list[str]:
     lines = ["## Table 2 texture rows (held-out identities, single input view)", ""]
     for view in ("input", "novel"):
         lines += [f"### {view} view", "", "| texture | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|"]
-        for row in ROWS:
+        for row in ctx["rows"]:
             cells = [fmt([ev.mean(res[(row, s)], method="single", view=view, metric=m) for s in seeds], DIGITS[m])
                      for m in NAMES]
             lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Directions (paper: both > RGB only and both > neural only):", ""]
-    for a, b in (("both", "rgb"), ("both", "neural"), ("neural", "rgb")):
+    for a, b in pairs_of(ctx, (("both", "rgb"), ("both", "neural"), ("neural", "rgb"))):
         for view in ("input", "novel"):
             parts = []
             for m in NAMES:
@@ -213,14 +218,14 @@ def section_front_back(ctx: dict) -> list[str]:
     lines = ["## Front input vs back input (novel views)", "",
              f"Inputs seen from the front: {counts.get(True, 0)}; from the back: {counts.get(False, 0)} (of 48).", "",
              "| texture | input | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|---|"]
-    for row in ROWS:
+    for row in ctx["rows"]:
         for front in (True, False):
             cells = [fmt([ev.mean(res[(row, s)], method="single", view="novel", metric=m, front=front) for s in seeds],
                          DIGITS[m]) for m in NAMES]
             lines.append(f"| {ROWS[row]} | {'front' if front else 'back'} | " + " | ".join(cells) + " |")
     lines += ["", "Directions per input side (novel views):", ""]
     for front in (True, False):
-        for a, b in (("both", "rgb"), ("both", "neural")):
+        for a, b in pairs_of(ctx, (("both", "rgb"), ("both", "neural"))):
             parts = []
             for m in NAMES:
                 va = [ev.mean(res[(a, s)], method="single", view="novel", metric=m, front=front) for s in seeds]
@@ -257,25 +262,29 @@ def section_merging(ctx: dict) -> list[str]:
              "input; **merged 2** = eq. 4 over views t+1 and t+2; **merged 7** = eq. 4 over all 7 other views. Every",
              "channel is merged with softmax(cosine / 0.1) weights, no visibility mask (as DINAR's code).", "",
              "| texture | texture from | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|---|"]
-    for row in ROWS:
+    for row in ctx["rows"]:
         for method in ("single", "merge2", "merge7"):
             cells = [fmt([ev.mean(res[(row, s)], method=method, view="novel", metric=m, per_target=True)
                           for s in seeds], DIGITS[m]) for m in NAMES]
             lines.append(f"| {ROWS[row]} | {ev.METHOD_NAMES[method]} | " + " | ".join(cells) + " |")
     lines += ["", "merged 7 - single (paired over the 48 target views; per seed: mean +- standard error):", ""]
-    lines += paired_lines(ctx, list(ROWS), "merge7", "single", "target", "novel")
+    lines += paired_lines(ctx, ctx["rows"], "merge7", "single", "target", "novel")
     lines += ["", "merged 2 - single:", ""]
-    lines += paired_lines(ctx, list(ROWS), "merge2", "single", "target", "novel")
+    lines += paired_lines(ctx, ctx["rows"], "merge2", "single", "target", "novel")
     return lines + [""]
 
 
 def section_occlusion(ctx: dict) -> list[str]:
     res, seeds = ctx["results"], ctx["args"].seeds
-    rows = [r for r in ROWS if r != "neural"]  # the detector only changes the image-sampled channels
-    share = [res[("both", s)]["occlusion_share"] for s in seeds][0]
+    rows = [r for r in ctx["rows"] if r != "neural"]  # the detector only changes the image-sampled channels
+    share, tex = res[("both", seeds[0])]["occlusion_share"], ctx["occlusion_texels"]
     lines = ["## Occlusion detector on / off (at inference, same trained networks)", "",
              "The networks were trained with the detector on; here the input texture is built with it on or off.",
-             f"On the test inputs the detector removes {100 * share:.1f}% of the body pixels from sampling.", "",
+             f"On the test inputs the detector removes {100 * share:.1f}% of the body pixels from sampling. What it",
+             "removes, without any network (`dinar_eval.occlusion_texels`): mean |sampled RGB - ground-truth albedo|",
+             f"is {tex['removed']['error']:.3f} on the {int(tex['removed']['texels'])} texels sampled only with the "
+             f"detector off, {tex['kept']['error']:.3f} on the {int(tex['kept']['texels'])} texels sampled either way",
+             "([-1, 1] units; the shading darkens every texel).", "",
              "| texture | detector | view | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|---|---|"]
     for row in rows:
         for view in ("input", "novel"):
@@ -310,7 +319,9 @@ def section_figures(ctx: dict) -> list[str]:
     return ["## Figures", "", "![renders](dinar_figure.png)", "",
             f"`dinar_figure.png` (seed {ctx['args'].seeds[0]}, step {ctx['args'].steps}): one held-out person per "
             "line, the first two inputs seen from the front, the next two from the back. Columns: input view, real "
-            "novel view, render of the DINAR row, neural only, RGB only, DINAR row from the 7 merged views.", "",
+            "novel view (a view from the other side when the person has one), the render of each row ("
+            + ", ".join(ROWS[r] for r in ctx["rows"]) + f"), then the {ROWS[ctx['rows'][0]]} row from the 7 other "
+            "views merged.", "",
             "![animation](dinar_animation.png)", "",
             f"`dinar_animation.png`: the DINAR avatar ({ctx['animation_step']} steps) of held-out people (input "
             "image first), turntable at 0 / 90 / 180 / 270 degrees, then four phases of a walk cycle seen from 30 "
@@ -337,7 +348,7 @@ def section_previous(ctx: dict) -> list[str]:
     lines = ["## Previous run beside this one", "", prev["description"], "",
              "| texture | view | metric | previous (unshaded, 1 seed) | this run (shaded, mean of seeds) |",
              "|---|---|---|---|---|"]
-    for row in ROWS:
+    for row in ctx["rows"]:
         for view in ("input", "novel"):
             for m in NAMES:
                 now = sum(ev.mean(res[(row, s)], method="single", view=view, metric=m) for s in seeds) / len(seeds)
@@ -348,7 +359,10 @@ def section_previous(ctx: dict) -> list[str]:
 
 
 def section_missing(ctx: dict) -> list[str]:
-    return ["## Not reached here (said plainly)", "",
+    absent = [ROWS[r] for r in ROWS if r not in ctx["rows"]]
+    return ["## Not reached here (said plainly)", ""] + (
+        [f"- Rows not trained to {ctx['args'].steps} steps with every seed in the time of this run: {', '.join(absent)}."]
+        if absent else []) + [
             "- LPIPS, DISTS, KID: no feature-network weights on this machine; training used the ReID stand-in for",
             "  LPIPS(vgg).",
             "- Training at the paper's size (`configs/dinar/avatar_dinar.yaml`, 512 px, 100k steps): a GPU job, not run.",
@@ -400,10 +414,11 @@ def evaluate_all(args, runs: list[tuple[str, int]], step: int) -> dict:
 
 
 def document(args, long: dict) -> None:
-    runs = [(r, s) for s in args.seeds for r in ROWS]
+    rows = [r for r in ROWS if all(milestone(args.out, r, s, args.steps) is not None for s in args.seeds)]
+    runs = [(r, s) for s in args.seeds for r in rows]
     results = evaluate_all(args, runs, args.steps)
     seed = args.seeds[0]
-    fig_runs = {r: (run_dir(args.out, r, seed) / "row_config.yaml", milestone(args.out, r, seed, args.steps)) for r in ROWS}
+    fig_runs = {r: (run_dir(args.out, r, seed) / "row_config.yaml", milestone(args.out, r, seed, args.steps)) for r in rows}
     ev.figure(fig_runs, DOCS / "dinar_figure.png")
     anim_step = args.long_steps if long else args.steps
     ev.animation_strip(run_dir(args.out, "both", seed) / "row_config.yaml", milestone(args.out, "both", seed, anim_step),
@@ -411,7 +426,9 @@ def document(args, long: dict) -> None:
     keys = ["train/l2", "train/dice", "train/perceptual", "train/g_adv", "train/d_loss"]
     curves = training_curves(args.out, runs, keys)
     ev.draw_curves(curves, keys, DOCS / "dinar_curves.png")
-    ctx = {"args": args, "results": results, "long": long, "curves": curves, "animation_step": anim_step,
+    ctx = {"args": args, "rows": rows, "results": results,
+           "occlusion_texels": ev.occlusion_texels(run_dir(args.out, "both", seed) / "row_config.yaml"),
+           "long": long, "curves": curves, "animation_step": anim_step,
            "command": "OMP_NUM_THREADS=1 nice -n 10 python scripts/dinar_results.py all " + " ".join(args.argv),
            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
            "machine": f"a shared 2-core CPU ({platform.machine()}, {os.cpu_count()} cores visible, "
@@ -433,8 +450,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     milestones = [args.steps] + ([args.long_steps] if args.long_steps else [])
     if args.command in ("all", "train"):
-        for seed in args.seeds:
-            for row in ROWS:
+        for row in TRAIN_ORDER:
+            for seed in args.seeds:
                 train_run(row, seed, args.out, args.steps, milestones)
     if args.command == "train":
         return

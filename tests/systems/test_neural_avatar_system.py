@@ -54,7 +54,7 @@ def fitted(tmp_path_factory, zoo_home):
 
 def test_fit_trains_every_network_parameter(fitted):
     _, _, ckpt = fitted
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     keys = state["state_dict"]
     assert any(k.startswith("network.encoder.") for k in keys) and any(k.startswith("discriminator.") for k in keys)
     # Lightning counts each optimiser step: max_steps=4 is 2 batches of one G and one D step

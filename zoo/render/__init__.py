@@ -23,8 +23,10 @@ from zoo.render.shading import (
     vertex_normals,
 )
 from zoo.render.uv_space import (
+    complete_texture_layout,
     dilate_texture,
     fill_texture_gaps,
+    partial_texture_layout,
     rasterize_uv_atlas,
     scatter_to_uv,
     soft_paste_mask,
@@ -35,7 +37,8 @@ from zoo.render.uv_space import (
 __all__ = [
     "Fragments", "rasterize", "interpolate", "render_uv", "sample_texture", "render_normals", "render_over_image",
     "vertex_normals", "render_labels", "composite", "rasterize_uv_atlas", "uv_attribute_map",
-    "scatter_to_uv", "fill_texture_gaps", "soft_paste_mask", "texture_with_masks", "dilate_texture", "intrinsics", "texformer_intrinsics",
+    "scatter_to_uv", "fill_texture_gaps", "soft_paste_mask", "texture_with_masks", "complete_texture_layout",
+    "partial_texture_layout", "dilate_texture", "intrinsics", "texformer_intrinsics",
     "dinar_intrinsics", "look_at_body",
     "rotation_yaw_pitch", "to_camera", "focal_to_fit",
     "rgb_texture_channels", "texel_view_cosines", "merge_textures", "limb_gradient_colours", "occlusion_mask",

@@ -107,6 +107,21 @@ def texture_with_masks(rgb: torch.Tensor, known_mask: torch.Tensor, gap_mask: to
     known = torch.maximum((known_mask > 0.5).to(rgb.dtype), gap)
     return torch.cat([rgb, known, gap], dim=1)
 
+def complete_texture_layout(texture: torch.Tensor, atlas: torch.Tensor | None = None) -> torch.Tensor:
+    """`texture_with_masks` of complete textures (B, C, H, W): the known mask is the UV atlas (1 or B, 1,
+    H, W; None: every texel), no gap. What a VQGAN of DINAR's layout encodes for a ground-truth texture."""
+    atlas = torch.ones_like(texture[:, :1]) if atlas is None else atlas.to(texture.dtype).expand_as(texture[:, :1])
+    return texture_with_masks(texture, atlas)
+
+
+def partial_texture_layout(partial: torch.Tensor, known_mask: torch.Tensor, gap_mask: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """`texture_with_masks` of partial textures with the colours zeroed outside known | gap (DINAR's
+    closed mask): what a VQGAN of DINAR's layout encodes for a single view's texture."""
+    with_masks = texture_with_masks(partial, known_mask, gap_mask)
+    return torch.cat([with_masks[:, :-2] * with_masks[:, -2:-1], with_masks[:, -2:]], dim=1)
+
+
 def soft_paste_mask(known_mask: torch.Tensor, atlas_mask: torch.Tensor | None = None) -> torch.Tensor:
     """DINAR's test-time paste weight of the known texels: (known | off-atlas), 3x3 erosion, 3x3 box
     blur, minus off-atlas; the completed texture is (1 - w) * decoded + w * partial.

@@ -2,7 +2,7 @@
 
 Training: the complete texture T and the single-view partial texture T^j (gap-filled, B_fill) are
 encoded by the frozen VQGAN, each with its known-texel and gap-fill masks as its last two channels
-(DINAR's texture layout, `texture_with_masks`); the denoiser learns to denoise noisy(E(T)) given
+(DINAR's texture layout, `zoo.render.texture_with_masks`); the denoiser learns to denoise noisy(E(T)) given
 E(T^j) and the known mask resized to the latent grid with nearest sampling, concatenated on
 channels. E is the pre-quantisation encoding. Inference (`inpaint`): DDIM with the 3x3 erosion of
 that resized mask replaced by the noised E(T^j) before every step (the last update is kept),
@@ -16,6 +16,8 @@ texels filled by the gap fill (`zoo.render.fill_texture_gaps`); known = known_ma
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,7 @@ from zoo.metrics.item_means import log_item_means
 from zoo.modules.diffusion_unet import DiffusionUNet
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import load_pretrained
-from zoo.render import soft_paste_mask, texture_with_masks
+from zoo.render import complete_texture_layout, partial_texture_layout, soft_paste_mask
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.utils.ema import ExponentialMovingAverage
 from zoo.utils.images import preview
@@ -136,17 +138,12 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         """VQGAN input of partial textures (zero where unknown; with `mask_channels`, the known and
         gap masks appended) and their known mask known_mask | gap_mask: DINAR's filled mask, used
         for the condition and for the paste."""
-        with_masks = texture_with_masks(partial, known_mask, gap_mask)
-        known = with_masks[:, -2:-1]
-        colours = with_masks[:, :-2] * known
-        return (torch.cat([colours, with_masks[:, -2:]], dim=1) if self.hparams.mask_channels else colours), known
+        with_masks = partial_texture_layout(partial, known_mask, gap_mask)
+        return (with_masks if self.hparams.mask_channels else with_masks[:, :-2]), with_masks[:, -2:-1]
 
     def complete_input(self, texture: torch.Tensor, atlas: torch.Tensor | None = None) -> torch.Tensor:
         """VQGAN input of complete textures: with `mask_channels`, known mask = the atlas, no gap."""
-        if not self.hparams.mask_channels:
-            return texture
-        atlas = torch.ones_like(texture[:, :1]) if atlas is None else atlas.to(texture.dtype).expand_as(texture[:, :1])
-        return texture_with_masks(texture, atlas)
+        return complete_texture_layout(texture, atlas) if self.hparams.mask_channels else texture
 
     def vqgan_inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(complete, partial) VQGAN inputs of a batch and the partial textures' filled known mask."""
@@ -212,10 +209,7 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         was_training = self.denoiser.training
         self.denoiser.eval()
         try:
-            if use_ema and self.ema is not None:
-                with self.ema.swap_into(self.denoiser):
-                    z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
-            else:
+            with self.ema.swap_into(self.denoiser) if use_ema and self.ema is not None else contextlib.nullcontext():
                 z = self._sample(z_partial, cond, resized, sampler, steps, eta, generator, erode)
         finally:
             self.denoiser.train(was_training)

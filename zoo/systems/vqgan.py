@@ -5,7 +5,7 @@ in taming-transformers. Batches follow the texture contract of the zoo's datamod
 "texture" (B, C, H, W) in [-1, 1] and optionally "texture_mask" (B, 1, H, W), 1 on the UV atlas
 (reconstruction losses count atlas texels only). DINAR's VQGAN encodes the pipeline's own textures,
 which carry the known-texel and gap-fill masks as channels and are partial at inference; with
-`mask_channels` the textures get those two channels (`texture_with_masks`; a complete texture's
+`mask_channels` the textures get those two channels (`zoo.render.complete_texture_layout`; a complete texture's
 known mask is the atlas) and with `train_on="both"` the batch's partial textures ("partial",
 "known_mask", optional "gap_mask") are reconstructed too, so the encoder learns the inputs the
 inpainter will give it.
@@ -23,7 +23,7 @@ from zoo.metrics.lpips import load_lpips_weights, lpips_weights_help
 from zoo.modules.discriminator import PatchDiscriminator
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
-from zoo.render import texture_with_masks
+from zoo.render import complete_texture_layout, partial_texture_layout
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.utils.images import preview
 
@@ -127,12 +127,11 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
                              f"got {tuple(x.shape)}")
         if not extra:
             return x, mask
-        atlas = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype).expand_as(x[:, :1])
-        complete = texture_with_masks(x, atlas)
+        complete = complete_texture_layout(x, mask)
         if self.hparams.train_on == "complete" or "partial" not in batch:
             return complete, mask
-        partial = texture_with_masks(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
-        partial = torch.cat([partial[:, :-2] * partial[:, -2:-1], partial[:, -2:]], dim=1)
+        partial = partial_texture_layout(batch["partial"], batch["known_mask"], batch.get("gap_mask"))
+        atlas = torch.ones_like(x[:, :1]) if mask is None else mask.to(x.dtype).expand_as(x[:, :1])
         return torch.cat([complete, partial]), torch.cat([atlas, atlas])
 
     def _nll(self, x: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
