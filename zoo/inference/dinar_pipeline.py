@@ -62,7 +62,7 @@ from zoo.render.neural_texture import rgb_texture_channels, texel_view_cosines
 from zoo.render.occlusion import dilations_for, occlusion_from_uv
 from zoo.render.rasterize import rasterize
 from zoo.render.shading import composite, render_uv
-from zoo.render.uv_space import soft_paste_mask
+from zoo.render.uv_space import partial_texture_layout, soft_paste_mask
 
 log = logging.getLogger(__name__)
 KNOWN_PASTES = ("soft", "hard")
@@ -274,7 +274,8 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
         clock = clock or StageClock(progress=False)
         known = (single_view[:, -2:-1] > 0.5).to(single_view.dtype)
         with clock.stage("vq_encode"):
-            vq_input = torch.cat([single_view[:, :-2] * known, single_view[:, -2:]], dim=1)
+            # the layout LatentInpaintingSystem trains with: channels zeroed off B_fill, its masks last
+            vq_input = partial_texture_layout(single_view[:, :-2], single_view[:, -2:-1], single_view[:, -1:])
             z_known = self.vqgan.encode(vq_input, quantize=self.quantize_latents) * self.latent_scale
             resized = F.interpolate(known, size=z_known.shape[-2:], mode="nearest")
         sampler = canonical_sampler(self.sampler)
