@@ -70,7 +70,7 @@ def write_section(ctx: dict, path: Path) -> None:
              "comes from its one evaluation run.", "",
              f"- Command: `ZOO_HOME=/work/cache-dinar-stage2 python scripts/dinar_complete_results.py evaluate "
              f"--stage1 <dinar_results out> --items {ctx['args']['items']} --seeds {ctx['args']['seeds']}`"
-             + (" --ddpm" if ctx["args"]["ddpm"] == "True" else ""),
+             + (" --ddpm" if ctx["args"]["ddpm"] == "True" else "") + (" --no_finetune" if ctx["args"]["finetune"] == "False" else ""),
              f"- Machine: {ctx['machine_start']} (start); {ctx['machine_end']} (end). 2 logical cores shared with other "
              f"engineers' runs: wall seconds are inflated by the load; CPU seconds are the process's own.",
              f"- Date: {ctx['started']}; evaluation wall time {ctx['wall']:.0f} s.", "",
@@ -128,6 +128,10 @@ def write_section(ctx: dict, path: Path) -> None:
               "the neural-texture row has no RGB channels (\"-\"). Inpainted textures are rendered with DINAR's eq. 6 "
               "texture: the decoded 21 channels (masks included) outside B_fill, the input's on B_fill.", ""]
     lines += table2_lines(ctx)
+    if ctx["args"]["finetune"] == "False":
+        lines += ["The \"+ RGB fine-tuning\" row was not run in this evaluation (--no_finetune): "
+                  "`zoo.inference.dinar_finetune.finetune_rgb` (DINAR's 64 / 128 steps per avatar, on main) took more than "
+                  "7 wall minutes for 4 avatars on this shared CPU in a trial, beyond the time left.", ""]
     lines += ["![Table 2 rows](dinar_complete_figure.png)", "",
               "Figure (`docs/dinar_complete_figure.png`): one line per Table 2 row, top to bottom in the table's order; "
               "per held-out person (front input): the input view, the render at the person's most frontal other view, "
