@@ -430,8 +430,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines.append("")
     lines += ["## Caveats", "",
               "- Width 16 at UV 64x64 for 100 steps is far from the paper's training (width 128, 200 epochs on "
-              "Market-1501); these are small models early in training, with two seeds per row (one for the "
-              "quick-start reference).",
+              "Market-1501); these are small models early in training, with the seeds listed above.",
               "- The standard image metrics include the background the render copies from the real image, so SV/NV SSIM "
               "and PSNR are inflated and compress the differences; the texture metrics are the sharper signal.",
               "- CosSim here reads the zoo's small synthetic ReID network (`reid-synthetic`), not PCB.",
