@@ -1,5 +1,5 @@
-"""Exact resume of the DataModules' training data (Market-1501, DeepFashion, the synthetic people) with
-worker processes.
+"""Exact resume of the DataModules' training data (Market-1501, DeepFashion, the synthetic people,
+DINAR's stage-2 neural texture pairs) with worker processes.
 
 Each training item's random choices (partner view, background and its flip, reference texture) come
 from a generator seeded by the item's draw of the resumable sampler, not from the global RNG or a
@@ -35,7 +35,7 @@ class _Recorder(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         self.seen.append({key: value.reshape(value.shape[0], -1).double().sum(1).tolist()
                           for key, value in sorted(batch.items()) if torch.is_tensor(value) and value.ndim})
-        return self.weight * batch["image"].mean()
+        return self.weight * batch["texture_mask" if "texture_mask" in batch else "image"].float().mean()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -51,6 +51,13 @@ def photos(tmp_path_factory, tiny_data_dir):
 
 
 def _data(kind: str, photos, num_workers: int):
+    if kind == "neural_texture_pairs":  # DINAR stage 2 (VQGAN / inpainting configs)
+        from tests.datamodules.test_neural_texture_pairs import OVERRIDES, tiny_net
+        from zoo.datamodules.neural_texture_pairs import NeuralTexturePairsDataModule
+
+        return NeuralTexturePairsDataModule(tiny_net(), preset="tiny", overrides=OVERRIDES, data_dir=str(photos["synthetic"]),
+                                            cache_dir=str(photos["base"] / "pairs_cache"), batch_size=2,
+                                            num_workers=num_workers, progress=False)
     if kind == "synthetic":  # random partner views and backgrounds
         return SyntheticPeopleDataModule("tiny", data_dir=str(photos["synthetic"]), batch_size=4,
                                          num_workers=num_workers, progress=False)
@@ -73,7 +80,7 @@ def _fit(data, folder, ckpt_path=None) -> list[dict]:
     return module.seen
 
 
-@pytest.mark.parametrize("kind", ["market", "deepfashion", "synthetic"])
+@pytest.mark.parametrize("kind", ["market", "deepfashion", "synthetic", "neural_texture_pairs"])
 def test_resume_with_workers_reads_the_uninterrupted_batches(kind, photos, tmp_path):
     straight = _fit(_data(kind, photos, num_workers=2), tmp_path / "a")
     assert len(straight) == MAX_STEPS
