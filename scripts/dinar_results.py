@@ -366,6 +366,9 @@ def section_missing(ctx: dict) -> list[str]:
     return ["## Not reached here (said plainly)", ""] + (
         [f"- Rows not trained to {ctx['args'].steps} steps with every seed in the time of this run: {', '.join(absent)}."]
         if absent else []) + [
+            f"- Training long enough for renders that look like the held-out people and flat losses: {len(ctx['rows'])} "
+            f"rows x {len(ctx['args'].seeds)} seeds x {ctx['args'].steps} steps was what the shared CPU allowed in "
+            "this session; a longer run of the same command (larger --steps) is what is missing.",
             "- LPIPS, DISTS, KID: no feature-network weights on this machine; training used the ReID stand-in for",
             "  LPIPS(vgg).",
             "- Training at the paper's size (`configs/dinar/avatar_dinar.yaml`, 512 px, 100k steps): a GPU job, not run.",
