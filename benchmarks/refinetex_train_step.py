@@ -141,6 +141,55 @@ def lightning_fit(reid: str, loader, steps: int, warmup: int, logger: str | None
     return timer.times[warmup:]
 
 
+class TrivialStep(pl.LightningModule):
+    """A one-layer model on the same batches: what is left of its Lightning step is the framework."""
+
+    def __init__(self, log_loss: bool):
+        super().__init__()
+        self.layer, self.log_loss = torch.nn.Linear(W, 1), log_loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.layer(batch["image"]).square().mean()
+        if self.log_loss:
+            self.log("train/loss", loss, prog_bar=True, batch_size=BATCH)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters())
+
+
+def framework_cost(loader, warmup: int) -> dict[str, float]:
+    """Median CPU ms per step of `TrivialStep` in a plain loop and under a Trainer (no logger),
+    without and with one `self.log` per step: Lightning's own cost per step, free of the model."""
+    def plain() -> list[float]:
+        model = TrivialStep(log_loss=False)
+        optimizer = model.configure_optimizers()
+        times, last = [], time.process_time()
+        for step, batch in enumerate(loader):
+            loss = model.training_step(batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            now = time.process_time()
+            times.append(now - last)
+            last = now
+        return times[warmup:]
+
+    def fit(log_loss: bool) -> list[float]:
+        timer = StepTimer()
+        pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                   num_sanity_val_steps=0, callbacks=[timer]).fit(TrivialStep(log_loss), loader)
+        return timer.times[warmup:]
+
+    runs = {"plain loop": [], "Lightning": [], "Lightning + one self.log": []}
+    for _ in range(3):
+        runs["plain loop"] += plain()
+        runs["Lightning"] += fit(False)
+        runs["Lightning + one self.log"] += fit(True)
+    return {name: 1000 * statistics.median(times) for name, times in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="timed steps per round")
@@ -165,26 +214,42 @@ def main() -> None:
     }
     if args.skip_csv:
         paths.pop("Lightning, CSVLogger every step")
-    results = {name: [] for name in paths}
+    names = list(paths)
+    results = {name: [] for name in paths}  # one list of step times per round
     with tempfile.TemporaryDirectory() as tmp:
         reid = str(Path(tmp) / "reid")
         SmallReID(num_classes=4, widths=(16, 32, 64, 64), embedding_dim=16, input_size=(H, W)).save_pretrained(reid)
-        for _ in range(args.rounds):
-            for name, options in paths.items():
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:  # a new order every round
+                options = paths[name]
                 if options is None:
-                    results[name] += plain_loop(reid, loader, args.warmup)
+                    results[name].append(plain_loop(reid, loader, args.warmup))
                 else:
-                    results[name] += lightning_fit(reid, loader, n, args.warmup, folder=str(Path(tmp) / "logs"), **options)
-    base = statistics.mean(results["plain PyTorch loop"])
+                    results[name].append(lightning_fit(reid, loader, n, args.warmup, folder=str(Path(tmp) / "logs"),
+                                                       **options))
+    plain = results["plain PyTorch loop"]
     print(f"RefineTex full training step, batch {BATCH}, image {H}x{W}, UV {UV}x{UV}, width {FEAT}, "
           f"1 CPU thread; {args.rounds} rounds x {args.steps} timed steps (after {args.warmup} warm-up); CPU time")
     print()
-    print("| path | mean ms/step | p10-p90 ms | ratio to plain |")
-    print("|---|---|---|---|")
-    for name, times in results.items():
+    print("| path | mean ms/step | p10-p90 ms | ratio to plain (pooled means) | per-round ratio: median [min-max] |")
+    print("|---|---|---|---|---|")
+    for name, rounds in results.items():
+        times = [t for one in rounds for t in one]
         q = statistics.quantiles(times, n=10)
+        ratios = [statistics.mean(one) / statistics.mean(base) for one, base in zip(rounds, plain)]
+        pooled = statistics.mean(times) / statistics.mean([t for one in plain for t in one])
         print(f"| {name} | {1000 * statistics.mean(times):.1f} | {1000 * q[0]:.0f}-{1000 * q[-1]:.0f} | "
-              f"{statistics.mean(times) / base:.3f} |")
+              f"{pooled:.3f} | {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}] |")
+    cost = framework_cost(loader, args.warmup)
+    step = 1000 * statistics.median([t for one in plain for t in one])
+    print()
+    print("Lightning's own cost per step (a one-layer model on the same batches; median CPU ms per step, 3 rounds):")
+    print()
+    print("| path | ms/step | extra over the plain loop | share of a plain RefineTex step |")
+    print("|---|---|---|---|")
+    for name, ms in cost.items():
+        extra = ms - cost["plain loop"]
+        print(f"| {name} | {ms:.2f} | {extra:+.2f} | {100 * extra / step:.2f}% |")
 
 
 if __name__ == "__main__":

@@ -414,8 +414,19 @@ def section_reading(ctx: dict) -> list[str]:
             "stronger.", ""]
 
 
+def section_stage2(ctx: dict) -> list[str]:
+    """The stage-2 block (issue 11: inpainting, Table 2 rows, sampler table) that
+    scripts/dinar_complete_results.py wrote into the document, kept as it is."""
+    path = DOCS / "dinar_results.md"
+    text = path.read_text() if path.is_file() else ""
+    start, end = "<!-- DINAR_COMPLETE:START -->", "<!-- DINAR_COMPLETE:END -->"
+    if start not in text or end not in text:
+        return []
+    return text[text.index(start):text.index(end) + len(end)].split("\n") + [""]
+
+
 SECTIONS = [section_setup, section_reading, section_texture_rows, section_front_back, section_merging, section_occlusion,
-            section_long, section_training, section_figures, section_previous, section_missing]
+            section_long, section_training, section_figures, section_previous, section_stage2, section_missing]
 
 
 def summary(ctx: dict) -> list[str]:

@@ -206,7 +206,7 @@ def baseline_stage(work: Path, ckpt: str | None, retrain: bool, identities: int,
         ckpt = str(last)
     cli = ZooCLI(args=cli_args(config, work / "baseline_eval", *data), run=False)
     system = cli.model
-    system.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    system.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"])
     if system.hparams.use_position_code:  # what TextureCompletionSystem.setup takes from a fitting trainer
         system.position_code = cli.datamodule.uv_maps()["position_code"]
     return system.eval(), info

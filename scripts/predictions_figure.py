@@ -31,7 +31,7 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     cli = ZooCLI(args=["--config", args.config, "--trainer.logger=false", *rest], run=False)
     system, dm = cli.model, cli.datamodule
-    system.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    system.load_state_dict(torch.load(args.ckpt, map_location="cpu", weights_only=True)["state_dict"])
     dm.setup("test")
     if system.hparams.use_position_code:
         system.position_code = dm.uv_maps()["position_code"]

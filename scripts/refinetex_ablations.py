@@ -189,7 +189,10 @@ def figure_batch(datamodule) -> dict:
 def load_runs(out: Path) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {}
     for path in sorted(out.glob("*/seed*/result.json")):
-        runs.setdefault(path.parent.parent.name, {})[int(path.parent.name[4:])] = json.loads(path.read_text())
+        result = json.loads(path.read_text())
+        result.setdefault("finished", datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+                          .strftime("%Y-%m-%d %H:%M UTC"))  # runs written before this field: the file's time
+        runs.setdefault(path.parent.parent.name, {})[int(path.parent.name[4:])] = result
     return runs
 
 
@@ -288,7 +291,41 @@ def diagnostics_lines(diag: dict | None, command: str) -> list[str]:
                 f"{by_step[k]['l1/visible']:.3f} / {by_step[k]['l1/invisible']:.3f}" if k in by_step else "-"
                 for k in steps) + " |")
         lines.append("")
+    lines += verdict_lines(diag)
     return lines
+
+
+def verdict_lines(diag: dict) -> list[str]:
+    """What the two checks say, in numbers (each sentence only when its premise holds)."""
+    out = []
+    rows = {r["texture"].split(" (")[0]: r for r in diag.get("objective", {}).get("rows", [])}
+    gt, unet, fill = rows.get("ground truth"), rows.get("quick-start U-Net"), rows.get("partial + mean colour fill")
+    trained = [r for name, r in rows.items() if name in ("BL", "Full")]
+    if gt and unet and fill and trained:
+        best = min(r["base loss"] for r in trained)
+        if gt["base loss"] < min(unet["base loss"], fill["base loss"]) < best:
+            out.append(f"- The objective prefers the true texture: base loss {gt['base loss']:.2f} for the "
+                       f"ground truth, {unet['base loss']:.2f} for the U-Net's output, {fill['base loss']:.2f} for the "
+                       f"mean fill, {best:.2f} or more for the trained RefineTex models. The trained models stopped "
+                       "far above the loss of textures the objective already scores better, so the objective is not "
+                       "what keeps the full model behind the U-Net at this budget. Only the novel-view terms separate "
+                       "the true unseen colours from the mean fill "
+                       f"(NV style {gt['nv/style']:.2f} vs {fill['nv/style']:.2f}; SV style {gt['sv/style']:.2f} vs "
+                       f"{fill['sv/style']:.2f}), as they should: the unseen texels are not in the input view.")
+        else:
+            out.append("- The objective does not rank the ground truth below the trained models and the baselines "
+                       "(table above): the objective itself limits what training can reach.")
+    curves = diag.get("overfit", {}).get("curves", {})
+    paper, direct = curves.get("paper objective"), curves.get("ground-truth texture L1")
+    if paper and direct:
+        a, b = paper[-1], direct[-1]
+        out.append(f"- On one batch, after {a['step']} steps the ground-truth L1 brings the visible / unseen texels to "
+                   f"{b['l1/visible']:.3f} / {b['l1/invisible']:.3f}, the paper objective to {a['l1/visible']:.3f} / "
+                   f"{a['l1/invisible']:.3f} (from {paper[0]['l1/visible']:.3f} / {paper[0]['l1/invisible']:.3f}). "
+                   "The network and its gradients can fit a texture quickly when told the texels; the paper's "
+                   "feature-space losses move it " + ("more slowly." if a["l1/visible"] > b["l1/visible"] else
+                                                       "as fast or faster."))
+    return out + [""] if out else []
 
 
 def write_results(runs: dict, path: Path, meta: dict) -> None:
@@ -335,12 +372,14 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines.append(f"| {TITLES[name]} | " + " | ".join(cell(runs[name], k) for k in IMAGE_KEYS) + " |")
     if "lpips" in unavailable:
         lines += ["", f"LPIPS: {unavailable['lpips']}."]
-    lines += ["", "## Per seed", "", "| model | seed | steps | l1 invisible | psnr invisible | nv/ssim | nv/cossim |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Per seed", "", "Finished: when the run wrote its result (the rows were trained in segments of the "
+              "resumable script, by processes that started from the code of their time).", "",
+              "| model | seed | steps | finished | l1 invisible | psnr invisible | nv/ssim | nv/cossim |",
+              "|---|---|---|---|---|---|---|---|"]
     for name in order:
         for seed, r in sorted(runs[name].items()):
             res = r["results"]
-            lines.append(f"| {TITLES[name]} | {seed} | {r['steps']} | " + " | ".join(
+            lines.append(f"| {TITLES[name]} | {seed} | {r['steps']} | {r['finished']} | " + " | ".join(
                 fmt(res.get(k)) for k in ("texture/l1/invisible", "texture/psnr/invisible", "nv/ssim", "nv/cossim")) + " |")
     curves = {n: [r.get("curve", []) for r in runs[n].values()] for n in NAMES if n in runs}
     steps = sorted({row["step"] for rows in curves.values() for c in rows for row in c})
@@ -464,6 +503,7 @@ def main() -> None:
             else:
                 result, textures = run_refinetex(name, seed, out, args.steps)
             torch.save(textures.detach().float().cpu(), folder / "figure.pt")
+            result["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             (folder / "result.json").write_text(json.dumps(result, indent=1))
             r = result["results"]
             print(f"{name} seed {seed}: {result['steps']} steps, {time.perf_counter() - start:.0f} s; texture l1 "

@@ -50,7 +50,7 @@ def refinetex_model(name: str, out: Path):
     """The seed-0 run of a row, from its last resumable checkpoint. Runs written before the
     RefineTexNet refactor keep the network's weights without the `network.` prefix: mapped here."""
     cli = ablations._cli(ablations.row_configs(name), out / "_diagnostics_tmp", 0, [])
-    ckpt = torch.load(out / name / "seed0" / "resume" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / name / "seed0" / "resume" / "last.ckpt", map_location="cpu", weights_only=True)
     state = {(f"network.{k}" if k.split(".")[0] in ("backbone", "refiner", "fusion") else k): v
              for k, v in ckpt["state_dict"].items()}
     cli.model.load_state_dict(state)

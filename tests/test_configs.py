@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml"))
 # configs that need a local asset not present in tests get it switched off here; each one's failure at
 # start without the asset is tested next to the config (tests/test_configs_inpainting.py)
-WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"]}  # LPIPS(vgg) file
+WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"],  # LPIPS(vgg) file
+                  "dinar/vqgan_dinar.yaml": ["--model.init_args.perceptual_weight=0.0"]}
 # override files (a base plus the few keys an ablation changes; LightningCLI merges several --config in
 # order: `--config <base> --config <override>`) -> their base, relative to configs/
 ABLATION_ROWS = ("baseline", "conv_refine", "deformable_refine", "url", "cycle")

@@ -152,7 +152,8 @@ def test_dinar_avatar_end_to_end(mediapipe_models, photos, dinar_config, tmp_pat
     for stage in STAGES:  # every stage of DINAR's one-image pipeline ran (and logged its seconds)
         assert any(m.startswith(f"{stage}: ") and m.endswith(" s") for m in logged), stage
     folder = tmp_path / "avatar" / "person"
-    for name in ("neural_turntable.gif", "neural_walk.gif", "avatar.glb", "rigged.glb", "motion.mp4"):
+    for name in ("neural_turntable.gif", "neural_walk.gif", "neural_turntable.mp4", "neural_walk.mp4", "avatar.glb",
+                 "rigged.glb", "motion.mp4"):
         assert (folder / name).is_file(), name
     with Image.open(folder / "neural_turntable.gif") as gif:
         assert gif.size == (64, 64) and gif.n_frames == 24  # the encoder's 64 px, one turn

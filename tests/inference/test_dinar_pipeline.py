@@ -38,7 +38,7 @@ def _pipeline(**kw) -> DinarOneImageAvatar:
 
 
 def test_known_region_holds_exactly_through_the_whole_pipeline(caplog):
-    pipe = _pipeline(finetune_steps=3)
+    pipe = _pipeline(finetune_steps=3, known_paste="hard")
     image, person, uv, cosines, occlusion = _inputs()
     with caplog.at_level(logging.INFO, logger="zoo.inference.dinar_pipeline"):
         out = pipe(image, person, uv, cosines, occlusion, generator=torch.Generator().manual_seed(0))
@@ -63,6 +63,26 @@ def test_known_region_holds_exactly_through_the_whole_pipeline(caplog):
     logged = [r.getMessage() for r in caplog.records]
     for stage in STAGES:
         assert any(m.startswith(f"{stage}: ") and m.endswith(" s") for m in logged), stage
+
+
+def test_soft_paste_keeps_the_inside_of_the_known_region_exactly():
+    from zoo.render import soft_paste_mask
+
+    image, person, uv, cosines, occlusion = _inputs(batch=1)
+    atlas = torch.ones(1, 1, T, T)
+    atlas[..., :, -2:] = 0.0
+    soft = _pipeline(finetune_steps=0)(image, person, uv, cosines, occlusion, atlas=atlas,
+                                       generator=torch.Generator().manual_seed(0))
+    hard = _pipeline(finetune_steps=0, known_paste="hard")(image, person, uv, cosines, occlusion, atlas=atlas,
+                                                           generator=torch.Generator().manual_seed(0))
+    assert torch.equal(soft.single_view, hard.single_view)
+    w = soft_paste_mask(soft.known, atlas)
+    inside, unknown = w == 1, soft.known < 0.5
+    rim = (w < 1) & ~unknown
+    assert inside.any() and rim.any()
+    assert torch.equal(torch.where(inside, soft.inpainted, 0), torch.where(inside, soft.single_view, 0))
+    assert torch.equal(torch.where(unknown, soft.inpainted, 0), torch.where(unknown, hard.inpainted, 0))
+    assert not torch.equal(torch.where(rim, soft.inpainted, 0), torch.where(rim, hard.inpainted, 0))
 
 
 def test_occluded_pixels_are_not_sampled():

@@ -34,7 +34,8 @@ def main() -> None:
     strategy = "auto" if devices == 1 else ("ddp_find_unused_parameters_true" if name in GANS else "ddp")
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy,
                          max_steps=2 * per_batch, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[RNGState(), CheckpointGuard()])
+                         enable_checkpointing=False, num_sanity_val_steps=0, callbacks=[RNGState(), CheckpointGuard()],
+                         default_root_dir=str(out))  # files a system writes (test tables) stay in OUT_DIR
     system, data = make_system(), make_data(data_dir)
     if mode == "fit":
         trainer.fit(system, datamodule=data)

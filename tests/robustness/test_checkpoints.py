@@ -145,3 +145,52 @@ def test_cli_runs_carry_the_guards_and_stamp_checkpoints(tiny_data_dir, tmp_path
     last = next((tmp_path / "outputs").rglob("last.ckpt"))
     stamp = load(last)["zoo"]
     assert stamp["system"] == "zoo.systems.texture_completion.TextureCompletionSystem"
+
+
+class _DiesWriting:
+    """Stands in for a writer killed half-way: writes the first bytes into the file it was given, then stops."""
+
+    def __init__(self, head: bytes):
+        self.head = head
+
+    def __call__(self, target) -> None:
+        Path(target).write_bytes(self.head)  # (pathlib: not the patched builtins.open)
+        raise KeyboardInterrupt  # what Ctrl-C does; a SIGKILL stops at the same point without cleanup
+
+
+@bad_input("an export interrupted while writing (texture PNG, animation, .glb avatar, OBJ mesh)",
+           "the file under its name stays the previous complete one (or absent): written beside it and renamed "
+           "only when whole; the next export replaces it")
+def test_an_interrupted_export_leaves_no_half_written_file(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from zoo.export.gltf import GLBWriter
+    from zoo.render.export import write_textured_obj
+    from zoo.utils.images import save_png
+
+    picture = torch.zeros(4, 4, 3, dtype=torch.uint8)
+    png = save_png(picture, tmp_path / "texture.png")
+    glb = GLBWriter().write(tmp_path / "avatar.glb")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    dies = _DiesWriting(b"\x89PNG\r\n")
+    monkeypatch.setattr(Image.Image, "save", lambda self, fp, *args, **kwargs: dies(fp))
+    with pytest.raises(KeyboardInterrupt):
+        save_png(picture + 255, png)
+    with pytest.raises(KeyboardInterrupt):  # the OBJ export writes its texture first
+        write_textured_obj(tmp_path, torch.zeros(3, 3), torch.tensor([[0, 1, 2]]), torch.zeros(1, 3, 2),
+                           torch.zeros(3, 4, 4), name="mesh")
+    monkeypatch.undo()
+
+    real_open = open
+
+    def open_then_die(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".glb"):
+            dies(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", open_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        GLBWriter().write(glb)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "old files intact, nothing half-written"

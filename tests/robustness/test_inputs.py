@@ -143,3 +143,17 @@ def test_smpl_model_pickle_runs_no_code(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"SMPL_NEUTRAL\.pkl: refusing to load posix\.system"):
         SMPLBody(str(tmp_path / "SMPL_NEUTRAL.pkl"), str(tmp_path / "smpl_uv.obj"))
     assert not (tmp_path / "ran").exists()
+
+
+@bad_input("a DINAR SMPL-X fit .pkl that would run a command when unpickled",
+           "ValueError naming the file and the refused global; nothing runs")
+def test_smplx_fit_pickle_runs_no_code(tmp_path, monkeypatch):
+    import pickle
+
+    from zoo.body.smplx_params import read_smplx_params
+
+    monkeypatch.setenv("ZOO_MARKER", str(tmp_path / "ran"))
+    (tmp_path / "0001.pkl").write_bytes(pickle.dumps({"betas": _RunsCode()}))
+    with pytest.raises(ValueError, match=r"0001\.pkl: refusing to load posix\.system.*SMPL-X fit"):
+        read_smplx_params(tmp_path / "0001.pkl")
+    assert not (tmp_path / "ran").exists()

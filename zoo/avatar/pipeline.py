@@ -12,8 +12,8 @@ Output folder layout (`run_avatar(..., out)`), `<id>` being the photo's file nam
                              an AMASS-style SMPL-X file retargeted onto Anny, `zoo.export.amass`),
                              views.png (novel views), summary.png (photo, mask + keypoints, fit,
                              texture, novel views); with --method dinar (DINAR's one-image
-                             pipeline) also neural_turntable.gif and neural_walk.gif (the neural
-                             renderer's frames)
+                             pipeline) also neural_turntable.gif / .mp4 and neural_walk.gif / .mp4
+                             (the neural renderer's frames, the walk in the --motion poses)
 """
 from __future__ import annotations
 
@@ -167,11 +167,13 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
             yaws = [360.0 * i / 24 for i in range(24)]
             spin = texturer.render_views(standing[None].expand(len(yaws), -1, -1), yaws)
             files["neural_turntable.gif"] = str(save_gif(spin, folder / "neural_turntable.gif"))
+            files["neural_turntable.mp4"] = str(save_mp4(spin, folder / "neural_turntable.mp4", fps=15.0))
             bar.update(1)
             with torch.no_grad():
                 walking = body(betas=fit.betas.expand(motion_pose.shape[0], -1), pose=motion_pose.float()).vertices
             walk = texturer.render_views(walking, [30.0] * walking.shape[0])
             files["neural_walk.gif"] = str(save_gif(walk, folder / "neural_walk.gif", fps=min(fps, 30.0)))
+            files["neural_walk.mp4"] = str(save_mp4(walk, folder / "neural_walk.mp4", fps=fps))
             bar.update(1)
     result.files = files
     return result

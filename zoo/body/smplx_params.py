@@ -13,11 +13,12 @@ the image centre: camera-space vertices = smplx(params) + transl.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from zoo.utils.safe_pickle import safe_unpickle
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ def read_smplx_params(path: str | Path) -> dict:
     a 32-dim body_pose (a VPoser latent, the classic mistake), SMPL-sized poses, bad shapes."""
     path = Path(path)
     source = str(path)
-    with open(path, "rb") as handle:
-        data = pickle.load(handle)
+    # a downloaded fit never runs code: only containers, numbers, strings and numpy arrays unpickle
+    data = safe_unpickle(path, what="SMPL-X fit pickles may hold only dicts, lists, numbers, strings and numpy arrays",
+                         how="Re-save the fit with numpy arrays (e.g. {'body_pose': array, ...}).")
     for wrapper in ("result", "smplx"):
         if isinstance(data, dict) and wrapper in data and isinstance(data[wrapper], dict):
             data = data[wrapper]

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from zoo.body.animation import render_sequence, turntable, walk_cycle
 from zoo.pretrained.config import import_class
+from zoo.utils.files import atomic_file
 from zoo.utils.images import save_png, to_uint8
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ def write_animation(frames: torch.Tensor, folder: Path, name: str, fps: int) -> 
     written = [str(save_png(p, folder / name / f"frame_{k:03d}.png")) for k, p in enumerate(pictures)]
     images = [Image.fromarray(p.numpy()) for p in pictures]
     gif = folder / f"{name}.gif"
-    images[0].save(gif, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    with atomic_file(gif) as temporary:
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps),
+                       loop=0)
     return [*written, str(gif)]
 
 
@@ -128,7 +131,8 @@ class AvatarWriter(BasePredictionWriter):
 
     def write_person(self, network, texture: torch.Tensor, folder: Path, background: float) -> list[str]:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({"texture": texture.detach().float().cpu().contiguous()}, str(folder / "neural_texture.safetensors"))
+        with atomic_file(folder / "neural_texture.safetensors") as temporary:
+            save_file({"texture": texture.detach().float().cpu().contiguous()}, str(temporary))
         written = [str(folder / "neural_texture.safetensors")]
         if self.rgb_channels is not None:
             written.append(str(save_png(to_uint8(texture[list(self.rgb_channels)].clamp(-1, 1).cpu()),

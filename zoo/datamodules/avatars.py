@@ -8,6 +8,7 @@ import numpy as np
 from zoo.datamodules.datasets.synthetic_avatars import AVATAR_UV_FILES, SyntheticAvatarPairs
 from zoo.datamodules.datasets.synthetic_people import avatar_uv_maps
 from zoo.datamodules.synthetic import SyntheticPeopleDataModule
+from zoo.utils.files import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class SyntheticAvatarDataModule(SyntheticPeopleDataModule):
         log.info("writing the avatar UV maps into %s", self.folder)
         maps = avatar_uv_maps(AnnyBody(**self.body_options), self.settings.texture_size, self.settings.image_size[0])
         for name, value in maps.items():
-            np.save(self.folder / f"{name}.npy", value)
+            with atomic_file(self.folder / f"{name}.npy") as temporary:  # a kill leaves no truncated map
+                np.save(temporary, value)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()

@@ -24,7 +24,8 @@ where SMPL's points, frame by frame (the twist about a segment is SMPL's). Anny'
 mapped ones (upperleg02, lowerarm02, shoulder01, spine05, neck02, ...) keep a zero local rotation.
 SMPL's rest skeleton comes from the user's SMPL-X model file when given (`smplx_rest_joints`);
 without it, from an idealised T-pose (`TPOSE_JOINTS`: arms horizontal, legs and spine vertical),
-which the real SMPL-X template differs from by a few degrees per segment.
+so each segment is off by as much as the user's rest skeleton differs from it (on the tests' toy
+SMPL-X skeleton: 3.9 degrees mean, 14 max, against 3e-5 with the model file given).
 """
 from __future__ import annotations
 

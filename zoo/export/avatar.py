@@ -34,6 +34,7 @@ from zoo.render import (
     sample_texture,
     to_camera,
 )
+from zoo.utils.files import atomic_file
 
 MAX_INFLUENCES = 8
 
@@ -175,9 +176,10 @@ def render_textured(vertices: torch.Tensor, faces: torch.Tensor, corner_uvs: tor
 def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 15.0) -> Path:
     """An animated GIF of (H, W, 3) uint8 frames (loops forever)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    with atomic_file(path) as temporary:  # never half-written
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                       loop=0)
     return path
 
 

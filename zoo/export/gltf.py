@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zoo.utils.files import atomic_file
+
 FLOAT, USHORT, UINT = 5126, 5123, 5125
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
 _TYPES = {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4", 16: "MAT4"}
@@ -88,7 +90,7 @@ class GLBWriter:
         text = json.dumps(self.gltf, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 4)
         total = 12 + 8 + len(text) + 8 + len(self.blob)
-        with open(path, "wb") as handle:
+        with atomic_file(path) as temporary, open(temporary, "wb") as handle:  # never half-written
             handle.write(struct.pack("<4sII", b"glTF", 2, total))
             handle.write(struct.pack("<I4s", len(text), b"JSON") + text)
             handle.write(struct.pack("<I4s", len(self.blob), b"BIN\x00") + bytes(self.blob))

@@ -12,8 +12,10 @@ Stages, each timed (seconds in the log and in the result) with a progress bar:
                 known latent cells (3x3-eroded) replaced by the noised known latent before each step;
                 DDIM 200 steps, eta 1 (DINAR's setting), or DDPM / DPM-Solver++;
     decode      VQGAN decoding, codes snapped to the codebook;
-    paste       eq. 6: every channel of T^j kept where B_fill (its known-or-filled mask), the decoded
-                texture elsewhere: the known region holds exactly;
+    paste       eq. 6: every channel of T^j where B_fill (its known-or-filled mask), the decoded
+                texture elsewhere; "soft" (DINAR's test phase, `zoo.render.soft_paste_mask`): the
+                rim of the known region blends into the decoded texels, its inside holds exactly;
+                "hard": the whole known region holds exactly;
     finetune    RGB fine-tuning on the input image (`zoo.inference.dinar_finetune.finetune_rgb`).
 Animation (the avatar drawn in new poses by the neural renderer) is `render_avatar` in
 `zoo.callbacks.avatar_writer`, run by the predict system's writer.
@@ -25,7 +27,7 @@ Public API (signatures kept stable; `python -m zoo avatar --method dinar` builds
         one photo crop + its body fit -> the pipeline's inputs at the encoder's size.
     DinarOneImageAvatar(avatar, vqgan, denoiser, discriminator=None, **settings)
         (image, person_mask, uv, cosines, occlusion=None, back_visible=False, perceptual=None,
-         generator=None, progress=False, prefix="") -> OneImageResult
+         generator=None, progress=False, prefix="", atlas=None) -> OneImageResult
         with .texture (B, C, T, T) the final texture (render it with `avatar.render` or
         `zoo.callbacks.avatar_writer.render_avatar`), .inpainted, .single_view, .known, .seconds.
     needs_perceptual(finetune_steps, finetune) -> bool: whether LPIPS(vgg) must be passed.
@@ -60,13 +62,16 @@ from zoo.render.neural_texture import rgb_texture_channels, texel_view_cosines
 from zoo.render.occlusion import dilations_for, occlusion_from_uv
 from zoo.render.rasterize import rasterize
 from zoo.render.shading import composite, render_uv
+from zoo.render.uv_space import partial_texture_layout, soft_paste_mask
 
 log = logging.getLogger(__name__)
+KNOWN_PASTES = ("soft", "hard")
 STAGES = ("encode", "rgb", "vq_encode", "diffusion", "decode", "paste", "finetune")
 # finetune_rgb's keywords a config may set (the rest are the call's data).
 FINETUNE_KEYS = tuple(k for k, p in inspect.signature(finetune_rgb).parameters.items()
                       if p.kind is p.KEYWORD_ONLY and k not in ("discriminator", "perceptual", "known_mask", "generator",
-                                                                "progress", "steps", "rescale_steps", "background"))
+                                                                "progress", "steps", "rescale_steps", "background",
+                                                                "atlas_mask"))
 
 
 @torch.no_grad()
@@ -178,6 +183,8 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
             the denoiser was trained (DINAR: 1000, "scaled_linear", 3e-4, 2e-2, "epsilon",
             "leading", 1.0, False, True, False; see `LatentInpaintingSystem`).
         sampler, sampling_steps, eta: "ddim", 200, 1.0 (DINAR's inference); eta is DDIM's only.
+        known_paste: "soft" (DINAR's test phase: the known mask eroded and blurred 3x3, so its rim
+            blends) or "hard" (every known texel exactly T^j); as `LatentInpaintingSystem`.
         rgb_erode: erosion of the person mask before the RGB scatter (DINAR: 5; the stage-1 run's).
         background: background of renders in [-1, 1] (1.0 white, DINAR).
         finetune_steps: None: DINAR's 64 (128 with the back visible, the first 64 then tune the
@@ -191,7 +198,8 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                  beta_schedule: str = "scaled_linear", beta_start: float = 3e-4, beta_end: float = 2e-2,
                  prediction_type: str = "epsilon", ddim_timesteps: str = "leading", latent_scale: float = 1.0,
                  quantize_latents: bool = False, erode_known_mask: bool = True, final_latent_paste: bool = False,
-                 sampler: str = "ddim", sampling_steps: int = 200, eta: float = 1.0, rgb_erode: int = 5,
+                 sampler: str = "ddim", sampling_steps: int = 200, eta: float = 1.0, known_paste: str = "soft",
+                 rgb_erode: int = 5,
                  background: float = 1.0, finetune_steps: int | None = None, finetune: dict | None = None):
         super().__init__()
         if not isinstance(avatar, DinarAvatarNet) or avatar.generator is None or not avatar.use_rgb_channels:
@@ -208,6 +216,8 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
         if size % vqgan.downsampling:
             raise ValueError(f"texture side {size} must be a multiple of the VQGAN's downsampling {vqgan.downsampling}")
         canonical_sampler(sampler)
+        if known_paste not in KNOWN_PASTES:
+            raise ValueError(f"known_paste must be one of {KNOWN_PASTES}, got {known_paste!r}")
         if not 1 <= sampling_steps <= num_train_timesteps:
             raise ValueError(f"sampling_steps must be in [1, {num_train_timesteps}], got {sampling_steps}")
         if rgb_erode < 0 or (rgb_erode and rgb_erode % 2 == 0):
@@ -227,7 +237,7 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                                            ddim_timesteps)
         self.latent_scale, self.quantize_latents = latent_scale, quantize_latents
         self.erode_known_mask, self.final_latent_paste = erode_known_mask, final_latent_paste
-        self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
+        self.sampler, self.sampling_steps, self.eta, self.known_paste = sampler, sampling_steps, eta, known_paste
         self.rgb_erode, self.background, self.finetune_steps = rgb_erode, background, finetune_steps
         self.texture_size = size
 
@@ -257,13 +267,15 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def inpaint(self, single_view: torch.Tensor, generator: torch.Generator | None = None,
-                clock: StageClock | None = None) -> torch.Tensor:
+                clock: StageClock | None = None, atlas: torch.Tensor | None = None) -> torch.Tensor:
         """The complete texture (B, C, T, T): T^j where its known-or-filled mask is set, the
-        diffusion's sample decoded elsewhere (eq. 6)."""
+        diffusion's sample decoded elsewhere (eq. 6; `known_paste`). `atlas`: optional (1 or B, 1,
+        T, T) UV atlas of the soft paste (None: every texel)."""
         clock = clock or StageClock(progress=False)
         known = (single_view[:, -2:-1] > 0.5).to(single_view.dtype)
         with clock.stage("vq_encode"):
-            vq_input = torch.cat([single_view[:, :-2] * known, single_view[:, -2:]], dim=1)
+            # the layout LatentInpaintingSystem trains with: channels zeroed off B_fill, its masks last
+            vq_input = partial_texture_layout(single_view[:, :-2], single_view[:, -2:-1], single_view[:, -1:])
             z_known = self.vqgan.encode(vq_input, quantize=self.quantize_latents) * self.latent_scale
             resized = F.interpolate(known, size=z_known.shape[-2:], mode="nearest")
         sampler = canonical_sampler(self.sampler)
@@ -282,12 +294,16 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
         with clock.stage("decode"):
             decoded = self.vqgan.decode(z / self.latent_scale, quantize=True)[:, :single_view.shape[1]]
         with clock.stage("paste"):
-            return torch.where(known > 0.5, single_view, decoded.to(single_view.dtype))
+            decoded = decoded.to(single_view.dtype)
+            if self.known_paste == "hard":
+                return torch.where(known > 0.5, single_view, decoded)
+            weight = soft_paste_mask(known, atlas).to(single_view.dtype)
+            return weight * single_view + (1 - weight) * decoded
 
     def finetune(self, texture: torch.Tensor, image: torch.Tensor, person_mask: torch.Tensor, uv: torch.Tensor,
                  cosines: torch.Tensor, known: torch.Tensor, back_visible: bool = False,
                  perceptual: PerceptualDistance | None = None, generator: torch.Generator | None = None,
-                 clock: StageClock | None = None):
+                 clock: StageClock | None = None, atlas: torch.Tensor | None = None):
         """`finetune_rgb` of one avatar (1, C, T, T) on its input view with this module's settings."""
         clock = clock or StageClock(progress=False)
         steps, rescale = finetune_schedule(back_visible)
@@ -298,12 +314,12 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                                 discriminator=self.discriminator, perceptual=perceptual, steps=steps,
                                 rescale_steps=rescale, known_mask=known, background=self.background,
                                 generator=generator, progress=lambda done, total: bar.update(1),
-                                **self.finetune_settings)
+                                atlas_mask=atlas, **self.finetune_settings)
 
     def forward(self, image: torch.Tensor, person_mask: torch.Tensor, uv: torch.Tensor, cosines: torch.Tensor,
                 occlusion: torch.Tensor | None = None, back_visible: bool = False,
                 perceptual: PerceptualDistance | None = None, generator: torch.Generator | None = None,
-                progress: bool = False, prefix: str = "") -> OneImageResult:
+                progress: bool = False, prefix: str = "", atlas: torch.Tensor | None = None) -> OneImageResult:
         """Avatars of B input views, one after the other (see the module docstring).
 
         Args:
@@ -316,6 +332,8 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                 `needs_perceptual`.
             generator: the random source of every stage (encoder noise, sampler, crops).
             progress: a progress bar per stage; prefix: text before each stage's name.
+            atlas: optional (1 or B, 1, T, T) the UV atlas (the soft paste and the fine-tuning's
+                feathering treat off-atlas texels as known; None: every texel is on the atlas).
         """
         B = image.shape[0]
         if cosines.shape != (B, 1, self.texture_size, self.texture_size):
@@ -330,12 +348,13 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
             item = slice(i, i + 1)
             tj = self.single_view_texture(image[item], person_mask[item], uv[item],
                                           None if occlusion is None else occlusion[item], generator, clock)
-            full = self.inpaint(tj, generator, clock)
+            atlas_i = None if atlas is None else atlas[item] if atlas.shape[0] == B else atlas[:1]
+            full = self.inpaint(tj, generator, clock, atlas_i)
             known = tj[:, -2:-1]
             out = full
             if self.finetune_steps != 0:
                 tuned = self.finetune(full, image[item], person_mask[item], uv[item], cosines[item], known,
-                                      back_visible, perceptual, generator, clock)
+                                      back_visible, perceptual, generator, clock, atlas_i)
                 out = tuned.texture
                 losses.append(tuned.losses)
             single.append(tj)

@@ -13,6 +13,7 @@ import torch
 from zoo.render.camera import focal_to_fit, intrinsics, look_at_body, to_camera
 from zoo.render.rasterize import rasterize
 from zoo.render.shading import composite, render_uv, sample_texture
+from zoo.utils.files import atomic_file
 from zoo.utils.images import save_png, to_uint8
 
 
@@ -25,8 +26,9 @@ def write_textured_obj(folder: str | Path, vertices: torch.Tensor, faces: torch.
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_png(to_uint8(texture), folder / f"{name}.png")
-    (folder / f"{name}.mtl").write_text(
-        f"newmtl {name}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {name}.png\n", encoding="utf-8")
+    with atomic_file(folder / f"{name}.mtl") as temporary:
+        temporary.write_text(f"newmtl {name}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nillum 1\nmap_Kd {name}.png\n",
+                             encoding="utf-8")
     uv, index = torch.unique(corner_uvs.detach().reshape(-1, 2).cpu().float(), dim=0, return_inverse=True)
     index = index.view(-1, 3) + 1
     f = faces.detach().cpu().long() + 1
@@ -36,7 +38,8 @@ def write_textured_obj(folder: str | Path, vertices: torch.Tensor, faces: torch.
     lines.append(f"usemtl {name}")
     lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(f.tolist(), index.tolist())]
     path = folder / f"{name}.obj"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_file(path) as temporary:  # a kill never leaves a half-written mesh
+        temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 

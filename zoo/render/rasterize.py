@@ -70,12 +70,6 @@ def _check_inputs(vertices, faces, K, image_size):
         raise ValueError(f"faces must be a (F, 3) tensor, got {getattr(faces, 'shape', type(faces))}")
     if faces.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"faces must be int64 (or int32), got {faces.dtype}")
-    if faces.numel():
-        lo, hi = torch.aminmax(faces)
-        if lo < 0 or hi >= vertices.shape[1]:
-            raise ValueError(
-                f"faces index vertices in [{int(lo)}, {int(hi)}] but there are {vertices.shape[1]} vertices"
-            )
     if not isinstance(K, torch.Tensor) or K.shape != (vertices.shape[0], 3, 3):
         raise ValueError(f"K must be a ({vertices.shape[0]}, 3, 3) tensor, got {getattr(K, 'shape', type(K))}")
     if len(image_size) != 2 or not all(0 < int(s) < _MAX_SIZE for s in image_size):
@@ -84,11 +78,31 @@ def _check_inputs(vertices, faces, K, image_size):
         raise ValueError(
             f"vertices ({vertices.device}), faces ({faces.device}) and K ({K.device}) must share a device"
         )
-    _check_values(vertices, K)
+    _check_values(vertices, faces, K)
 
 
-def _check_values(vertices, K):
-    """NaN / inf geometry or a zero / negative focal would rasterise to garbage without an error."""
+def _check_values(vertices, faces, K):
+    """Out-of-range faces, NaN / inf geometry or a zero / negative focal would rasterise to
+    garbage (or fail deep inside) without a clear error. One reduction per tensor and one
+    synchronisation on the good path; the slow checks below only name what is wrong."""
+    good = torch.isfinite(K).all() & (K[:, 0, 0] > 0).all() & (K[:, 1, 1] > 0).all()
+    if vertices.numel():
+        v_lo, v_hi = torch.aminmax(vertices.detach())
+        good &= v_lo.isfinite() & v_hi.isfinite()
+    if faces.numel():
+        f_lo, f_hi = torch.aminmax(faces)
+        good &= (f_lo >= 0) & (f_hi < vertices.shape[1])
+    if not bool(good):
+        _explain_bad_values(vertices, faces, K)
+
+
+def _explain_bad_values(vertices, faces, K):
+    if faces.numel():
+        lo, hi = torch.aminmax(faces)
+        if lo < 0 or hi >= vertices.shape[1]:
+            raise ValueError(
+                f"faces index vertices in [{int(lo)}, {int(hi)}] but there are {vertices.shape[1]} vertices"
+            )
     if not torch.isfinite(K).all():
         raise ValueError(f"K holds NaN or inf (batch items {_bad_items(K)}): check the camera (focal, centre)")
     focal = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)
@@ -118,7 +132,10 @@ def _project(vertices, K, H, W, near):
     Kd = K.detach().to(torch.float64)[:, :, :, None]  # (B, 3, 3, 1): broadcasts over vertices
     inv_z = torch.where(Z > near, Z.reciprocal(), float("nan"))
     x, y = X * inv_z, Y * inv_z
-    u = x * Kd[:, 0, 0] + y * Kd[:, 0, 1] + Kd[:, 0, 2]
+    u = x * Kd[:, 0, 0]
+    if bool((K[:, 0, 1] != 0).any()):  # skew (adding a zero term would change nothing)
+        u += y * Kd[:, 0, 1]
+    u += Kd[:, 0, 2]
     v = y * Kd[:, 1, 1] + Kd[:, 1, 2]
     signed = torch.stack([u, v, u.neg(), v.neg()]).view(4, -1).nan_to_num_(nan=_MAX_SIZE)
     bounds = torch.tensor([[0.0, W], [0.0, H], [1.0 - W, 1.0], [1.0 - H, 1.0]], dtype=torch.float64, device=u.device)
@@ -140,18 +157,21 @@ def _setup(vertices, faces, K, H, W, near, work_dtype):
     B, V = vertices.shape[:2]
     F = faces.shape[0]
     u, v, inv_z, codes = _project(vertices, K, H, W, near)
-    # Flat vertex index of each corner of every face, (B*F,) per corner.
-    offset = V * torch.arange(B, device=faces.device)[:, None]
-    corner = [faces[:, k] if B == 1 else (faces[:, k] + offset).view(-1) for k in range(3)]
-    c = [codes.index_select(0, corner[k]).view(torch.int16).view(-1, 4) for k in range(3)]
+    # Codes of each corner of every face, (B*F, 4) int16 per corner (one image: a flat gather).
+    codes = codes if B == 1 else codes.view(B, V)
+    c = [codes.index_select(codes.dim() - 1, faces[:, k]).view(torch.int16).view(-1, 4) for k in range(3)]
     box = torch.minimum(torch.minimum(c[0], c[1]), c[2])  # (B*F, 4): x0 y0 -x1 -y1
     keep = (torch.maximum(box[:, 0] + box[:, 2], box[:, 1] + box[:, 3]) <= 0).nonzero().squeeze(1)
     n = len(keep)
     box = torch.empty((4, n), dtype=torch.int64, device=keep.device).copy_(box.index_select(0, keep).t())
+    image = keep // F if B > 1 else None
+    face_id = keep if image is None else keep - image * F
     # Corners relative to the box origin (float64, exact for these small integers), and 1/Z.
     pts = torch.empty((3, 3, n), dtype=torch.float64, device=keep.device)  # (u, v, 1/Z), corner, face
     for k in range(3):
-        idx = corner[k].index_select(0, keep)
+        idx = faces[:, k].index_select(0, face_id)  # flat vertex index of corner k
+        if image is not None:
+            idx += image * V
         for value, out in zip((u, v, inv_z), pts[:, k]):
             torch.index_select(value, 0, idx, out=out)
     U, Vr = pts[0].sub_(box[0]), pts[1].sub_(box[1])
@@ -167,12 +187,11 @@ def _setup(vertices, faces, K, H, W, near, work_dtype):
     torch.div(abc.view(9, n), area, out=planes[:9])  # barycentric planes, for either winding
     planes[9:12].copy_(pts[2])
     torch.sub(pts[2, 1:], pts[2, :1], out=planes[12:])
-    drawable = (area != 0) & area.isfinite()  # degenerate faces, undrawable vertices
+    drawable = (area != 0) & (area.abs() < float("inf"))  # degenerate faces, undrawable vertices
     bw = (box[0] + box[2]).neg_().add_(1).mul_(drawable)
     bh = (box[1] + box[3]).neg_().add_(1)
-    if B == 1:
-        return planes, keep, box[1] * W + box[0], bw, bh
-    return planes, keep % F, ((keep // F) * H + box[1]) * W + box[0], bw, bh
+    row = box[1] if image is None else image * H + box[1]
+    return planes, face_id, row * W + box[0], bw, bh
 
 
 def _evaluate(planes, idx, x, y):

@@ -17,7 +17,8 @@ stops before any data is read, naming the file (set `pipeline: {finetune: {perce
 to run without it).
 
 Batch contract (S = source_prefix): S+"image" (B, 3, H, W) person on black in [-1, 1], S+"mask",
-S+"uv", S+"texel_cosines" (B, 1, T, T), optionally S+"occlusion"; ids in "frame" or "person_id"
+S+"uv", S+"texel_cosines" (B, 1, T, T), optionally S+"occlusion" and "texture_mask" (the UV
+atlas, for the soft paste); ids in "frame" or "person_id"
 (`DinarFolderDataModule`, `SyntheticAvatarDataModule`).
 """
 from __future__ import annotations
@@ -92,7 +93,11 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         self.discriminator = None if discriminator is None else _module(discriminator, StyleGAN2Discriminator,
                                                                         "discriminator")
         self._stage2 = {"vqgan": vqgan, "denoiser": denoiser}
-        self.perceptual: PerceptualDistance | None = None
+
+    @property
+    def perceptual(self) -> PerceptualDistance | None:
+        """The fine-tuning's LPIPS(vgg) distance once `setup` loaded it; None when not needed."""
+        return self.frozen("perceptual")
 
     @property
     def needs_perceptual(self) -> bool:
@@ -128,8 +133,8 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
             raise ValueError(f"DinarOneImageSystem only predicts (python -m zoo predict), got stage {stage!r}")
         self.check_predict_assets()
         self.pipeline  # build now: a wrong network surfaces before the first image
-        if self.needs_perceptual and self.perceptual is None:
-            self.perceptual = PerceptualDistance(load_lpips_vgg(), "lpips").to(self.device)
+        if self.needs_perceptual and self.frozen("perceptual") is None:  # frozen: kept out of the state dict
+            self.attach_frozen("perceptual", PerceptualDistance(load_lpips_vgg(), "lpips"))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """A stage-1 `NeuralAvatarSystem` checkpoint fills `network` and `discriminator`; its
@@ -150,11 +155,10 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         names = batch.get("frame", batch.get("person_id"))
         name = str(names[0]) if names is not None and len(names) == 1 else f"batch {batch_idx}"
         generator = torch.Generator(device=self.device).manual_seed(int(self.hparams.seed) + batch_idx)
-        if self.perceptual is not None:
-            self.perceptual.to(self.device)
         result = self.pipeline(batch[p + "image"], batch[p + "mask"], batch[p + "uv"], batch[p + "texel_cosines"],
-                               batch.get(p + "occlusion"), self.hparams.back_visible, self.perceptual, generator,
-                               progress=self.hparams.progress, prefix=f"{name}: ")
+                               batch.get(p + "occlusion"), self.hparams.back_visible, self.perceptual,
+                               generator,
+                               progress=self.hparams.progress, prefix=f"{name}: ", atlas=batch.get("texture_mask"))
         log.info("%s: %.2f s in all (%s)", name, sum(result.seconds.values()),
                  ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items()))
         out = {"texture": result.texture, "inpainted": result.inpainted, "single_view": result.single_view,

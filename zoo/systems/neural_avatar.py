@@ -28,44 +28,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
-from zoo.losses.avatar import AvatarReconstructionLoss, PerceptualDistance, dinar_loss_mask
+from zoo.losses.avatar import AvatarReconstructionLoss, dinar_loss_mask
 from zoo.metrics.item_means import log_item_means
-from zoo.metrics.lpips import MetricUnavailable, load_lpips_vgg, lpips_status
-from zoo.pretrained import export_folder, load_pretrained
-from zoo.pretrained.registry import resolve
+from zoo.pretrained import export_folder
 from zoo.render import composite
 from zoo.render.neural_texture import rgb_texture_channels
 from zoo.systems.common import FrozenNetworks, log_image_grid
+from zoo.systems.perceptual import PERCEPTUAL, build_perceptual, check_perceptual_assets
 
 log = logging.getLogger(__name__)
-PERCEPTUAL = ("lpips_vgg", "reid", "none")
 
 
 def uv_body_mask(uv: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) 1 where a UV render (B, H, W, 2) holds a body point (inside [-1, 1])."""
     return (uv.abs() <= 1.0).all(dim=-1)[:, None].to(uv.dtype)
-
-
-def build_perceptual(kind: str, fallback: str | None, reid: str | None) -> tuple[PerceptualDistance | None, str]:
-    """The perceptual distance and a line saying which one is used (see the module docstring)."""
-    for choice in (kind, fallback):
-        if choice is None:
-            continue
-        if choice not in PERCEPTUAL:
-            raise ValueError(f"perceptual must be one of {PERCEPTUAL}, got {choice!r}")
-        if choice == "none":
-            return None, "perceptual loss disabled (perceptual='none')"
-        if choice == "reid":
-            if reid is None:
-                raise ValueError("perceptual 'reid' needs `reid`: a pretrained ReID name or folder (e.g. reid-synthetic)")
-            return PerceptualDistance(load_pretrained(reid), "reid"), f"perceptual loss: ReID features of {reid!r} (stand-in)"
-        try:
-            return PerceptualDistance(load_lpips_vgg(), "lpips"), "perceptual loss: LPIPS(vgg), as the paper"
-        except MetricUnavailable as err:
-            if fallback is None or choice == fallback:
-                raise MetricUnavailable(f"{err}. Set perceptual_fallback (e.g. 'reid') to train with a stand-in") from err
-            log.warning("NeuralAvatarSystem: %s; falling back to %r", err, fallback)
-    raise ValueError(f"no usable perceptual loss among {kind!r} and {fallback!r}")
 
 
 class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
@@ -117,28 +93,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def check_assets(self) -> None:
         """Raise, naming the missing file, when the training's perceptual network cannot be built
         (the CLI calls this before any data is prepared)."""
-        hp, reasons = self.hparams, []
-        for choice in (hp.perceptual, hp.perceptual_fallback):
-            if choice is None:
-                continue
-            if choice == "none":
-                return
-            if choice == "lpips_vgg":
-                status = lpips_status(net="vgg")
-                if status == "ok":
-                    return
-                reasons.append(status)
-            elif hp.reid is None:
-                reasons.append("perceptual 'reid' needs `reid` (a pretrained ReID name or folder)")
-            else:
-                try:
-                    resolve(hp.reid)
-                    return
-                except FileNotFoundError as err:
-                    reasons.append(str(err))
-        if hp.perceptual_fallback is None:
-            reasons.append("set perceptual_fallback (e.g. 'reid') to train with a stand-in")
-        raise MetricUnavailable("no usable perceptual network: " + "; ".join(reasons))
+        check_perceptual_assets(self.hparams.perceptual, self.hparams.perceptual_fallback, self.hparams.reid)
 
     def setup(self, stage: str) -> None:
         """Build the perceptual distance for training (fails here, before any step, when a required asset

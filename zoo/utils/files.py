@@ -10,6 +10,11 @@ generation may be killed at any moment; what must hold:
   complete, so a reader never sees a half-written folder;
 - whatever a killed build left (`.partial-*` folders, an incomplete `folder` of an older format)
   is removed by the next build, under the lock, before it starts.
+
+`atomic_file(path)` is the same for one output file (exported textures, meshes, animations, maps
+added to a cache): the writer fills a hidden temporary file beside `path`, renamed onto `path` only
+when complete, so a kill or an error never leaves a half-written `path` and an older complete file
+stays until the new one is whole.
 """
 from __future__ import annotations
 
@@ -17,12 +22,30 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix: writers that choose the format from the
+    name still work); it replaces `path` when the block ends without an error (module doc)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh unique name, created by the writer itself (so with the usual permissions)
+    temporary = path.parent / f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def require_writable(folder: str | os.PathLike, what: str, how: str) -> Path:
@@ -90,4 +113,4 @@ def build_once(folder: str | os.PathLike, build: Callable[[Path], None], is_comp
     return folder
 
 
-__all__ = ["build_once", "partial_folders", "require_writable"]
+__all__ = ["atomic_file", "build_once", "partial_folders", "require_writable"]

@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from zoo.utils.files import atomic_file
+
 # A fixed palette for part labels 0..7 (background black), used in every figure.
 PART_PALETTE = torch.tensor([
     [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
@@ -54,12 +56,12 @@ def grid(rows: list[list[torch.Tensor]], pad: int = 2, fill: int = 255) -> torch
 
 
 def save_png(picture: torch.Tensor, path: str | Path) -> Path:
-    """Write a (H, W, 3) uint8 tensor as PNG (parent folders created)."""
+    """Write a (H, W, 3) uint8 tensor as PNG (parent folders created; never half-written: `atomic_file`)."""
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(picture.numpy())).save(path)
+    with atomic_file(path) as temporary:
+        Image.fromarray(np.ascontiguousarray(picture.numpy())).save(temporary, format="PNG")
     return path
 
 

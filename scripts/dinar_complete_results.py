@@ -1,0 +1,323 @@
+"""DINAR complete at CPU size: stage-2 inpainting of 21-channel neural textures and the paper's
+Table 2 rows on held-out synthetic people. Writes its own section of docs/dinar_results.md
+(between DINAR_COMPLETE markers) and docs/dinar_complete_figure.png / _animation.png.
+
+    ZOO_HOME=<cache> python scripts/dinar_complete_results.py train    # every training stage, resumable
+    ZOO_HOME=<cache> python scripts/dinar_complete_results.py evaluate
+
+Stages (each skipped when its output exists under --work; interrupted ones resume):
+1. export: the stage-1 rows of scripts/dinar_results.py (--stage1, its --out: both / neural /
+   rgb checkpoints) saved as `DinarAvatarNet` folders;
+2. pairs: `NeuralTexturePairsDataModule` with the frozen "both" network on the synthetic people
+   the stage-1 rows trained on ("small" preset at 64 x 64, here with 400 identities), with the
+   occlusion detector (all splits) and without it (test split, for the rows before "+ occlusion");
+3. vqgan: configs/dinar/vqgan_cpu.yaml on those pairs (`python -m zoo fit`, checkpoints every 50);
+4. diffusion: configs/dinar/diffusion_cpu.yaml; the frozen VQGAN encodes the training pairs once
+   and the optimiser steps run on those latents (the computation of the system's training_step);
+5. baseline: the zoo's `TextureUNet` trained on the same pairs (single view -> merged, L1 on the
+   texels some view saw), the one-pass reference the diffusion must beat.
+Evaluation: sampler table (DDIM 200 / 50 / 20, DPM-Solver++ 20 / 10, optional DDPM 1000) against
+mean fill, the U-Net and the VQGAN oracle on the texels unseen in the input (RGB vs the exact
+ground-truth texture, generated channels vs the merged texture), seconds per avatar; held-out vs
+training denoising loss; kept latent cells after the 3x3 erosion at 32 and 16 px latents; Table 2
+rows (front and back input, novel views) with PSNR, MS-SSIM (3 scales), ReID cosine and the RGB
+texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = ("both", "neural", "rgb")
+DATA = {"preset": "small", "overrides": {"num_identities": 400, "image_size": [64, 64], "texture_size": 64}}
+log = logging.getLogger("dinar_complete")
+
+
+class Timer:
+    def __enter__(self):
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall0, time.process_time() - self.cpu0
+
+
+# --- 1. stage-1 networks ----------------------------------------------------------------------
+def export_stage1(args) -> None:
+    from zoo.cli import ZooCLI
+
+    for row in ROWS:
+        folder = args.work / "stage1" / row
+        if (folder / "model.safetensors").is_file() and (folder / "discriminator" / "model.safetensors").is_file():
+            continue
+        run = args.stage1 / row
+        cli = ZooCLI(args=["--config", str(run / "row_config.yaml"), "--trainer.logger=false"], run=False)
+        lasts = sorted((run / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        state = torch.load(lasts[-1], map_location="cpu", weights_only=False)
+        cli.model.load_state_dict(state["state_dict"], strict=True)
+        cli.model.network.save_pretrained(folder, overwrite=True)
+        cli.model.discriminator.save_pretrained(folder / "discriminator", overwrite=True)  # RGB fine-tuning
+        (folder / "source.json").write_text(json.dumps({"checkpoint": str(lasts[-1]), "step": state["global_step"]}))
+        log.info("exported %s (step %d) to %s", lasts[-1], state["global_step"], folder)
+
+
+def stage1_net(args, row: str):
+    from zoo.pretrained import load_pretrained
+
+    return load_pretrained(str(args.work / "stage1" / row)).eval().requires_grad_(False)
+
+
+# --- 2. pairs ---------------------------------------------------------------------------------
+def pairs_module(args, occlusion: bool, splits: list[str] | None = None, batch_size: int = 32):
+    from zoo.datamodules import NeuralTexturePairsDataModule
+
+    return NeuralTexturePairsDataModule(
+        str(args.work / "stage1" / "both"), preset=DATA["preset"], overrides=DATA["overrides"], erode=3,
+        occlusion_detector=occlusion, encoder_image="raw", cache_dir=str(args.work / ("pairs_occ" if occlusion else "pairs_plain")),
+        batch_size=batch_size, splits=splits, progress=False)
+
+
+def build_pairs(args) -> None:
+    for occlusion, splits in ((True, None), (False, ["test"])):
+        with Timer() as t:
+            pairs_module(args, occlusion, splits).setup()
+        log.info("pairs (occlusion detector %s): %.0f s", occlusion, t.wall)
+
+
+def data_args(args, occlusion: bool = True) -> dict:
+    return {"class_path": "zoo.datamodules.NeuralTexturePairsDataModule",
+            "init_args": {"avatar_net": str(args.work / "stage1" / "both"), **DATA, "erode": 3,
+                          "occlusion_detector": occlusion, "encoder_image": "raw",
+                          "cache_dir": str(args.work / "pairs_occ"), "progress": False}}
+
+
+# --- 3. VQGAN ---------------------------------------------------------------------------------
+def train_vqgan(args) -> None:
+    export = args.work / "vqgan"
+    if (export / "model.safetensors").is_file():
+        return
+    config = yaml.safe_load((REPO / "configs" / "dinar" / "vqgan_cpu.yaml").read_text())
+    config["model"]["init_args"]["export_path"] = str(export)
+    config["data"] = data_args(args)
+    config["data"]["init_args"]["batch_size"] = config["data"]["init_args"].get("batch_size", 4)
+    run = args.work / "vqgan_run"
+    config["trainer"].update(max_steps=args.vqgan_steps, enable_progress_bar=False, enable_checkpointing=True,
+                             default_root_dir=str(run), check_val_every_n_epoch=None, limit_val_batches=0,
+                             logger={"class_path": "pytorch_lightning.loggers.CSVLogger",
+                                     "init_args": {"save_dir": str(run), "name": "csv", "version": 0}},
+                             callbacks=[{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                         "init_args": {"dirpath": str(run / "ckpt"), "save_last": True,
+                                                       "every_n_train_steps": 50}}])
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "run_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "zoo", "fit", "--config", str(path)]
+    lasts = sorted((run / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if lasts:
+        command.append(f"--ckpt_path={lasts[-1]}")
+        logs = run / "csv" / "version_0" / "metrics.csv"
+        if logs.is_file():  # a resumed run rewrites metrics.csv
+            logs.rename(logs.with_name(f"metrics_part{len(list(logs.parent.glob('metrics_part*.csv'))) + 1}.csv"))
+    log.info("%s", " ".join(command))
+    with Timer() as t:
+        subprocess.run(command, check=True, cwd=run)
+    info = run / "info.json"
+    earlier = json.loads(info.read_text())["wall"] if info.is_file() else 0.0
+    info.write_text(json.dumps({"wall": earlier + t.wall, "steps": args.vqgan_steps}))
+
+
+# --- 4. diffusion -----------------------------------------------------------------------------
+def diffusion_system(args):
+    from zoo.cli import ZooCLI
+
+    cli = ZooCLI(args=["--config", str(REPO / "configs" / "dinar" / "diffusion_cpu.yaml"), "--trainer.logger=false",
+                       f"--model.init_args.vqgan={args.work / 'vqgan'}"], run=False)
+    system = cli.model
+    system.vqgan  # load the frozen first stage
+    return system, int(cli.trainer.max_steps), int(cli.datamodule.batch_size)
+
+
+@torch.no_grad()
+def encode_pairs(system, dataset, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Latents of the merged textures (z0) and the conditions (single-view latent | resized mask)."""
+    from torch.utils.data import DataLoader
+
+    z0, cond = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        complete, partial, known = system.vqgan_inputs(batch)
+        z0.append(system.encode(complete))
+        cond.append(system._condition(partial, known)[1])
+    return {"z0": torch.cat(z0), "cond": torch.cat(cond)}
+
+
+def latents(args, system, split: str) -> dict[str, torch.Tensor]:
+    path = args.work / f"latents_{split}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    dm = pairs_module(args, True)
+    dm.setup()
+    with Timer() as t:
+        out = encode_pairs(system, dm.datasets[split])
+    out["wall"] = torch.tensor(t.wall)
+    torch.save(out, path)
+    return out
+
+
+def train_diffusion(args) -> None:
+    final = args.work / "diffusion.pt"
+    if final.is_file():
+        return
+    system, _, batch_size = diffusion_system(args)
+    steps = args.diffusion_steps
+    data = latents(args, system, "train")
+    z0, cond = data["z0"], data["cond"]
+    optimiser = system.configure_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    resume = args.work / "diffusion_resume.pt"
+    history, order, pos, elapsed = [], torch.zeros(0, dtype=torch.long), 0, 0.0
+    if resume.is_file():
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        system.load_state_dict(state["state_dict"])
+        optimiser.load_state_dict(state["optimiser"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        history, order, pos, elapsed = state["losses"].tolist(), state["order"], int(state["pos"]), float(state["elapsed"])
+        log.info("diffusion: resuming at step %d", len(history))
+    system.denoiser.train()
+    start = time.perf_counter()
+    while len(history) < steps:
+        if pos >= len(order):
+            order, pos = torch.randperm(len(z0), generator=generator), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        loss = system.diffusion.training_loss(system.denoiser, z0[idx], cond=cond[idx], loss_type="l2").loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        system.ema.update(system.denoiser)
+        history.append(loss.item())
+        if len(history) % 50 == 0:
+            log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(history), steps, np.mean(history[-50:]),
+                     elapsed + time.perf_counter() - start)
+            torch.save({"state_dict": system.state_dict(), "optimiser": optimiser.state_dict(),
+                        "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                        "losses": torch.tensor(history), "order": order, "pos": pos,
+                        "elapsed": elapsed + time.perf_counter() - start}, resume)
+    info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": elapsed + time.perf_counter() - start,
+            "encode_wall": float(data["wall"]), "latent_std": float(z0.std())}
+    torch.save({"state_dict": system.state_dict(), "losses": torch.tensor(history), "info": info}, final)
+
+
+def load_diffusion(args):
+    system, _, _ = diffusion_system(args)
+    saved = torch.load(args.work / "diffusion.pt", map_location="cpu", weights_only=True)
+    system.load_state_dict(saved["state_dict"])
+    return system.eval(), saved
+
+
+# --- 5. U-Net baseline ------------------------------------------------------------------------
+def unet_baseline():
+    from zoo.modules.texture_unet import TextureUNet
+
+    torch.manual_seed(0)
+    return TextureUNet(in_channels=19, out_channels=19, base_channels=16, depth=3, paste_known=True)
+
+
+def baseline_mask(batch: dict) -> torch.Tensor:
+    """DINAR's B_fill: texels a pixel landed on or the gap fill filled."""
+    return ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
+
+
+def train_baseline(args) -> None:
+    final = args.work / "unet.pt"
+    if final.is_file():
+        return
+    from torch.utils.data import DataLoader
+
+    dm = pairs_module(args, True, batch_size=16)
+    dm.setup()
+    net = unet_baseline()
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    resume = args.work / "unet_resume.pt"
+    history, elapsed = [], 0.0
+    if resume.is_file():
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["net"])
+        optimiser.load_state_dict(state["optimiser"])
+        history, elapsed = state["losses"].tolist(), float(state["elapsed"])
+    start = time.perf_counter()
+    epoch = len(history) // len(dm.train_dataloader())
+    while len(history) < args.unet_steps:
+        loader = DataLoader(dm.datasets["train"], batch_size=16, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(epoch))
+        for i, batch in enumerate(loader):
+            if i < len(history) - epoch * len(loader):
+                continue  # resumed mid-epoch
+            known = baseline_mask(batch)
+            pred = net(batch["partial"], known)
+            seen = batch["texture_mask"].expand_as(pred)
+            loss = ((pred - batch["texture"]).abs() * seen).sum() / seen.sum().clamp_min(1)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            history.append(loss.item())
+            if len(history) % 50 == 0:
+                log.info("unet step %d/%d loss %.4f", len(history), args.unet_steps, np.mean(history[-50:]))
+                torch.save({"net": net.state_dict(), "optimiser": optimiser.state_dict(),
+                            "losses": torch.tensor(history), "elapsed": elapsed + time.perf_counter() - start}, resume)
+            if len(history) >= args.unet_steps:
+                break
+        epoch += 1
+    torch.save({"net": net.state_dict(), "losses": torch.tensor(history),
+                "info": {"steps": args.unet_steps, "batch_size": 16, "wall": elapsed + time.perf_counter() - start}}, final)
+
+
+def train(args) -> None:
+    export_stage1(args)
+    build_pairs(args)
+    train_vqgan(args)
+    train_diffusion(args)
+    train_baseline(args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["train", "evaluate", "pairs"])
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
+    parser.add_argument("--stage1", type=Path, default=REPO / "outputs" / "dinar_results",
+                        help="the --out folder of scripts/dinar_results.py (row_config.yaml + ckpt/ per row)")
+    parser.add_argument("--vqgan_steps", type=int, default=300)
+    parser.add_argument("--diffusion_steps", type=int, default=1000)
+    parser.add_argument("--unet_steps", type=int, default=400)
+    parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
+    parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
+    parser.add_argument("--ddpm", action="store_true", help="also sample with DDPM 1000 steps")
+    parser.add_argument("--no_finetune", dest="finetune", action="store_false", help="skip the RGB fine-tuning row")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.command == "pairs":
+        export_stage1(args)
+        build_pairs(args)
+    elif args.command == "train":
+        train(args)
+    else:
+        from dinar_complete_eval import evaluate  # scripts/ is on sys.path when run as a script
+        evaluate(args)
+
+
+if __name__ == "__main__":
+    main()
