@@ -38,6 +38,16 @@ ROWS = {"both": "RGB + neural texture (DINAR)", "neural": "neural texture only",
 TRAIN_ORDER = ("both", "rgb", "neural")  # every seed of a row before the next row
 PREVIOUS = Path(__file__).resolve().parent / "dinar_results_previous.json"
 ev = None  # scripts/dinar_eval.py, imported by main()
+# How the run behind the committed document went (update it with the document).
+HISTORY = [
+    "- Run history, for the record: the first run was started with --steps 500, stopped by hand at step 150 of",
+    "  the DINAR row's seed 0 when the shared machine's load showed it would not finish, and resumed with",
+    "  --steps 300 (no learning-rate schedule, so only the stopping step changed); the row order was then",
+    "  changed to both, rgb, neural (a just-started neural seed-0 run was discarded and redone from scratch). To finish in time, 5 of the 6 evaluations were computed while later rows",
+    "  trained, in short side processes calling the same `evaluate_all` (cached JSON, read by the run). The",
+    "  longer run went to 600 steps in the first invocation and to 1200 in a second one (`--long-steps 1200`,",
+    "  all else cached); the text was last rewritten with `doc --no-figures` (same evaluations and figures).",
+]
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -141,6 +151,7 @@ def section_setup(ctx: dict) -> list[str]:
         f"  `OMP_NUM_THREADS=1`). Generated {ctx['date']} on {ctx['machine']}. Evaluations are cached per run",
         "  (`<out>/eval/*.json`, `dinar_eval.evaluate_model`); a rerun of the same command reuses the finished runs",
         "  and evaluations and only redraws the figures and this text.",
+        *HISTORY,
         f"- Runs: {len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}) x {len(ctx['rows'])} texture rows, {a.steps} optimiser "
         f"steps each (Lightning counts the G and D steps: {a.steps // 2} batches of {data['batch_size']}).",
         "  Rows: **both** = 16 generated + 5 image-sampled channels (RGB, known mask, gap-fill mask; DINAR);",
