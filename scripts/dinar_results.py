@@ -38,6 +38,17 @@ ROWS = {"both": "RGB + neural texture (DINAR)", "neural": "neural texture only",
 TRAIN_ORDER = ("both", "rgb", "neural")  # every seed of a row before the next row
 PREVIOUS = Path(__file__).resolve().parent / "dinar_results_previous.json"
 ev = None  # scripts/dinar_eval.py, imported by main()
+# How the run behind the committed document went (update it with the document).
+HISTORY = [
+    "- Run history, for the record: the first run was started with --steps 500, stopped by hand at step 150 of",
+    "  the DINAR row's seed 0 when the shared machine's load showed it would not finish, and resumed with",
+    "  --steps 300 (no learning-rate schedule, so only the stopping step changed); the row order was then",
+    "  changed to both, rgb, neural (a just-started neural seed-0 run was discarded and redone from scratch).",
+    "  To finish in time, 5 of the 6 evaluations were computed while later rows",
+    "  trained, in short side processes calling the same `evaluate_all` (cached JSON, read by the run). The",
+    "  longer run went to 600 steps in the first invocation and to 1200 in a second one (`--long-steps 1200`,",
+    "  all else cached); the text was last rewritten with `doc --no-figures` (same evaluations and figures).",
+]
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -141,6 +152,7 @@ def section_setup(ctx: dict) -> list[str]:
         f"  `OMP_NUM_THREADS=1`). Generated {ctx['date']} on {ctx['machine']}. Evaluations are cached per run",
         "  (`<out>/eval/*.json`, `dinar_eval.evaluate_model`); a rerun of the same command reuses the finished runs",
         "  and evaluations and only redraws the figures and this text.",
+        *HISTORY,
         f"- Runs: {len(a.seeds)} seeds ({', '.join(map(str, a.seeds))}) x {len(ctx['rows'])} texture rows, {a.steps} optimiser "
         f"steps each (Lightning counts the G and D steps: {a.steps // 2} batches of {data['batch_size']}).",
         "  Rows: **both** = 16 generated + 5 image-sampled channels (RGB, known mask, gap-fill mask; DINAR);",
@@ -334,17 +346,21 @@ def section_figures(ctx: dict) -> list[str]:
 
 
 def section_long(ctx: dict) -> list[str]:
+    """The DINAR row's first seed at every longer step evaluated (`<out>/eval/both_s<seed>_step<N>.json`)."""
     a, res = ctx["args"], ctx["results"]
     if not a.long_steps or ("both", a.seeds[0], a.long_steps) not in ctx["long"]:
         return []
-    long = ctx["long"][("both", a.seeds[0], a.long_steps)]
-    lines = [f"## Longer run: DINAR row, seed {a.seeds[0]}, {a.long_steps} steps", "",
+    steps = sorted(int(p.stem.rsplit("step", 1)[1]) for p in (a.out / "eval").glob(f"both_s{a.seeds[0]}_step*.json"))
+    runs = [(a.steps, res[("both", a.seeds[0])])] + [
+        (n, json.loads((a.out / "eval" / f"both_s{a.seeds[0]}_step{n}.json").read_text())) for n in steps if n > a.steps]
+    lines = [f"## Longer run: DINAR row, seed {a.seeds[0]}, up to {a.long_steps} steps", "",
              "| steps | view | " + " | ".join(NAMES.values()) + " |", "|---|---|---|---|---|"]
     for view in ("input", "novel"):
-        for steps, r in ((a.steps, res[("both", a.seeds[0])]), (a.long_steps, long)):
-            lines.append(f"| {steps} | {view} | " + " | ".join(
+        for n, r in runs:
+            lines.append(f"| {n} | {view} | " + " | ".join(
                 f"{ev.mean(r, method='single', view=view, metric=m):.{DIGITS[m]}f}" for m in NAMES) + " |")
-    return lines + ["", "One seed only: the longer run shows the trend with training, not a seed-checked row.", ""]
+    return lines + ["", "One seed only: the longer run shows the trend with training, not a seed-checked row. The "
+                    "animation strip is drawn by its last checkpoint.", ""]
 
 
 def section_previous(ctx: dict) -> list[str]:
@@ -405,8 +421,9 @@ def section_reading(ctx: dict) -> list[str]:
             "- Training losses still falling over the last fifth of training (by more than 2%): "
             + (", ".join(falling) + " (not flattened)." if falling else "none (flattened by this measure)."),
             "- So the CPU variant has **not** trained long enough here for its renders of held-out people to look like"
-            " them: in this run's figures the renders have the person's silhouette and pose but blotchy, wrong"
-            " colours, and the animated avatars of different people look much alike. At this budget the comparisons"
+            " them: in this run's figures (read by eye) the renders have the person's silhouette and pose but blotchy,"
+            " mostly wrong colours; after the longer run (animation strip) the avatars of different people start to"
+            " take the dominant colour of the person's top, but are not recognisable. At this budget the comparisons"
             " below are between early networks.",
             f"- With {len(seeds)} seeds, \"every seed of A beats every seed of B\" also happens by chance: for two "
             "rows that do not differ, with probability 1/6 in each direction for 2 seeds. Read a single \"holds\" or "
