@@ -9,9 +9,11 @@ Biases, offline, as `python -m zoo fit` sets it up) at Lightning's default inter
 (`log_every_n_steps=50`), and with a CSVLogger writing every step. A step is the full cycle from
 one batch's end to the next (data, hooks, logging included); times are process CPU time (robust on
 a shared machine; W&B's writer runs in its own process and is not counted). Rounds alternate
-between the paths so that load from other processes hits all alike; means over the timed steps of
-every round (a logger writes on one step in 50, so means, not medians, carry its cost). Tiny CPU
-sizes, one thread. Run:
+between the paths, in a new order every round, so that load from other processes hits all alike;
+means over the timed steps of every round (a logger writes on one step in 50, so means, not
+medians, carry its cost), pooled and as per-round ratios to the plain loop (median, min-max: the
+spread shows the machine's noise). A second table measures Lightning's own cost per step directly,
+on a one-layer model fed the same batches. Tiny CPU sizes, one thread. Run:
 
     PYTHONPATH=. python benchmarks/refinetex_train_step.py [--steps 60] [--rounds 2]   (from the repository root)
 """

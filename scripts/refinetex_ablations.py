@@ -283,7 +283,8 @@ def diagnostics_lines(diag: dict | None, command: str) -> list[str]:
         steps = sorted({row["step"] for rows in curves.values() for row in rows})
         lines += [f"**2. Can the network fit?** The BL network trained on ONE fixed batch of 8 training views "
                   f"(8 identities) for {diag['overfit']['steps']} Adam steps (lr 1e-3), texture L1 on that batch "
-                  "(visible / unseen texels):", "",
+                  "(visible / unseen texels)" + (f"; {diag['overfit']['note']}" if diag["overfit"].get("note") else "")
+                  + ":", "",
                   "| objective | " + " | ".join(f"step {k}" for k in steps) + " |", "|---" * (1 + len(steps)) + "|"]
         for name, rows in curves.items():
             by_step = {row["step"]: row for row in rows}
@@ -307,8 +308,8 @@ def verdict_lines(diag: dict) -> list[str]:
             out.append(f"- The objective prefers the true texture: base loss {gt['base loss']:.2f} for the "
                        f"ground truth, {unet['base loss']:.2f} for the U-Net's output, {fill['base loss']:.2f} for the "
                        f"mean fill, {best:.2f} or more for the trained RefineTex models. The trained models stopped "
-                       "far above the loss of textures the objective already scores better, so the objective is not "
-                       "what keeps the full model behind the U-Net at this budget. Only the novel-view terms separate "
+                       "far above the loss of textures the objective already scores better: its ranking is not the "
+                       "limit (whether it can drive the network there is the second check). Only the novel-view terms separate "
                        "the true unseen colours from the mean fill "
                        f"(NV style {gt['nv/style']:.2f} vs {fill['nv/style']:.2f}; SV style {gt['sv/style']:.2f} vs "
                        f"{fill['sv/style']:.2f}), as they should: the unseen texels are not in the input view.")
@@ -318,13 +319,19 @@ def verdict_lines(diag: dict) -> list[str]:
     curves = diag.get("overfit", {}).get("curves", {})
     paper, direct = curves.get("paper objective"), curves.get("ground-truth texture L1")
     if paper and direct:
-        a, b = paper[-1], direct[-1]
-        out.append(f"- On one batch, after {a['step']} steps the ground-truth L1 brings the visible / unseen texels to "
-                   f"{b['l1/visible']:.3f} / {b['l1/invisible']:.3f}, the paper objective to {a['l1/visible']:.3f} / "
-                   f"{a['l1/invisible']:.3f} (from {paper[0]['l1/visible']:.3f} / {paper[0]['l1/invisible']:.3f}). "
-                   "The network and its gradients can fit a texture quickly when told the texels; the paper's "
-                   "feature-space losses move it " + ("more slowly." if a["l1/visible"] > b["l1/visible"] else
-                                                       "as fast or faster."))
+        a, b, b0 = paper[-1], direct[-1], direct[0]
+        plateau = [r for r in paper if r["step"] >= paper[-1]["step"] // 2]
+        out.append(f"- On one batch, the ground-truth L1 brings the visible / unseen texels from {b0['l1/visible']:.3f} / "
+                   f"{b0['l1/invisible']:.3f} to {b['l1/visible']:.3f} / {b['l1/invisible']:.3f} in {b['step']} steps; the "
+                   f"paper objective reaches {a['l1/visible']:.3f} / {a['l1/invisible']:.3f} in {a['step']} steps (between "
+                   f"{min(r['l1/visible'] for r in plateau):.3f} and {max(r['l1/visible'] for r in plateau):.3f} visible over "
+                   f"its last {len(plateau)} evaluations). The network and its gradients fit a texture quickly when told the "
+                   "texels." + (" The paper's feature-space losses, with this small synthetic ReID network as their only colour "
+                   "signal, do not fit the visible texels of even 8 images: the gap to the U-Net is not only the step "
+                   "budget, and more steps of the same objective are unlikely to close it. That is a limit of the objective "
+                   "as instantiated here (reid-synthetic instead of the paper's PCB on Market-1501), not a code defect we "
+                   "could find." if max(r["l1/visible"] for r in plateau) - min(r["l1/visible"] for r in plateau) < 0.01
+                                   and a["l1/visible"] > b["l1/visible"] + 0.02 else ""))
     return out + [""] if out else []
 
 
@@ -423,8 +430,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines.append("")
     lines += ["## Caveats", "",
               "- Width 16 at UV 64x64 for 100 steps is far from the paper's training (width 128, 200 epochs on "
-              "Market-1501); these are small models early in training, with two seeds per row (one for the "
-              "quick-start reference).",
+              "Market-1501); these are small models early in training, with the seeds listed above.",
               "- The standard image metrics include the background the render copies from the real image, so SV/NV SSIM "
               "and PSNR are inflated and compress the differences; the texture metrics are the sharper signal.",
               "- CosSim here reads the zoo's small synthetic ReID network (`reid-synthetic`), not PCB.",

@@ -194,3 +194,28 @@ def test_an_interrupted_export_leaves_no_half_written_file(tmp_path, monkeypatch
         GLBWriter().write(glb)
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "old files intact, nothing half-written"
+
+
+def test_interrupted_photo_outputs_leave_no_half_written_file(tmp_path, monkeypatch):
+    """The photo path's own writers (MP4 animation, the fit's pickle) follow the same rule as the
+    exports above: a write killed half-way leaves the previous file (here: none) and no leftovers."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    import zoo.fit.io as fit_io
+    from zoo.export.avatar import save_mp4
+
+    dies = _DiesWriting(b"\x00\x00\x00\x18ftypmp42")
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", lambda path, *args, **kwargs: dies(path))
+    with pytest.raises(KeyboardInterrupt):
+        save_mp4([np.zeros((4, 4, 3), np.uint8)], tmp_path / "walk.mp4")
+
+    def pickle_then_die(data, handle):
+        handle.write(b"\x80\x05")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_io.pickle, "dump", pickle_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit_io._save_pickle({"betas": np.zeros(3)}, tmp_path / "smpl" / "photo.pkl")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == [], "nothing half-written, no temporary left"

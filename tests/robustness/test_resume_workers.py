@@ -1,4 +1,5 @@
-"""Exact resume of the real-photo DataModules (Market-1501, DeepFashion) with worker processes.
+"""Exact resume of the DataModules' training data (Market-1501, DeepFashion, the synthetic people,
+DINAR's stage-2 neural texture pairs) with worker processes.
 
 Each training item's random choices (partner view, background and its flip, reference texture) come
 from a generator seeded by the item's draw of the resumable sampler, not from the global RNG or a
@@ -14,6 +15,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from tests.datamodules.fixtures import write_deepfashion, write_pools, write_smpl_market, write_tiny_smpl
+from zoo.datamodules import SyntheticPeopleDataModule
 from zoo.datamodules.deepfashion import DeepFashionDataModule
 from zoo.datamodules.market1501 import Market1501DataModule
 
@@ -22,33 +24,43 @@ MAX_STEPS = 8
 
 
 class _Recorder(pl.LightningModule):
-    """Records what each training batch holds (views, partners, backgrounds, textures)."""
+    """Records what each training batch holds (a sum per item of every tensor: views, partners,
+    backgrounds, textures, ids)."""
 
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(()))
-        self.seen: list[tuple] = []
+        self.seen: list[dict] = []
 
     def training_step(self, batch, batch_idx):
-        self.seen.append((batch["view_id"].tolist(), batch["novel_view_id"].tolist(),
-                          batch["background"].sum(dim=(1, 2, 3)).tolist(),
-                          batch["reference_texture"].sum(dim=(1, 2, 3)).tolist()))
-        return self.weight * batch["image"].mean()
+        self.seen.append({key: value.reshape(value.shape[0], -1).double().sum(1).tolist()
+                          for key, value in sorted(batch.items()) if torch.is_tensor(value) and value.ndim})
+        return self.weight * batch["texture_mask" if "texture_mask" in batch else "image"].float().mean()
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
+def photos(tmp_path_factory, tiny_data_dir):
     base = tmp_path_factory.mktemp("photos")
     smpl = write_tiny_smpl(base / "smpl")
     write_smpl_market(base / "SMPLMarket", smpl)
     write_deepfashion(base / "DeepFashion", smpl)
-    return {"base": base, "smpl": smpl, **write_pools(base)}
+    return {"base": base, "smpl": smpl, "synthetic": tiny_data_dir, **write_pools(base)}
 
 
 def _data(kind: str, photos, num_workers: int):
+    if kind == "neural_texture_pairs":  # DINAR stage 2 (VQGAN / inpainting configs)
+        from tests.datamodules.test_neural_texture_pairs import OVERRIDES, tiny_net
+        from zoo.datamodules.neural_texture_pairs import NeuralTexturePairsDataModule
+
+        return NeuralTexturePairsDataModule(tiny_net(), preset="tiny", overrides=OVERRIDES, data_dir=str(photos["synthetic"]),
+                                            cache_dir=str(photos["base"] / "pairs_cache"), batch_size=2,
+                                            num_workers=num_workers, progress=False)
+    if kind == "synthetic":  # random partner views and backgrounds
+        return SyntheticPeopleDataModule("tiny", data_dir=str(photos["synthetic"]), batch_size=4,
+                                         num_workers=num_workers, progress=False)
     smpl = photos["smpl"]
     common = dict(smpl_model_path=smpl["model"], smpl_uv_path=smpl["uv"], backgrounds_dir=photos["backgrounds"],
                   textures_dir=photos["textures"], texture_size=16, batch_size=2, num_workers=num_workers,
@@ -58,7 +70,7 @@ def _data(kind: str, photos, num_workers: int):
     return DeepFashionDataModule(str(photos["base"] / "DeepFashion"), image_size=(64, 64), val_fraction=0.34, **common)
 
 
-def _fit(data, folder, ckpt_path=None) -> list[tuple]:
+def _fit(data, folder, ckpt_path=None) -> list[dict]:
     pl.seed_everything(0)
     module = _Recorder()
     checkpoints = ModelCheckpoint(dirpath=str(folder), filename="{step}", every_n_train_steps=1, save_top_k=-1)
@@ -68,7 +80,7 @@ def _fit(data, folder, ckpt_path=None) -> list[tuple]:
     return module.seen
 
 
-@pytest.mark.parametrize("kind", ["market", "deepfashion"])
+@pytest.mark.parametrize("kind", ["market", "deepfashion", "synthetic", "neural_texture_pairs"])
 def test_resume_with_workers_reads_the_uninterrupted_batches(kind, photos, tmp_path):
     straight = _fit(_data(kind, photos, num_workers=2), tmp_path / "a")
     assert len(straight) == MAX_STEPS

@@ -40,6 +40,7 @@ from zoo.fit.anny_fit import FitSettings, fit_body
 from zoo.fit.io import write_fit
 from zoo.preprocess import PhotoError, preprocess_photo
 from zoo.preprocess.photo import draw_keypoints
+from zoo.utils.images import save_png
 
 log = logging.getLogger(__name__)
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -115,12 +116,12 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
     tex_u8 = (texture.permute(1, 2, 0) * 255).round().byte().numpy()
     (out / "texture").mkdir(parents=True, exist_ok=True)
     files["texture"] = str(out / "texture" / f"{key}.png")
-    Image.fromarray(tex_u8).save(files["texture"])
+    save_png(tex_u8, files["texture"])
     if predicted.get("partial") is not None:
         (out / "partial").mkdir(parents=True, exist_ok=True)
         files["partial"] = str(out / "partial" / f"{key}.png")
         partial = predicted["partial"] * predicted["known_mask"]
-        Image.fromarray((partial.permute(1, 2, 0) * 255).round().byte().numpy()).save(files["partial"])
+        save_png((partial.permute(1, 2, 0) * 255).round().byte().numpy(), files["partial"])
 
     folder = out / "avatar" / key
     motion = motion or walk_cycle(body, frames=24)
@@ -147,7 +148,7 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
         views = [render_textured(standing, body.faces, body.corner_uvs, texture, yaw, render_size)
                  for yaw in (0.0, 90.0, 180.0, 270.0)]
         files["views.png"] = str(folder / "views.png")
-        Image.fromarray(np.concatenate(views, axis=1)).save(files["views.png"])
+        save_png(np.concatenate(views, axis=1), files["views.png"])
         bar.update(1)
         spin = turntable(body, fit.betas, natural, texture, 24, render_size)
         files["turntable.gif"] = str(save_gif(spin, folder / "turntable.gif"))
@@ -161,7 +162,7 @@ def avatar_from_photo(photo: Path, out: Path, body, detector, segmenter, texture
         overlay = np.asarray(Image.open(files["overlay"]).convert("RGB"))
         picture = summary_picture(pre.crop, pre.mask, pre.keypoints, overlay, tex_u8, [views[0], views[2]])
         files["summary.png"] = str(folder / "summary.png")
-        Image.fromarray(picture).save(files["summary.png"])
+        save_png(picture, files["summary.png"])
         bar.update(1)
         if neural:
             yaws = [360.0 * i / 24 for i in range(24)]

@@ -24,8 +24,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from zoo.datamodules.resumable import EvalSampler, ResumableLoader
 from zoo.modules.dinar import DinarAvatarNet
 from zoo.render.neural_texture import GENERATED_CHANNELS, merge_textures
+from zoo.utils.files import atomic_file
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -145,7 +147,7 @@ class NeuralTexturePairsDataModule(pl.LightningDataModule):
             (`SyntheticAvatarDataModule` batches). DINAR folders always give "on_black".
         cache_dir: optional folder; each split's tensors are saved there as `<split>.pt` and read
             back (weights_only) when present. Delete it after changing any other argument.
-        batch_size, num_workers: DataLoader settings (training shuffles with a seeded generator).
+        batch_size, num_workers: DataLoader settings (training: `ResumableLoader`, shuffled from `seed`).
         seed: the training order's seed.
         progress: show a progress bar while building the pairs.
         splits: build only these splits (None: all that exist).
@@ -275,9 +277,8 @@ class NeuralTexturePairsDataModule(pl.LightningDataModule):
             self.datasets[split] = data
             if self.cache_dir is not None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
-                tmp = self.cache_dir / f"{split}.pt.tmp"
-                torch.save(data.state(), tmp)
-                tmp.replace(self.cache_dir / f"{split}.pt")
+                with atomic_file(self.cache_dir / f"{split}.pt") as temporary:  # a unique name per process
+                    torch.save(data.state(), temporary)
             log.info("stage-2 pairs (%s): %d views of %d people", split, len(data), len(data.merged))
 
     # --- loaders ----------------------------------------------------------------------------
@@ -285,9 +286,13 @@ class NeuralTexturePairsDataModule(pl.LightningDataModule):
         self.setup()
         if split not in self.datasets:
             raise ValueError(f"no {split!r} split (have {sorted(self.datasets)})")
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=generator,
-                          num_workers=self.num_workers, drop_last=shuffle and len(self.datasets[split]) > self.batch_size)
+        dataset = self.datasets[split]
+        if not shuffle:  # each process a disjoint share, no padded duplicates (exact metrics on N processes)
+            return DataLoader(dataset, batch_size=self.batch_size, sampler=EvalSampler(dataset),
+                              num_workers=self.num_workers)
+        # the epoch order from (seed, epoch) and the position in it are checkpointed: exact resume mid-epoch
+        return ResumableLoader(dataset, self.batch_size, shuffle=True, seed=self.seed, num_workers=self.num_workers,
+                               drop_last=len(dataset) > self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -197,16 +197,16 @@ def save_mp4(frames: list[np.ndarray], path: str | Path, fps: float = 30.0, qual
     h, w, _ = frames[0].shape
     pad = ((0, h % 2), (0, w % 2), (0, 0))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio_ffmpeg.write_frames(str(path), (w + w % 2, h + h % 2), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv420p", macro_block_size=2,
-                                         output_params=["-crf", str(quality)], ffmpeg_log_level="error")
-    writer.send(None)  # start ffmpeg
-    try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(np.pad(np.asarray(frame, dtype=np.uint8), pad, mode="edge")))
-    finally:
-        writer.close()
+    with atomic_file(path) as temporary:  # never half-written (ffmpeg picks the container from the suffix)
+        writer = imageio_ffmpeg.write_frames(str(temporary), (w + w % 2, h + h % 2), fps=fps, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=2,
+                                             output_params=["-crf", str(quality)], ffmpeg_log_level="error")
+        writer.send(None)  # start ffmpeg
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(np.pad(np.asarray(frame, dtype=np.uint8), pad, mode="edge")))
+        finally:
+            writer.close()
     return path
 
 

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from zoo.fit.anny_fit import FitResult
 from zoo.render import rasterize, render_normals
+from zoo.utils.files import atomic_file
+from zoo.utils.images import save_png
 
 
 def shade(result: FitResult, faces: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +54,11 @@ def fit_to_dict(result: FitResult) -> dict:
             "image_size": list(result.image_size), "keypoint_px": result.keypoint_px, "iou": result.iou}
 
 
+def _save_pickle(data: dict, path: Path) -> None:
+    with atomic_file(path) as temporary, open(temporary, "wb") as handle:
+        pickle.dump(data, handle)
+
+
 def write_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarray, result: FitResult,
               faces: torch.Tensor) -> dict[str, Path]:
     """Write one photo's crop, mask, fit and overlay under `root` (module doc); returns the paths."""
@@ -61,16 +67,16 @@ def write_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarray, re
              (("rgb", ".png"), ("segm", ".png"), ("smpl", ".pkl"), ("anny", ".json"), ("overlay", ".png"))}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(crop).save(paths["rgb"])
-    Image.fromarray(((mask > 0.5) * 255).astype(np.uint8)).save(paths["segm"])
+    save_png(crop, paths["rgb"])
+    save_png(((mask > 0.5) * 255).astype(np.uint8), paths["segm"])
     K = result.K
     fit = {"vertices": result.vertices.numpy().astype(np.float32), "focal": float(K[0, 0]),
            "centre": (float(K[0, 2]), float(K[1, 2])), "body": "anny", "betas": result.betas[0].numpy(),
            "pose": result.pose[0].numpy(), "R": result.R.numpy(), "t": result.t.numpy()}
-    with open(paths["smpl"], "wb") as handle:
-        pickle.dump(fit, handle)
-    paths["anny"].write_text(json.dumps(fit_to_dict(result)))
-    Image.fromarray(overlay(crop, result, faces)).save(paths["overlay"])
+    _save_pickle(fit, paths["smpl"])
+    with atomic_file(paths["anny"]) as temporary:
+        temporary.write_text(json.dumps(fit_to_dict(result)))
+    save_png(overlay(crop, result, faces), paths["overlay"])
     return paths
 
 
@@ -104,10 +110,9 @@ def write_smplx_fit(root: str | Path, key: str, crop: np.ndarray, mask: np.ndarr
              "smplx": root / "smplx" / f"{key}.pkl"}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(crop).save(paths["rgb"])
-    Image.fromarray(((mask > 0.5) * 255).astype(np.uint8)).save(paths["segm"])
-    with open(paths["smplx"], "wb") as handle:
-        pickle.dump(smplx_fit_params(result, body), handle)
+    save_png(crop, paths["rgb"])
+    save_png(((mask > 0.5) * 255).astype(np.uint8), paths["segm"])
+    _save_pickle(smplx_fit_params(result, body), paths["smplx"])
     return paths
 
 

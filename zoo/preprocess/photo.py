@@ -30,6 +30,8 @@ from zoo.preprocess.interfaces import (
     Keypoints,
     Segmenter,
 )
+from zoo.utils.files import atomic_file
+from zoo.utils.images import save_png
 
 log = logging.getLogger(__name__)
 
@@ -216,13 +218,18 @@ def preprocess_photo(photo: str | Path, out_dir: str | Path, detector: KeypointD
     crop, mcrop, box = crop_square(image, mask, person, crop_size)
     keypoints = to_crop(person, box, crop_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(crop).save(out_dir / "crop.png")
-    Image.fromarray((mcrop * 255).round().astype(np.uint8)).save(out_dir / "mask.png")
-    draw_keypoints(crop, keypoints, mcrop).save(out_dir / "keypoints.png")
-    (out_dir / "keypoints.json").write_text(json.dumps(keypoints.to_json()))
+    # preprocess.json marks a complete cache: drop it before rewriting the files it vouches for, and
+    # write every file whole (a kill mid-way leaves no marker, never a marker over half-written files)
+    meta_path.unlink(missing_ok=True)
+    save_png(crop, out_dir / "crop.png")
+    save_png((mcrop * 255).round().astype(np.uint8), out_dir / "mask.png")
+    save_png(np.asarray(draw_keypoints(crop, keypoints, mcrop).convert("RGB")), out_dir / "keypoints.png")
+    with atomic_file(out_dir / "keypoints.json") as temporary:
+        temporary.write_text(json.dumps(keypoints.to_json()))
     meta = {"photo": str(photo), "sha256": sha, "backends": backends, "crop_box": list(box), "warnings": notes,
             "photo_size": list(image.shape[:2])}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    with atomic_file(meta_path) as temporary:
+        temporary.write_text(json.dumps(meta, indent=1))
     for note in notes:
         log.warning("%s: %s", photo, note)
     return Preprocessed(crop, mcrop, keypoints, box, notes, str(photo))

@@ -55,13 +55,15 @@ def grid(rows: list[list[torch.Tensor]], pad: int = 2, fill: int = 255) -> torch
     return out
 
 
-def save_png(picture: torch.Tensor, path: str | Path) -> Path:
-    """Write a (H, W, 3) uint8 tensor as PNG (parent folders created; never half-written: `atomic_file`)."""
+def save_png(picture: torch.Tensor | np.ndarray, path: str | Path) -> Path:
+    """Write a (H, W, 3) or (H, W) uint8 tensor or array as PNG (parent folders created; never
+    half-written: `atomic_file`)."""
     from PIL import Image
 
     path = Path(path)
+    array = picture.numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
     with atomic_file(path) as temporary:
-        Image.fromarray(np.ascontiguousarray(picture.numpy())).save(temporary, format="PNG")
+        Image.fromarray(np.ascontiguousarray(array)).save(temporary, format="PNG")
     return path
 
 
