@@ -77,7 +77,8 @@ def write_section(ctx: dict, path: Path) -> None:
              "### Setup", "",
              "- Stage 1 (frozen): the three rows of the earlier, unshaded run of scripts/dinar_results.py (its numbers "
              "are under \"Previous run beside this one\" above; not the shaded runs of this document's upper sections, "
-             "which were still training when stage 2 started; 800 optimiser steps each, " + ", ".join(f"{r}: step {s['step']}" for r, s in ctx["stage1"].items()) + "), trained on the "
+             "which were still training when stage 2 started; 800 optimiser steps each, "
+             + ", ".join(f"{r}: step {s['step']}" for r, s in ctx["stage1"].items()) + "), trained on the "
              "48-identity \"small\" synthetic people at 64 x 64 (unshaded, no clothing offsets), erosion 3, no occlusion "
              "detector.",
              "- Stage-2 pairs (`NeuralTexturePairsDataModule`): the same generator settings with 400 identities "
