@@ -73,6 +73,12 @@ def test_predict_writes_each_avatar(fitted):
         assert texture.shape == (9, 16, 16) and torch.isfinite(texture).all()
         for name in ("rgb_channels.png", "turntable.gif", "walk.gif", "turntable/frame_002.png", "walk/frame_001.png"):
             assert (person / name).is_file(), name
+    first = {p.name: load_file(p / "neural_texture.safetensors")["texture"] for p in people}
+    # another global RNG state (as on another process): the encoder noise must not come from it
+    main(["predict", "--config", config, f"--ckpt_path={ckpt}", "--seed_everything=1234"])
+    for person in people:
+        again = load_file(person / "neural_texture.safetensors")["texture"]
+        assert torch.equal(again, first[person.name]), "a prediction is the same in every run"
 
 
 def test_uv_body_mask():

@@ -125,7 +125,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb, noise=noise)
 
     def evaluation_noise(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """The encoder's noise channel for validation: one N(0, 1) draw per item from a generator
+        """The encoder's noise channel for validation and prediction: one N(0, 1) draw per item from a generator
         seeded by the item's ids, so the values are the same in every run and on any number of
         processes (fresh global-RNG noise would differ per process). Without ids in the batch,
         the item's position in this process's share seeds it."""
@@ -209,8 +209,10 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
 
     @torch.no_grad()
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`)."""
-        out = {"texture": self.source_texture(batch), "image": batch[self.hparams.source_prefix + "image"]}
+        """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`); the
+        encoder noise is `evaluation_noise`, so a prediction is the same in every run and process count."""
+        texture = self.source_texture(batch, self.evaluation_noise(batch, batch_idx))
+        out = {"texture": texture, "image": batch[self.hparams.source_prefix + "image"]}
         for key in ("person_id", "source_view", "view_id", "frame"):
             if key in batch:
                 out[key] = batch[key]
