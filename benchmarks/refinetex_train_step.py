@@ -89,12 +89,12 @@ def make_system(reid: str, cls: type[RefineTexSystem] = RefineTexSystem) -> Refi
     return system
 
 
-def plain_loop(reid: str, loader, warmup: int) -> list[float]:
-    system = make_system(reid).train()
-    optimizer = system.configure_optimizers()
+def timed_steps(loss_of, optimizer, loader, warmup: int) -> list[float]:
+    """CPU seconds of each plain-PyTorch step (`loss_of(batch, step)`, backward, optimiser step),
+    the first `warmup` dropped."""
     times, last = [], time.process_time()
     for step, batch in enumerate(loader):
-        loss, _ = system.compute_losses(batch, step)
+        loss = loss_of(batch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -102,6 +102,12 @@ def plain_loop(reid: str, loader, warmup: int) -> list[float]:
         times.append(now - last)
         last = now
     return times[warmup:]
+
+
+def plain_loop(reid: str, loader, warmup: int) -> list[float]:
+    system = make_system(reid).train()
+    return timed_steps(lambda batch, step: system.compute_losses(batch, step)[0], system.configure_optimizers(),
+                       loader, warmup)
 
 
 class StepTimer(pl.Callback):
@@ -165,17 +171,7 @@ def framework_cost(loader, warmup: int) -> dict[str, float]:
     without and with one `self.log` per step: Lightning's own cost per step, free of the model."""
     def plain() -> list[float]:
         model = TrivialStep(log_loss=False)
-        optimizer = model.configure_optimizers()
-        times, last = [], time.process_time()
-        for step, batch in enumerate(loader):
-            loss = model.training_step(batch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            now = time.process_time()
-            times.append(now - last)
-            last = now
-        return times[warmup:]
+        return timed_steps(model.training_step, model.configure_optimizers(), loader, warmup)
 
     def fit(log_loss: bool) -> list[float]:
         timer = StepTimer()

@@ -38,19 +38,12 @@ import numpy as np
 import torch
 import yaml
 
+from zoo.utils.runs import Timer
+
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("both", "neural", "rgb")
 DATA = {"preset": "small", "overrides": {"num_identities": 400, "image_size": [64, 64], "texture_size": 64}}
 log = logging.getLogger("dinar_complete")
-
-
-class Timer:
-    def __enter__(self):
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall0, time.process_time() - self.cpu0
 
 
 # --- 1. stage-1 networks ----------------------------------------------------------------------

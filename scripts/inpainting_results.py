@@ -45,7 +45,7 @@ from zoo.metrics import texture_metrics
 from zoo.pretrained import resolve, zoo_home
 from zoo.render import soft_paste_mask, texture_with_masks
 from zoo.utils.images import grid, save_png, to_uint8
-from zoo.utils.runs import machine_description
+from zoo.utils.runs import Timer, machine_description
 
 log = logging.getLogger("inpainting_results")
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,17 +56,6 @@ DISCUSSION_MARKER = "<!-- discussion -->"
 # budget (DDPM 1000 alone would cost 5x the DDIM 200 row).
 SAMPLERS = [("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 200), ("dpm++", 20)]
 PREVIOUS_COMMIT = "a4f8333"  # docs/inpainting_results.md before issue 7's fixes
-
-
-class Timer:
-    """Wall and process-CPU seconds of a block (CPU time is less affected by other jobs' load)."""
-
-    def __enter__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def cached_info(path: Path, what: str) -> dict:
@@ -168,12 +157,12 @@ def diffusion_stage(work: Path, retrain: bool, seed: int, save_every: int = 250)
             history.append(loss.item())
             if len(history) % 100 == 0:
                 log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(history), steps,
-                         np.mean(history[-100:]), time.perf_counter() - t.wall)
+                         np.mean(history[-100:]), t.elapsed())
             if len(history) % save_every == 0 and len(history) < steps:
                 torch.save({"state_dict": system.state_dict(), "optimiser": optimiser.state_dict(),
                             "generator": generator.get_state(), "rng": torch.get_rng_state(),
                             "losses": torch.tensor(history), "order": order, "pos": pos,
-                            "elapsed": elapsed + time.perf_counter() - t.wall}, resume)
+                            "elapsed": elapsed + t.elapsed()}, resume)
     system.eval()
     train_wall = elapsed + t.wall
     info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "encode_wall": t_enc.wall,

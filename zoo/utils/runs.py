@@ -1,6 +1,7 @@
 """Where a run's files go: the folder that holds its `checkpoints/`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 
@@ -32,3 +33,19 @@ def machine_description() -> str:
         pass
     return (f"{cpu}, {os.cpu_count()} logical cores shared with other jobs, torch {torch.__version__} on CPU, "
             f"{torch.get_num_threads()} torch thread(s), Python {platform.python_version()}")
+
+
+class Timer:
+    """Wall and process-CPU seconds of a `with` block (`.wall`, `.cpu` after it; CPU time is less
+    affected by other jobs' load); `elapsed()` is the wall seconds so far, inside the block."""
+
+    def __enter__(self) -> Timer:
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+        self.wall = self.cpu = float("nan")
+        return self
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._wall0
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._wall0, time.process_time() - self._cpu0
