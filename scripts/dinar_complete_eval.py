@@ -179,8 +179,9 @@ def vqgan_oracle_table(args, recipes: dict[str, dict]) -> dict:
     """The VQGAN oracle (the person's merged texture encoded and decoded as the pipeline does:
     pre-quantisation latent, decoded through the codebook, B_fill of the input pasted) at each kept
     checkpoint of each recipe, on every test input and on the evaluated ones: RGB L1 vs the exact
-    ground-truth texture on the texels unseen in the input, next to mean fill and the merged
-    texture itself (the oracle's floor: a VQGAN that reproduced its target exactly)."""
+    ground-truth texture and vs the merged texture (`texel_errors`) on the texels unseen in the
+    input, next to mean fill and the merged texture itself (the oracle's floor: a VQGAN that
+    reproduced its target exactly)."""
     import re
 
     import yaml
@@ -197,8 +198,11 @@ def vqgan_oracle_table(args, recipes: dict[str, dict]) -> dict:
     complete = complete_texture_layout(batch["texture"], batch["texture_mask"])
 
     def errors(pred: torch.Tensor) -> dict[str, float]:
-        per = texel_errors(pred, batch)["rgb_l1_truth"]
-        return {"all": float(per.nanmean()), "evaluated": float(per[index].nanmean())}
+        per = texel_errors(pred, batch)
+        out = {}
+        for key in ("rgb_l1_truth", "rgb_l1_merged", "gen_l1_merged"):
+            out[f"{key}/all"], out[f"{key}/evaluated"] = float(per[key].nanmean()), float(per[key][index].nanmean())
+        return out
 
     out = {"inputs": len(data), "evaluated": len(index), "mean fill": errors(mean_fill(batch)),
            "merged texture (floor)": errors(torch.where(b_fill > 0.5, batch["partial"] * b_fill, batch["texture"])),
@@ -362,11 +366,19 @@ def machine() -> str:
 
 
 def evaluate(args) -> None:
+    import yaml
+
+    from zoo.datamodules.synthetic import PRESETS
     from zoo.modules.reid import freeze
     from zoo.pretrained import load_pretrained
 
     started, t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
-    ctx = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "started": started}
+    ctx = {"machine_start": machine(), "args": {k: v if k == "stage1" else str(v) for k, v in vars(args).items()},
+           "started": started, "note": args.note}
+    study = args.work / "vqgan_study.json"
+    ctx["vqgan_study"] = json.loads(study.read_text()) if study.is_file() else None
+    if args.previous is not None:
+        ctx["previous"] = {"path": str(args.previous), **json.loads(args.previous.read_text())}
     occ_dm, plain_dm = pairs_module(args, True), pairs_module(args, False, ["test"])
     occ_dm.setup()
     plain_dm.setup()
@@ -392,6 +404,10 @@ def evaluate(args) -> None:
     vq_info = args.work / "vqgan_run" / "info.json"
     ctx["vqgan_info"] = json.loads(vq_info.read_text()) if vq_info.is_file() else {}
     ctx["stage1"] = {r: json.loads((args.work / "stage1" / r / "source.json").read_text()) for r in ("both", "neural", "rgb")}
+    stage1_data = yaml.safe_load((Path(ctx["stage1"]["both"]["checkpoint"]).parent.parent / "row_config.yaml").read_text())
+    preset = stage1_data["data"]["init_args"].get("preset", "dinar")
+    ctx["stage1_identities"] = stage1_data["data"]["init_args"].get("overrides", {}).get(
+        "num_identities", PRESETS[preset].num_identities)
     nets = {r: stage1_net(args, r) for r in ("both", "neural", "rgb")}
     textures = stage1_textures(nets, people, plain, occ, index, pairs_data(args)["encoder_image"])
     both_occ = textures.pop("both_occ")

@@ -394,6 +394,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
     parser.add_argument("--ddpm", action="store_true", help="also sample with DDPM 1000 steps")
+    parser.add_argument("--note", default="", help="a line for the doc's Setup (e.g. which stage-1 networks and why)")
+    parser.add_argument("--previous", type=Path, default=None, help="an earlier run's results.json to compare with")
     parser.add_argument("--no_finetune", dest="finetune", action="store_false", help="skip the RGB fine-tuning row")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
