@@ -69,18 +69,26 @@ def overrides_text(data: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in data["overrides"].items() if k not in ("num_identities", "views_per_identity"))
 
 
+def recipe_text(overrides: dict) -> str:
+    weights = overrides.get("reconstruction_channel_weights")
+    if weights is None:
+        return "reconstruction_channel_weights null (every channel alike, DINAR's)"
+    heavy = [i for i, w in enumerate(weights) if w != 1]
+    return f"reconstruction_channel_weights {weights[heavy[0]]:g} on channels {heavy} (RGB), 1 elsewhere"
+
+
 def study_lines(study: dict) -> list[str]:
     """The VQGAN budget study: the oracle at each kept checkpoint of each recipe."""
     keys = (("rgb_l1_truth", "RGB L1 vs truth"), ("rgb_l1_merged", "RGB L1 vs merged"),
             ("gen_l1_merged", "generated L1 vs merged"))
     head = "| recipe | steps | " + " | ".join(f"{name} (all / evaluated)" for _, name in keys) + " |"
-    lines = ["### VQGAN budget study: the oracle vs training steps", "",
+    lines = [f"#### Pairs from stage-1 `{study['stage1']}` (`{study['path']}`)", "",
              f"The oracle (the person's merged texture encoded and decoded as the pipeline does: pre-quantisation latent, "
              f"decoded through the codebook, the input's B_fill pasted) on the texels unseen in the input, on all "
              f"{study['inputs']} test inputs and on the {study['evaluated']} evaluated ones; mean fill and the merged texture "
              "itself (what a VQGAN that reproduced its target exactly would score; the floor of any method whose target "
              "is the merged texture) on the same inputs. Recipes (model.init_args of configs/dinar/vqgan_cpu.yaml): "
-             + "; ".join(f"{name}: {rec['overrides']}" for name, rec in study["recipes"].items()) + ".", "",
+             + "; ".join(f"{name}: {recipe_text(rec['overrides'])}" for name, rec in study["recipes"].items()) + ".", "",
              head, "|---" * (len(keys) + 2) + "|"]
 
     def cells(row: dict) -> str:
@@ -166,8 +174,10 @@ def write_section(ctx: dict, path: Path) -> None:
               f"(last 100); latent std {info['latent_std']:.2f} | {info['wall']:.0f} (+ {info['encode_wall']:.0f} encoding) |",
               f"| U-Net baseline (`TextureUNet` 19 -> 19, base 16, depth 3) | {ctx['unet_info']['steps']} steps of batch 16, "
               f"L1 {ctx['unet_curve'][0]:.3f} -> {ctx['unet_curve'][1]:.3f} | {ctx['unet_info']['wall']:.0f} |", ""]
-    if ctx.get("vqgan_study"):
-        lines += study_lines(ctx["vqgan_study"])
+    if ctx.get("vqgan_studies"):
+        lines += ["### VQGAN budget study: the oracle vs training steps", ""]
+        for study in ctx["vqgan_studies"]:
+            lines += study_lines(study)
     lines += ["### Held-out vs training denoising loss", "",
               "EMA weights, epsilon MSE, one fixed noise draw; 480 training pairs and all held-out (test) pairs.", "",
               "| t | training pairs | held-out pairs | held-out / training |", "|---|---|---|---|"]

@@ -158,14 +158,15 @@ def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600,
 
 def kept_cells(batch: dict) -> dict[str, float]:
     """Fraction of the atlas latent cells the nearest-resized B_fill marks known, and kept by the 3x3
-    erosion (the replaced region), at 32 x 32 (this VQGAN) and 16 x 16 latents (two downsamplings)."""
+    erosion (the replaced region), at 64 x 64 (no downsampling), 32 x 32 (this VQGAN) and 16 x 16
+    latents (two downsamplings, DINAR's factor)."""
     import torch.nn.functional as F
 
     from zoo.diffusion import GaussianDiffusion
 
     b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
     out = {"texels known (B_fill) / atlas": float((b_fill * batch["atlas"]).sum() / batch["atlas"].sum())}
-    for side in (32, 16):
+    for side in (64, 32, 16):
         mask = F.interpolate(b_fill, size=(side, side), mode="nearest")
         atlas = F.interpolate(batch["atlas"], size=(side, side), mode="nearest")
         kept = GaussianDiffusion.replacement_mask(mask, erode=True).float()
@@ -365,6 +366,12 @@ def machine() -> str:
             f"{torch.__version__}, Python {platform.python_version()}; load average {' '.join(load)}")
 
 
+def study_stage1(work: Path) -> str:
+    """Which stage-1 "both" checkpoint a study's pairs came from."""
+    source = json.loads((work / "stage1" / "both" / "source.json").read_text())
+    return f"{source['checkpoint']} (step {source['step']})"
+
+
 def evaluate(args) -> None:
     import yaml
 
@@ -375,8 +382,9 @@ def evaluate(args) -> None:
     started, t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
     ctx = {"machine_start": machine(), "args": {k: v if k == "stage1" else str(v) for k, v in vars(args).items()},
            "started": started, "note": args.note}
-    study = args.work / "vqgan_study.json"
-    ctx["vqgan_study"] = json.loads(study.read_text()) if study.is_file() else None
+    studies = args.studies if args.studies is not None else [args.work / "vqgan_study.json"]
+    ctx["vqgan_studies"] = [{"path": str(p), "stage1": study_stage1(p.parent), **json.loads(p.read_text())}
+                            for p in studies if p.is_file()]
     if args.previous is not None:
         ctx["previous"] = {"path": str(args.previous), **json.loads(args.previous.read_text())}
     occ_dm, plain_dm = pairs_module(args, True), pairs_module(args, False, ["test"])

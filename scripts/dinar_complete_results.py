@@ -198,18 +198,24 @@ def vqgan_recipes(args) -> dict[str, dict]:
     rgb = list(config["perceptual_channels"])
     weights = [args.rgb_weight if c in rgb else 1.0 for c in range(channels)]
     return {"reference": {"reconstruction_channel_weights": None},
-            f"rgb x{args.rgb_weight:g}": {"reconstruction_channel_weights": weights}}
+            f"rgb_x{args.rgb_weight:g}": {"reconstruction_channel_weights": weights}}
 
 
 def vqgan_study(args) -> None:
     """Train each recipe for --study_steps (kept checkpoints every --vqgan_every), then measure the
     oracle (merged texture encoded + decoded, B_fill pasted) at each checkpoint."""
-    for name, overrides in vqgan_recipes(args).items():
+    recipes = vqgan_recipes(args)
+    if args.recipes:
+        unknown = set(args.recipes) - set(recipes)
+        if unknown:
+            raise SystemExit(f"--recipes: unknown {sorted(unknown)}; known: {sorted(recipes)}")
+        recipes = {name: recipes[name] for name in args.recipes}
+    for name, overrides in recipes.items():
         folder = args.work / "vqgan_study" / name.replace(" ", "_")
         train_vqgan(args, folder / "run", folder / "export", args.study_steps, overrides)
     from dinar_complete_eval import vqgan_oracle_table  # scripts/ is on sys.path when run as a script
 
-    vqgan_oracle_table(args, vqgan_recipes(args))
+    vqgan_oracle_table(args, recipes)
 
 
 # --- 4. diffusion -----------------------------------------------------------------------------
@@ -386,6 +392,9 @@ def main() -> None:
     parser.add_argument("--vqgan_steps", type=int, default=300)
     parser.add_argument("--vqgan_every", type=int, default=100, help="kept VQGAN checkpoint period (steps)")
     parser.add_argument("--vqgan_recipe", default="reference", help="the VQGAN recipe of `train` (see vqgan_recipes)")
+    parser.add_argument("--recipes", nargs="*", default=None, help="vqgan_study: only these recipes (default all)")
+    parser.add_argument("--studies", nargs="*", type=Path, default=None,
+                        help="evaluate: vqgan_study.json files for the doc (default: this --work's own)")
     parser.add_argument("--study_steps", type=int, default=1000, help="VQGAN steps of each recipe in vqgan_study")
     parser.add_argument("--rgb_weight", type=float, default=6.0,
                         help="the study's RGB channel weight of the VQGAN reconstruction loss (others 1)")
