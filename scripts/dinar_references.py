@@ -63,3 +63,45 @@ def evaluate_references(config: Path, reid) -> dict:
                 records += [{"method": name, "view": "input" if s == t else "novel", "person": person, "source": s,
                              "target": t, "front": front[s], **{m: v[t] for m, v in values.items()}} for t in range(n)]
     return {"records": records}
+
+
+REGIONS = {"body": "body render (person on it)", "clothes": "person past the body render (clothes)",
+           "background": "background"}
+
+
+@torch.no_grad()
+def error_regions(config: Path, ckpt: Path) -> dict:
+    """Where a trained run's input-view error lies: per region of the held-out input views (see `REGIONS`; the
+    body render always lies inside the person mask here), its share of the pixels, the mean squared error of the
+    render against the real view over white ([-1, 1] units, mean over RGB) and its share of the image MSE; and
+    the renderer's mean predicted person mask on the clothes pixels (1 = drawn)."""
+    import dinar_eval as ev
+
+    from zoo.render import composite
+    from zoo.systems.neural_avatar import uv_body_mask
+
+    system, dm = ev.load_model(config, ckpt)
+    people, on, _ = ev.test_people(dm)
+    sums = {k: [0.0, 0.0] for k in (*REGIONS, "all", "clothes_mask")}
+    for person in people:
+        views = on.person_views(person)
+        n = views["source_image"].shape[0]
+        real = composite(views["source_image"], views["source_mask"], 1.0)
+        torch.manual_seed(person)  # as dinar_eval.evaluate_model
+        textures = torch.stack([ev._single(system, views, views, s) for s in range(n)])
+        uv = views["source_uv"]
+        body, person_mask = uv_body_mask(uv), views["source_mask"]
+        out = system.network.render(textures, uv, body, system.hparams.background)
+        error = (out["rgb"].clamp(-1, 1) - real).pow(2).mean(1, keepdim=True)
+        masks = {"body": body * person_mask, "clothes": person_mask * (1 - body), "background": (1 - person_mask) * (1 - body)}
+        for name, m in masks.items():
+            sums[name][0] += float((error * m).sum())
+            sums[name][1] += float(m.sum())
+        sums["all"][0] += float(error.sum())
+        sums["all"][1] += float(error.numel())
+        sums["clothes_mask"][0] += float((out["mask"][:, :1] * masks["clothes"]).sum())
+        sums["clothes_mask"][1] += float(masks["clothes"].sum())
+    total_error, total_pixels = sums["all"]
+    return {"regions": {name: {"pixels": sums[name][1] / total_pixels, "mse": sums[name][0] / max(sums[name][1], 1.0),
+                               "share": sums[name][0] / total_error} for name in REGIONS},
+            "mse": total_error / total_pixels, "clothes_mask": sums["clothes_mask"][0] / max(sums["clothes_mask"][1], 1.0)}

@@ -20,6 +20,7 @@ import argparse
 import csv
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -479,8 +480,20 @@ def section_references(ctx: dict) -> list[str]:
         for method, name in dr.REFERENCES.items():
             cells = [f"{ev.mean(res, method=method, view=view, metric=m):.{DIGITS[m]}f}" for m in NAMES]
             lines.append(f"| {name} (no network) | {view} | " + " | ".join(cells) + " |")
-    return lines + ["", "Unknown texels of a copy take the person's mean sampled colour; the novel-view copies show "
-                    "that colour wherever the input did not see the surface.", ""]
+    lines += ["", "Unknown texels of a copy take the person's mean sampled colour; the novel-view copies show "
+              "that colour wherever the input did not see the surface.", "",
+              f"Where this run's input-view error lies (seed {seeds[0]}, step {ctx['args'].steps}; "
+              "`dinar_references.error_regions`; MSE in [-1, 1] units; \"mask on clothes\" = the renderer's mean "
+              "person mask on the clothes pixels, 1 = drawn):", "",
+              "| texture | " + " | ".join(f"{dr.REGIONS[k]}: pixels / MSE / share" for k in dr.REGIONS)
+              + " | image MSE (PSNR) | mask on clothes |", "|---|---|---|---|---|---|"]
+    for row, name in names.items():
+        reg = ctx["regions"][row]
+        cells = [f"{100 * reg['regions'][k]['pixels']:.1f}% / {reg['regions'][k]['mse']:.3f} / "
+                 f"{100 * reg['regions'][k]['share']:.0f}%" for k in dr.REGIONS]
+        psnr = 10 * math.log10(4 / reg["mse"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {reg['mse']:.4f} ({psnr:.2f} dB) | {reg['clothes_mask']:.2f} |")
+    return lines + [""]
 
 
 def section_stage2(ctx: dict) -> list[str]:
@@ -568,6 +581,10 @@ def document(args, long: dict) -> None:
            "references": cached(args.out / "eval" / "references.json",
                                 lambda: dr.evaluate_references(run_dir(args.out, "both", seed) / "row_config.yaml",
                                                                reid_network())),
+           "regions": {r: cached(args.out / "eval" / f"regions_{r}_s{seed}_step{args.steps}.json",
+                                 lambda r=r: dr.error_regions(run_dir(args.out, r, seed) / "row_config.yaml",
+                                                              milestone(args.out, r, seed, args.steps)))
+                       for r in rows},
            "long": long, "curves": curves, "animation_step": anim_step,
            "command": "OMP_NUM_THREADS=1 nice -n 10 python scripts/dinar_results.py all " + " ".join(args.argv),
            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
