@@ -521,7 +521,8 @@ def write_doc(path: Path, ctx: dict) -> None:
     lines += ["", "Denoising loss of the diffusion (its training objective, epsilon MSE, EMA weights) on all "
               f"{ctx['n_train_views']} training views and all {ctx['n_test_views']} held-out views, one fixed noise "
               "draw, at fixed timesteps and over uniform timesteps (\"all\"); held-out views also with another "
-              "identity's condition and with a zero condition. Old: the held-out / training ratio of the run before issue 7's fixes (--previous_commit).",
+              "identity's condition and with a zero condition. Old: the held-out / training ratio of the run before "
+              "issue 7's fixes (--previous_commit).",
               "", "| t | training views | held-out views | held-out / training | old ratio | held-out, another "
               "identity's condition | held-out, zero condition |", "|---|---|---|---|---|---|---|"]
     for r in ctx["gap"]:
