@@ -16,7 +16,8 @@ checkpoint. One --out folder holds one code version: the first training call rec
 (and any uncommitted changes under zoo/, configs/, scripts/) in <out>/code.json, and a later training
 call from other code refuses to add to that folder (start a fresh --out). The doc and the figure are
 regenerated from those files (--report-only: no training); the "Old vs new" section compares with the
-per-seed numbers of the previous run kept in scripts/refinetex_ablations_previous.json.
+per-seed numbers of the previous run kept in scripts/refinetex_ablations_previous.json. A hand-written
+section after a "<!-- discussion -->" line of the doc is kept when the doc is rewritten.
 The ReID losses need $ZOO_HOME/reid-synthetic: trained first from configs/reid/synthetic.yaml when
 the cache lacks it (a few CPU minutes).
 
@@ -52,6 +53,7 @@ TEXTURE_KEYS = [f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("vi
 FIGURE_ITEMS = (0, 12)
 RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine"]
 PREVIOUS = REPO / "scripts" / "refinetex_ablations_previous.json"
+DISCUSSION_MARKER = "<!-- discussion -->"  # a hand-written section after it survives a rewrite of the doc
 CODE_PATHS = ("zoo", "configs", "scripts")
 OLD_NEW_KEYS = ["texture/l1/visible", "texture/l1/invisible", "texture/psnr/invisible", "sv/ssim", "nv/ssim", "sv/cossim",
                 "nv/cossim"]
@@ -380,7 +382,8 @@ def code_line(runs: dict, code: dict | None) -> str:
     return (f"- Code: commit `{code['commit']}`" + (f" with uncommitted changes to {', '.join(code['dirty'])}" if code["dirty"]
                                                    else "") +
             f"; every row below comes from this one run of the script from it (started {code['started']}, {span})"
-            + (f", except: {', '.join(other)} (another commit)" if other else "") + ".")
+            + (f", except: {', '.join(other)} (another commit)" if other else "")
+            + (f"; {code['note']}" if code.get("note") else "") + ".")
 
 
 def old_new_lines(runs: dict, previous: dict) -> list[str]:
@@ -500,7 +503,9 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
               "- Synthetic people have exact geometry (no fitting misalignment), which is what URL is designed to absorb.",
               "", "Figure: `docs/refinetex_figure.png` (two test people; first row input view, another view and the "
               "ground-truth texture; then per model, seed 0, the predicted texture, SV render and NV render).", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    kept = old[old.index(DISCUSSION_MARKER):] if DISCUSSION_MARKER in old else ""
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""), encoding="utf-8")
 
 
 def figure(out: Path, runs: dict, path: Path, datamodule) -> None:
