@@ -135,9 +135,10 @@ def stage_shares(fn, reps: int) -> dict[str, float]:
 
 
 def numba_stages(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: tuple[int, int], reps: int) -> dict[str, float]:
-    """Median CPU ms of the numba backend's parts: the whole call, the compiled kernel alone,
-    and the kernel's three jitted functions called one by one from Python on the same arrays
-    (what `zoo.render.rasterize_cpu` runs in one compiled loop)."""
+    """Median CPU ms of the numba backend's whole call and of the kernel's jitted functions,
+    called one by one from Python on the same arrays (what `zoo.render.rasterize_cpu` runs in
+    one compiled loop); "rest" is the call minus the parts: the output buffers (allocation, first
+    touch, reset), conversions, dispatch."""
     H, W = size
     B = cam.shape[0]
     verts, fcs, Ks = cam.contiguous().numpy(), faces.long().contiguous().numpy(), K.to(torch.float64).numpy()
@@ -147,31 +148,31 @@ def numba_stages(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: 
     u, v, inv_z, box = np.empty(V), np.empty(V), np.empty(V), np.empty((V, 4), dtype=np.int32)
     coord = np.arange(max(H, W)).astype(np.float32)
 
+    def reset():  # the buffers a call starts from
+        face_out.fill(-1)
+        zbuf.fill(0)
+
     def project():
         for i in range(B):
             kernel._project(verts[i], Ks[i], H, W, 1e-4, u, v, inv_z, box)
 
     def faces_pixels():  # on the last image's projection: the same work per image
-        face_out.fill(-1)
-        bary_out.fill(0)
-        zbuf.fill(0)
+        reset()
         for i in range(B):
             kernel._raster_image(fcs, u, v, inv_z, box, W, coord, face_out[i], bary_out[i], zbuf[i])
 
-    def final():
+    def final():  # the same work whatever the values it finds
         for i in range(B):
             kernel._finalise(face_out[i], bary_out[i], zbuf[i])
 
-    def whole_kernel():
-        kernel._rasterize_batch(verts, fcs, Ks, H, W, 1e-4, face_out, bary_out, zbuf)
-
     project()
     faces_pixels()
-    t = interleaved({"call": lambda: rasterize(cam, faces, K, size, backend="numba"), "kernel": whole_kernel,
-                     "projection": project, "faces + pixels": faces_pixels}, reps)
-    final_t = interleaved({"final": lambda: (faces_pixels(), final())}, reps)["final"] - t["faces + pixels"]
-    return {"call": t["call"], "checks + tensors": t["call"] - t["kernel"], "projection": t["projection"],
-            "faces + pixels": t["faces + pixels"], "final pass": max(final_t, 0.0)}
+    t = interleaved({"call": lambda: rasterize(cam, faces, K, size, backend="numba"),
+                     "value checks": lambda: kernel._values_valid(verts, fcs, Ks), "projection": project,
+                     "faces + pixels": faces_pixels, "reset": reset, "final pass": final}, reps)
+    t["faces + pixels"] -= t.pop("reset")  # counted in "rest"
+    t["rest"] = t["call"] - sum(ms for name, ms in t.items() if name != "call")
+    return t
 
 
 JIT_PROBE = """

@@ -51,9 +51,9 @@ def _project(verts, K, H, W, near, u, v, inv_z, box):
 
 @numba.njit(cache=True, nogil=True)
 def _raster_image(faces, u, v, inv_z, box, W, coord, face_out, bary_out, zbuf):
-    """Rasterise one image into face_out (H*W,), bary_out (H*W, 3) and zbuf (H*W,), which hold
-    -1, 0 and 0 on entry; on return zbuf holds 1/Z of the visible point and bary_out its
-    unnormalised perspective weights. coord[n] is n in the working precision."""
+    """Rasterise one image into face_out (H*W,), bary_out (H*W, 3) and zbuf (H*W,); face_out
+    and zbuf hold -1 and 0 on entry, bary_out anything; on return zbuf holds 1/Z of the visible
+    point and bary_out its unnormalised perspective weights (where face_out >= 0). coord[n] is n in the working precision."""
     p = np.empty(14, dtype=zbuf.dtype)  # the working precision
     U = np.empty(3)
     Vr = np.empty(3)
@@ -103,11 +103,13 @@ def _raster_image(faces, u, v, inv_z, box, W, coord, face_out, bary_out, zbuf):
 
 @numba.njit(cache=True, nogil=True)
 def _finalise(face_out, bary_out, zbuf):
-    """Normalise the weights of the visible points and turn 1/Z into depth (+inf where empty)."""
+    """Normalise the weights of the visible points and turn 1/Z into depth (zero weights and
+    +inf depth where no face is visible)."""
     one = np.ones(1, dtype=zbuf.dtype)[0]
     for pix in range(face_out.shape[0]):
         if face_out[pix] < 0:
             zbuf[pix] = math.inf
+            bary_out[pix, 0], bary_out[pix, 1], bary_out[pix, 2] = 0, 0, 0
             continue
         q0, q1, q2 = bary_out[pix, 0], bary_out[pix, 1], bary_out[pix, 2]
         total = q0 + q1 + q2
@@ -147,6 +149,8 @@ def _rasterize_batch(verts, faces, K, H, W, near, face_out, bary_out, zbuf):
     box = np.empty((V, 4), dtype=np.int32)
     coord = np.arange(max(H, W)).astype(zbuf.dtype)
     for i in range(verts.shape[0]):
+        face_out[i, :] = -1
+        zbuf[i, :] = 0  # 1/Z: 0 is background
         _project(verts[i], K[i], H, W, near, u, v, inv_z, box)
         _raster_image(faces, u, v, inv_z, box, W, coord, face_out[i], bary_out[i], zbuf[i])
         _finalise(face_out[i], bary_out[i], zbuf[i])
@@ -163,9 +167,10 @@ def rasterize_cpu(vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, 
     if verts.dtype not in (torch.float32, torch.float64):
         verts = verts.float()  # exact: half / bfloat16 values are float32 values
     verts = verts.contiguous().numpy()
-    face_index = torch.full((B, H * W), -1, dtype=torch.int64)
-    bary = torch.zeros((B, H * W, 3), dtype=work_dtype)
-    depth = torch.zeros((B, H * W), dtype=work_dtype)  # 1/Z until the last pass; 0 is background
+    # Filled in by the kernel, one image at a time (depth holds 1/Z until the last pass).
+    face_index = torch.empty((B, H * W), dtype=torch.int64)
+    bary = torch.empty((B, H * W, 3), dtype=work_dtype)
+    depth = torch.empty((B, H * W), dtype=work_dtype)
     valid = _rasterize_batch(verts, faces.long().contiguous().numpy(), K.detach().to(torch.float64).contiguous().numpy(),
                              H, W, float(near), face_index.numpy(), bary.numpy(), depth.numpy())
     return (face_index.view(-1), bary.view(-1, 3), depth.view(-1)) if valid else None
