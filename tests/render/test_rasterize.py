@@ -119,6 +119,21 @@ def test_backends_give_the_same_face_ids():
         torch.testing.assert_close(numba_out.depth, torch_out.depth, atol=1e-6, rtol=1e-6)
 
 
+def test_numba_kernel_clips_far_vertices_like_the_torch_path():
+    # Screen positions far beyond int64 (a vertex just past `near`, far to the side) must clip
+    # to the image like any off-screen vertex: codes [ceil u, ceil v, ceil -u, ceil -v] clipped
+    # to [0, W], [0, H], [1 - W, 1], [1 - H, 1]; an undrawable vertex gets (W, H, 1, 1).
+    import numpy as np
+
+    from zoo.render import rasterize_cpu
+
+    verts = np.array([[1e38, -1e38, 1e-3], [-1e38, 1e38, 1e-3], [2.4, -0.5, 1.0], [0.0, 0.0, -1.0]])
+    K = np.array([[100.0, 0.0, 0.0], [0.0, 100.0, 0.0], [0.0, 0.0, 1.0]])
+    u, v, inv_z, box = np.empty(4), np.empty(4), np.empty(4), np.empty((4, 4), dtype=np.int32)
+    rasterize_cpu._project(verts, K, 300, 500, 1e-4, u, v, inv_z, box)
+    assert box.tolist() == [[500, 0, -499, 1], [0, 300, 1, -299], [240, 0, -240, 1], [500, 300, 1, 1]]
+
+
 def test_unknown_backend_is_refused():
     verts, faces, K = random_scene(1, 2, 8, 8, seed=1)
     with pytest.raises(ValueError, match="backend must be one of"):

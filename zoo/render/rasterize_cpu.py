@@ -43,17 +43,19 @@ def _project(verts, K, H, W, near, u, v, inv_z, box):
         if math.isnan(uu) or math.isnan(vv):
             box[i, 0], box[i, 1], box[i, 2], box[i, 3] = W, H, 1, 1
         else:
-            box[i, 0] = int(min(max(math.ceil(uu), 0.0), W))
-            box[i, 1] = int(min(max(math.ceil(vv), 0.0), H))
-            box[i, 2] = int(min(max(math.ceil(-uu), 1.0 - W), 1.0))
-            box[i, 3] = int(min(max(math.ceil(-vv), 1.0 - H), 1.0))
+            # Rounded and clipped as floats, converted after: a far vertex's ceil overflows int64.
+            box[i, 0] = int(min(max(np.ceil(uu), 0.0), W))
+            box[i, 1] = int(min(max(np.ceil(vv), 0.0), H))
+            box[i, 2] = int(min(max(np.ceil(-uu), 1.0 - W), 1.0))
+            box[i, 3] = int(min(max(np.ceil(-vv), 1.0 - H), 1.0))
 
 
 @numba.njit(cache=True, nogil=True)
 def _raster_image(faces, u, v, inv_z, box, W, coord, face_out, bary_out, zbuf):
     """Rasterise one image into face_out (H*W,), bary_out (H*W, 3) and zbuf (H*W,); face_out
     and zbuf hold -1 and 0 on entry, bary_out anything; on return zbuf holds 1/Z of the visible
-    point and bary_out its unnormalised perspective weights (where face_out >= 0). coord[n] is n in the working precision."""
+    point and bary_out its unnormalised perspective weights (where face_out >= 0). coord[n] is
+    n in the working precision."""
     p = np.empty(14, dtype=zbuf.dtype)  # the working precision
     U = np.empty(3)
     Vr = np.empty(3)
