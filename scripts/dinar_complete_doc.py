@@ -45,7 +45,9 @@ def table2_lines(ctx: dict) -> list[str]:
         lines.append("")
     lines += ["Inpainting rows: mean +- standard deviation over sampler seeds 0.."
               f"{max(len(s) for s in t2.values()) - 1} (DDIM 200, eta 1). The other rows do not depend on a seed "
-              "at test time; their training-seed spread was not measured (one stage-1 run per row).", "",
+              "at test time; their training-seed spread was not measured (one stage-1 run per row). Stage 2 has one "
+              "training run too (VQGAN, diffusion and U-Net each trained once, seed 0): the sampler-seed spread is the "
+              "only seed spread measured for the inpainting rows.", "",
               "Each step against the previous row: paired difference over the same inputs (mean +- standard error "
               "over inputs, seed 0), and for the inpainting rows the sampler-seed standard deviation of the row's mean:", ""]
     rows = list(t2)
@@ -63,30 +65,92 @@ def table2_lines(ctx: dict) -> list[str]:
     return lines + [""]
 
 
+def overrides_text(data: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in data["overrides"].items() if k not in ("num_identities", "views_per_identity"))
+
+
+def study_lines(study: dict) -> list[str]:
+    """The VQGAN budget study: the oracle at each kept checkpoint of each recipe."""
+    keys = (("rgb_l1_truth", "RGB L1 vs truth"), ("rgb_l1_merged", "RGB L1 vs merged"),
+            ("gen_l1_merged", "generated L1 vs merged"))
+    head = "| recipe | steps | " + " | ".join(f"{name} (all / evaluated)" for _, name in keys) + " |"
+    lines = ["### VQGAN budget study: the oracle vs training steps", "",
+             f"The oracle (the person's merged texture encoded and decoded as the pipeline does: pre-quantisation latent, "
+             f"decoded through the codebook, the input's B_fill pasted) on the texels unseen in the input, on all "
+             f"{study['inputs']} test inputs and on the {study['evaluated']} evaluated ones; mean fill and the merged texture "
+             "itself (what a VQGAN that reproduced its target exactly would score; the floor of any method whose target "
+             "is the merged texture) on the same inputs. Recipes (model.init_args of configs/dinar/vqgan_cpu.yaml): "
+             + "; ".join(f"{name}: {rec['overrides']}" for name, rec in study["recipes"].items()) + ".", "",
+             head, "|---" * (len(keys) + 2) + "|"]
+
+    def cells(row: dict) -> str:
+        return " | ".join(f"{row[f'{k}/all']:.4f} / {row[f'{k}/evaluated']:.4f}" for k, _ in keys)
+    for name in ("mean fill", "merged texture (floor)"):
+        lines.append(f"| {name} | - | {cells(study[name])} |")
+    for name, rec in study["recipes"].items():
+        for row in rec["rows"]:
+            lines.append(f"| {name} | {row['step']} | {cells(row)} |")
+    walls = [f"{name}: {rec['wall']:.0f} s" for name, rec in study["recipes"].items() if rec.get("wall")]
+    return lines + ([""] + ["Training wall time: " + "; ".join(walls) + "."] if walls else []) + [""]
+
+
+def previous_lines(ctx: dict) -> list[str]:
+    """Key numbers of this run next to the previous run's (its results.json)."""
+    prev = ctx["previous"]
+    lines = ["### This run vs the previous one", "",
+             f"Previous: `{prev['path']}` ({prev['started']}; stage 1 " + ", ".join(
+                 f"{r}: step {s['step']}" for r, s in prev["stage1"].items()) + f"; VQGAN {prev['vqgan_info'].get('steps', '?')} "
+             f"steps, diffusion {prev['diffusion_info']['steps']} steps). Different stage-1 networks and people (see "
+             "Setup), so only the ordering of the methods within each run compares directly.", "",
+             "| quantity | previous | this run |", "|---|---|---|"]
+
+    def sampler(c, method, steps, key):
+        vals = [r[key] for r in c["samplers"] if r["method"] == method and r["steps"] == steps]
+        return f"{np.mean(vals):.4f}" if vals else "-"
+    for key, name in (("rgb_l1_truth", "RGB L1 unseen vs truth"), ("rgb_l1_merged", "RGB L1 unseen vs merged")):
+        for method, steps in (("mean fill (per channel)", None), ("U-Net baseline", 1),
+                              ("VQGAN oracle (merged texture encoded + decoded)", None), ("diffusion ddim", 200),
+                              ("diffusion ddim", 20), ("diffusion dpm++", 10)):
+            lines.append(f"| {method}{f' {steps}' if steps and steps > 1 else ''}: {name} | "
+                         f"{sampler(prev, method, steps, key)} | {sampler(ctx, method, steps, key)} |")
+    for which in ("front", "back"):
+        for row in ctx["table2"]:
+            if row in prev["table2"]:
+                old = np.mean([s[which]["psnr"] for s in prev["table2"][row]])
+                new = np.mean([s[which]["psnr"] for s in ctx["table2"][row]])
+                lines.append(f"| {which}: {row}, PSNR | {old:.2f} | {new:.2f} |")
+    return lines + [""]
+
+
 def write_section(ctx: dict, path: Path) -> None:
     info, kept, d = ctx["diffusion_info"], ctx["kept"], ctx["items"]
+    data = ctx["stage1"]["both"]["data"]
+    n = int(data["overrides"]["num_identities"])
     lines = [START, "", "## DINAR complete: stage-2 inpainting of neural textures and Table 2 (CPU size)", "",
              "Generated by `scripts/dinar_complete_results.py` (train, then evaluate); every number in this section "
              "comes from its one evaluation run.", "",
              f"- Command: `ZOO_HOME=/work/cache-dinar-stage2 python scripts/dinar_complete_results.py evaluate "
-             f"--stage1 <dinar_results out> --items {ctx['args']['items']} --seeds {ctx['args']['seeds']}`"
-             + (" --ddpm" if ctx["args"]["ddpm"] == "True" else "") + (" --no_finetune" if ctx["args"]["finetune"] == "False" else ""),
+             f"--work {ctx['args']['work']} --stage1 {' '.join(ctx['args']['stage1'])} --items {ctx['args']['items']} "
+             f"--seeds {ctx['args']['seeds']}`"
+             + (" --ddpm" if ctx["args"]["ddpm"] == "True" else "") + (" --no_finetune" if ctx["args"]["finetune"] == "False" else "")
+             + f" (trained by the same script's `train` with --vqgan_recipe '{ctx['args']['vqgan_recipe']}' "
+             f"--vqgan_steps {ctx['args']['vqgan_steps']} --diffusion_steps {ctx['args']['diffusion_steps']} "
+             f"--unet_steps {ctx['args']['unet_steps']})",
              f"- Machine: {ctx['machine_start']} (start); {ctx['machine_end']} (end). 2 logical cores shared with other "
              f"engineers' runs: wall seconds are inflated by the load; CPU seconds are the process's own.",
              f"- Date: {ctx['started']}; evaluation wall time {ctx['wall']:.0f} s.", "",
-             "### Setup", "",
-             "- Stage 1 (frozen): the three rows of the earlier, unshaded run of scripts/dinar_results.py (its numbers "
-             "are under \"Previous run beside this one\" above; not the shaded runs of this document's upper sections, "
-             "which were still training when stage 2 started; 800 optimiser steps each, "
-             + ", ".join(f"{r}: step {s['step']}" for r, s in ctx["stage1"].items()) + "), trained on the "
-             "48-identity \"small\" synthetic people at 64 x 64 (unshaded, no clothing offsets), erosion 3, no occlusion "
-             "detector.",
-             "- Stage-2 pairs (`NeuralTexturePairsDataModule`): the same generator settings with 400 identities "
-             "(train 0-319, val 320-359, test 360-399; identities are seeded by their number, so people 0-47 are the "
-             "stage-1 people and the test people 360-399 were seen by neither stage), 6 views each with vertices. "
-             "Condition = one view's 21-channel texture from the frozen \"both\" network (16 generated + RGB + known + "
-             "gap-fill masks; occlusion detector on); target = the merge of the person's 6 views (eq. 4). 1920 training "
-             "pairs.",
+             "### Setup", ""] + ([f"- {ctx['note']}"] if ctx.get("note") else []) + [
+             "- Stage 1 (frozen), one training run (seed) per row: " + "; ".join(
+                 f"{r}: `{s['checkpoint']}` (step {s['step']})" for r, s in ctx["stage1"].items())
+             + f". People: the `{data['preset']}` synthetic preset with {overrides_text(data)}, erosion {data['erode']}, "
+             f"encoder input {data['encoder_image']} (the stage-1 run's data settings, read from its row_config.yaml).",
+             f"- Stage-2 pairs (`NeuralTexturePairsDataModule`): the same generator settings with {n} identities "
+             f"(train 0-{int(n * 0.8) - 1}, val {int(n * 0.8)}-{int(n * 0.9) - 1}, test {int(n * 0.9)}-{n - 1}; identities "
+             f"are seeded by their number, so the stage-1 run's {ctx.get('stage1_identities', '?')} people are among the "
+             "training people and the test people were seen by neither stage), "
+             f"{data['overrides']['views_per_identity']} views each with vertices. Condition = one view's 21-channel "
+             "texture from the frozen \"both\" network (16 generated + RGB + known + gap-fill masks; occlusion detector "
+             f"on); target = the merge of the person's views (eq. 4). {info['items']} training pairs.",
              f"- Evaluated inputs: for each of {d['people']} test people its most frontal view (\"front\") and its "
              "most back-facing view (\"back\"), by the mean texel cosine of the face region.",
              "- Sizes: 64 x 64 textures (the stage-1 size; the person is ~54 px tall in a 64 px image), VQGAN with one "
@@ -102,6 +166,8 @@ def write_section(ctx: dict, path: Path) -> None:
               f"(last 100); latent std {info['latent_std']:.2f} | {info['wall']:.0f} (+ {info['encode_wall']:.0f} encoding) |",
               f"| U-Net baseline (`TextureUNet` 19 -> 19, base 16, depth 3) | {ctx['unet_info']['steps']} steps of batch 16, "
               f"L1 {ctx['unet_curve'][0]:.3f} -> {ctx['unet_curve'][1]:.3f} | {ctx['unet_info']['wall']:.0f} |", ""]
+    if ctx.get("vqgan_study"):
+        lines += study_lines(ctx["vqgan_study"])
     lines += ["### Held-out vs training denoising loss", "",
               "EMA weights, epsilon MSE, one fixed noise draw; 480 training pairs and all held-out (test) pairs.", "",
               "| t | training pairs | held-out pairs | held-out / training |", "|---|---|---|---|"]
@@ -134,6 +200,8 @@ def write_section(ctx: dict, path: Path) -> None:
         lines += ["The \"+ RGB fine-tuning\" row was not run in this evaluation (--no_finetune): "
                   "`zoo.inference.dinar_finetune.finetune_rgb` (DINAR's 64 / 128 steps per avatar, on main) took more than "
                   "7 wall minutes for 4 avatars on this shared CPU in a trial, beyond the time left.", ""]
+    if ctx.get("previous"):
+        lines += previous_lines(ctx)
     lines += ["![Table 2 rows](dinar_complete_figure.png)", "",
               "Figure (`docs/dinar_complete_figure.png`): one line per Table 2 row, top to bottom in the table's order; "
               "per held-out person (front input): the input view, the render at the person's most frontal other view, "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dinar_complete_results import REPO, Timer, latents, load_diffusion, pairs_module, stage1_net, unet_baseline
+from dinar_complete_results import REPO, Timer, latents, load_diffusion, pairs_data, pairs_module, stage1_net, unet_baseline
 from torch.utils.data import default_collate
 
 log = logging.getLogger("dinar_complete")
@@ -174,16 +174,73 @@ def kept_cells(batch: dict) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def vqgan_oracle_table(args, recipes: dict[str, dict]) -> dict:
+    """The VQGAN oracle (the person's merged texture encoded and decoded as the pipeline does:
+    pre-quantisation latent, decoded through the codebook, B_fill of the input pasted) at each kept
+    checkpoint of each recipe, on every test input and on the evaluated ones: RGB L1 vs the exact
+    ground-truth texture and vs the merged texture (`texel_errors`) on the texels unseen in the
+    input, next to mean fill and the merged texture itself (the oracle's floor: a VQGAN that
+    reproduced its target exactly)."""
+    import re
+
+    import yaml
+
+    from zoo.modules.vqgan import VQGAN
+    from zoo.render import complete_texture_layout
+
+    dm = pairs_module(args, True, ["test"])
+    dm.setup()
+    data = dm.datasets["test"]
+    batch = default_collate([data[v] for v in range(len(data))])
+    index, _ = eval_items(data, args.items)
+    b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
+    complete = complete_texture_layout(batch["texture"], batch["texture_mask"])
+
+    def errors(pred: torch.Tensor) -> dict[str, float]:
+        per = texel_errors(pred, batch)
+        out = {}
+        for key in ("rgb_l1_truth", "rgb_l1_merged", "gen_l1_merged"):
+            out[f"{key}/all"], out[f"{key}/evaluated"] = float(per[key].nanmean()), float(per[key][index].nanmean())
+        return out
+
+    out = {"inputs": len(data), "evaluated": len(index), "mean fill": errors(mean_fill(batch)),
+           "merged texture (floor)": errors(torch.where(b_fill > 0.5, batch["partial"] * b_fill, batch["texture"])),
+           "recipes": {}}
+    for name, overrides in recipes.items():
+        folder = args.work / "vqgan_study" / name.replace(" ", "_") / "run"
+        config = yaml.safe_load((folder / "run_config.yaml").read_text())["model"]["init_args"]["vqgan"]
+        rows = []
+        for path in sorted(folder.glob("ckpt/vq-step=*.ckpt"), key=lambda p: int(re.search(r"step=(\d+)", p.name).group(1))):
+            vqgan = VQGAN(**config["init_args"]).eval()
+            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+            vqgan.load_state_dict({k[len("vqgan."):]: v for k, v in state.items() if k.startswith("vqgan.")})
+            decoded = torch.cat([vqgan.decode(vqgan.encode(complete[s:s + 60], quantize=False), quantize=True)
+                                 for s in range(0, len(complete), 60)])[:, :19]
+            step = int(re.search(r"step=(\d+)", path.name).group(1))
+            rows.append({"step": step, **errors(torch.where(b_fill > 0.5, batch["partial"] * b_fill, decoded))})
+            log.info("vqgan study %s step %d: %s", name, step, rows[-1])
+        info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}
+        out["recipes"][name] = {"overrides": overrides, "rows": rows, "wall": info.get("wall")}
+    (args.work / "vqgan_study.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 # --- Table 2 ----------------------------------------------------------------------------------
 def encoder_noise(index: int, size: int) -> torch.Tensor:
     return torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(index))
 
 
 @torch.no_grad()
-def stage1_textures(nets, people, plain, occ, index: list[int]) -> dict[str, torch.Tensor]:
-    """Single-view textures of the stage-1 rows for each input view (float32, noise seeded by the view)."""
+def stage1_textures(nets, people, plain, occ, index: list[int], encoder_image: str) -> dict[str, torch.Tensor]:
+    """Single-view textures of the stage-1 rows for each input view (float32, noise seeded by the
+    view); the encoder sees the view as the stage-1 run fed it ("raw" or "on_black")."""
+    from zoo.render.shading import composite
+
     image = torch.stack([people.view(v)["image"] for v in index])
     mask = torch.stack([people.view(v)["mask"] for v in index])
+    if encoder_image == "on_black":
+        image = composite(image, mask, -1.0)
     noise = torch.cat([encoder_noise(v, image.shape[-1]) for v in index])
     rgb_plain = torch.stack([plain.views[v][G:].float() for v in index])
     rgb_occ = torch.stack([occ.views[v][G:].float() for v in index])
@@ -195,11 +252,11 @@ def stage1_textures(nets, people, plain, occ, index: list[int]) -> dict[str, tor
 
 def finetuned(args, nets, avatar_pairs, occ, index, side, inpainted: torch.Tensor) -> torch.Tensor:
     """DINAR's RGB fine-tuning (`zoo.inference.dinar_finetune.finetune_rgb`, its defaults and schedule:
-    64 steps, 128 with 64 rescale steps when the back is visible) of each inpainted texture on its
+    64 steps, 128 with 64 rescale steps when the view shows the back: `back_visible`) of each inpainted texture on its
     input view, through the frozen stage-1 renderer and discriminator; perceptual term: the stage-1
     runs' stand-in (ReID features of reid-synthetic, LPIPS(vgg) weights are not on this machine) on
     32 px crops (256 of 512, as stage 1 at 64 px)."""
-    from zoo.inference.dinar_finetune import finetune_rgb, finetune_schedule
+    from zoo.inference.dinar_finetune import back_visible, finetune_rgb, finetune_schedule
     from zoo.pretrained import load_pretrained
     from zoo.systems.neural_avatar import build_perceptual
 
@@ -208,7 +265,8 @@ def finetuned(args, nets, avatar_pairs, occ, index, side, inpainted: torch.Tenso
     out = []
     for i, v in enumerate(index):
         view, item = avatar_pairs.views.view(v), avatar_pairs[v]
-        steps, rescale = finetune_schedule(side[i] == "back")
+        shows_back = bool(back_visible(item["source_texel_cosines"][None], avatar_pairs.face_mask_uv)[0])
+        steps, rescale = finetune_schedule(shows_back)  # decided from the view, as the pipeline does
         result = finetune_rgb(inpainted[i:i + 1], nets["both"].renderer, view["image"][None], view["mask"][None],
                               view["uv"][None], item["source_texel_cosines"][None], discriminator=disc, perceptual=perceptual,
                               steps=steps, rescale_steps=rescale, crop_size=32, atlas_mask=occ[v]["atlas"][None],
@@ -308,11 +366,19 @@ def machine() -> str:
 
 
 def evaluate(args) -> None:
+    import yaml
+
+    from zoo.datamodules.synthetic import PRESETS
     from zoo.modules.reid import freeze
     from zoo.pretrained import load_pretrained
 
     started, t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
-    ctx = {"machine_start": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "started": started}
+    ctx = {"machine_start": machine(), "args": {k: v if k == "stage1" else str(v) for k, v in vars(args).items()},
+           "started": started, "note": args.note}
+    study = args.work / "vqgan_study.json"
+    ctx["vqgan_study"] = json.loads(study.read_text()) if study.is_file() else None
+    if args.previous is not None:
+        ctx["previous"] = {"path": str(args.previous), **json.loads(args.previous.read_text())}
     occ_dm, plain_dm = pairs_module(args, True), pairs_module(args, False, ["test"])
     occ_dm.setup()
     plain_dm.setup()
@@ -338,8 +404,12 @@ def evaluate(args) -> None:
     vq_info = args.work / "vqgan_run" / "info.json"
     ctx["vqgan_info"] = json.loads(vq_info.read_text()) if vq_info.is_file() else {}
     ctx["stage1"] = {r: json.loads((args.work / "stage1" / r / "source.json").read_text()) for r in ("both", "neural", "rgb")}
+    stage1_data = yaml.safe_load((Path(ctx["stage1"]["both"]["checkpoint"]).parent.parent / "row_config.yaml").read_text())
+    preset = stage1_data["data"]["init_args"].get("preset", "dinar")
+    ctx["stage1_identities"] = stage1_data["data"]["init_args"].get("overrides", {}).get(
+        "num_identities", PRESETS[preset].num_identities)
     nets = {r: stage1_net(args, r) for r in ("both", "neural", "rgb")}
-    textures = stage1_textures(nets, people, plain, occ, index)
+    textures = stage1_textures(nets, people, plain, occ, index, pairs_data(args)["encoder_image"])
     both_occ = textures.pop("both_occ")
     batch["partial"] = both_occ[:, :19]  # float32 single-view textures (the pairs store float16)
     with torch.no_grad():

@@ -26,6 +26,7 @@ texel error; sampler-seed spread of the inpainting rows; a figure and an animati
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -42,27 +43,76 @@ from zoo.utils.runs import Timer
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("both", "neural", "rgb")
-DATA = {"preset": "small", "overrides": {"num_identities": 400, "image_size": [64, 64], "texture_size": 64}}
 log = logging.getLogger("dinar_complete")
 
 
 # --- 1. stage-1 networks ----------------------------------------------------------------------
+ENCODER_IMAGE = {"zoo.datamodules.avatars.SyntheticAvatarDataModule": "on_black",  # person on black
+                 "zoo.datamodules.SyntheticAvatarDataModule": "on_black",
+                 "zoo.datamodules.SyntheticPeopleDataModule": "raw",  # the view with its background
+                 "zoo.datamodules.synthetic.SyntheticPeopleDataModule": "raw"}
+
+
+def stage1_sources(items: list[str]) -> dict[str, Path]:
+    """--stage1 values -> {row: run folder or checkpoint}: `row=PATH` for each of ROWS, or one
+    folder holding a run folder per row (the --out of scripts/dinar_results.py)."""
+    if len(items) == 1 and "=" not in items[0]:
+        return {row: Path(items[0]) / row for row in ROWS}
+    sources = {}
+    for item in items:
+        row, sep, path = item.partition("=")
+        if not sep or row not in ROWS or row in sources:
+            raise SystemExit(f"--stage1: expected one ROW=PATH per row ({', '.join(ROWS)}), got {item!r}")
+        sources[row] = Path(path)
+    if set(sources) != set(ROWS):
+        raise SystemExit(f"--stage1: missing {sorted(set(ROWS) - set(sources))}")
+    return sources
+
+
+def stage1_data_settings(config: dict, identities: int, views: int) -> dict:
+    """The stage-2 pairs' people from a stage-1 run config: the same generator settings (preset and
+    overrides: image and texture size, shading, ...), erosion and encoder input, more identities."""
+    data = config["data"]
+    init = data.get("init_args", {})
+    if data["class_path"] not in ENCODER_IMAGE:
+        raise SystemExit(f"stage-1 data {data['class_path']!r}: expected one of {sorted(ENCODER_IMAGE)}")
+    from zoo.datamodules import NeuralTexturePairsDataModule, SyntheticAvatarDataModule
+
+    erode = init.get("erode", inspect.signature(SyntheticAvatarDataModule).parameters["erode"].default)
+    if "erode" not in init and ENCODER_IMAGE[data["class_path"]] == "raw":  # that module has no erode
+        erode = inspect.signature(NeuralTexturePairsDataModule).parameters["erode"].default
+    overrides = {**init.get("overrides", {}), "num_identities": identities, "views_per_identity": views}
+    return {"preset": init.get("preset", "dinar"), "overrides": overrides, "erode": int(erode),
+            "encoder_image": ENCODER_IMAGE[data["class_path"]]}
+
+
 def export_stage1(args) -> None:
     from zoo.cli import ZooCLI
+    from zoo.utils.runs import run_checkpoint
 
-    for row in ROWS:
+    for row, source in stage1_sources(args.stage1).items():
         folder = args.work / "stage1" / row
-        if (folder / "model.safetensors").is_file() and (folder / "discriminator" / "model.safetensors").is_file():
+        run, checkpoint = run_checkpoint(source)
+        done = folder / "source.json"
+        if done.is_file():
+            previous = json.loads(done.read_text())["checkpoint"]
+            if previous != str(checkpoint):
+                raise SystemExit(f"{folder} was exported from {previous}, not {checkpoint}: use another --work")
             continue
-        run = args.stage1 / row
         cli = ZooCLI(args=["--config", str(run / "row_config.yaml"), "--trainer.logger=false"], run=False)
-        lasts = sorted((run / "ckpt").glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-        state = torch.load(lasts[-1], map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         cli.model.load_state_dict(state["state_dict"], strict=True)
         cli.model.network.save_pretrained(folder, overwrite=True)
         cli.model.discriminator.save_pretrained(folder / "discriminator", overwrite=True)  # RGB fine-tuning
-        (folder / "source.json").write_text(json.dumps({"checkpoint": str(lasts[-1]), "step": state["global_step"]}))
-        log.info("exported %s (step %d) to %s", lasts[-1], state["global_step"], folder)
+        config = yaml.safe_load((run / "row_config.yaml").read_text())
+        data = stage1_data_settings(config, args.identities, args.views)
+        done.write_text(json.dumps({"checkpoint": str(checkpoint), "step": state["global_step"], "data": data}))
+        log.info("exported %s (step %d) to %s", checkpoint, state["global_step"], folder)
+
+
+def pairs_data(args) -> dict:
+    """The pairs' people settings, recorded when the "both" network was exported."""
+    return json.loads((args.work / "stage1" / "both" / "source.json").read_text())["data"]
 
 
 def stage1_net(args, row: str):
@@ -76,8 +126,8 @@ def pairs_module(args, occlusion: bool, splits: list[str] | None = None, batch_s
     from zoo.datamodules import NeuralTexturePairsDataModule
 
     return NeuralTexturePairsDataModule(
-        str(args.work / "stage1" / "both"), preset=DATA["preset"], overrides=DATA["overrides"], erode=3,
-        occlusion_detector=occlusion, encoder_image="raw", cache_dir=str(args.work / ("pairs_occ" if occlusion else "pairs_plain")),
+        str(args.work / "stage1" / "both"), **pairs_data(args), occlusion_detector=occlusion,
+        cache_dir=str(args.work / ("pairs_occ" if occlusion else "pairs_plain")),
         batch_size=batch_size, splits=splits, progress=False)
 
 
@@ -90,28 +140,39 @@ def build_pairs(args) -> None:
 
 def data_args(args, occlusion: bool = True) -> dict:
     return {"class_path": "zoo.datamodules.NeuralTexturePairsDataModule",
-            "init_args": {"avatar_net": str(args.work / "stage1" / "both"), **DATA, "erode": 3,
-                          "occlusion_detector": occlusion, "encoder_image": "raw",
-                          "cache_dir": str(args.work / "pairs_occ"), "progress": False}}
+            "init_args": {"avatar_net": str(args.work / "stage1" / "both"), **pairs_data(args),
+                          "occlusion_detector": occlusion, "cache_dir": str(args.work / "pairs_occ"), "progress": False}}
 
 
 # --- 3. VQGAN ---------------------------------------------------------------------------------
-def train_vqgan(args) -> None:
-    export = args.work / "vqgan"
+def vqgan_config(args, overrides: dict | None = None) -> dict:
+    """configs/dinar/vqgan_cpu.yaml with model.init_args `overrides` (the study's recipes)."""
+    config = yaml.safe_load((REPO / "configs" / "dinar" / "vqgan_cpu.yaml").read_text())
+    config["model"]["init_args"].update(overrides or {})
+    return config
+
+
+def train_vqgan(args, run: Path | None = None, export: Path | None = None, steps: int | None = None,
+                overrides: dict | None = None) -> None:
+    """`python -m zoo fit` of the VQGAN config on the pairs, resumable; every --vqgan_every steps a
+    kept checkpoint `vq-step=N.ckpt` (the oracle study reads them)."""
+    export, run, steps = export or args.work / "vqgan", run or args.work / "vqgan_run", steps or args.vqgan_steps
     if (export / "model.safetensors").is_file():
         return
-    config = yaml.safe_load((REPO / "configs" / "dinar" / "vqgan_cpu.yaml").read_text())
+    config = vqgan_config(args, overrides)
     config["model"]["init_args"]["export_path"] = str(export)
     config["data"] = data_args(args)
     config["data"]["init_args"]["batch_size"] = config["data"]["init_args"].get("batch_size", 4)
-    run = args.work / "vqgan_run"
-    config["trainer"].update(max_steps=args.vqgan_steps, enable_progress_bar=False, enable_checkpointing=True,
+    config["trainer"].update(max_steps=steps, enable_progress_bar=False, enable_checkpointing=True,
                              default_root_dir=str(run), check_val_every_n_epoch=None, limit_val_batches=0,
                              logger={"class_path": "pytorch_lightning.loggers.CSVLogger",
                                      "init_args": {"save_dir": str(run), "name": "csv", "version": 0}},
                              callbacks=[{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
                                          "init_args": {"dirpath": str(run / "ckpt"), "save_last": True,
-                                                       "every_n_train_steps": 50}}])
+                                                       "every_n_train_steps": 50, "save_top_k": 0}},
+                                        {"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                         "init_args": {"dirpath": str(run / "ckpt"), "filename": "vq-{step}",
+                                                       "every_n_train_steps": args.vqgan_every, "save_top_k": -1}}])
     run.mkdir(parents=True, exist_ok=True)
     path = run / "run_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -127,7 +188,28 @@ def train_vqgan(args) -> None:
         subprocess.run(command, check=True, cwd=run)
     info = run / "info.json"
     earlier = json.loads(info.read_text())["wall"] if info.is_file() else 0.0
-    info.write_text(json.dumps({"wall": earlier + t.wall, "steps": args.vqgan_steps}))
+    info.write_text(json.dumps({"wall": earlier + t.wall, "steps": steps, "overrides": overrides or {}}))
+
+
+def vqgan_recipes(args) -> dict[str, dict]:
+    """The study's recipes (model.init_args overrides of configs/dinar/vqgan_cpu.yaml)."""
+    config = vqgan_config(args)["model"]["init_args"]
+    channels = config["vqgan"]["init_args"]["out_channels"]
+    rgb = list(config["perceptual_channels"])
+    weights = [args.rgb_weight if c in rgb else 1.0 for c in range(channels)]
+    return {"reference": {"reconstruction_channel_weights": None},
+            f"rgb x{args.rgb_weight:g}": {"reconstruction_channel_weights": weights}}
+
+
+def vqgan_study(args) -> None:
+    """Train each recipe for --study_steps (kept checkpoints every --vqgan_every), then measure the
+    oracle (merged texture encoded + decoded, B_fill pasted) at each checkpoint."""
+    for name, overrides in vqgan_recipes(args).items():
+        folder = args.work / "vqgan_study" / name.replace(" ", "_")
+        train_vqgan(args, folder / "run", folder / "export", args.study_steps, overrides)
+    from dinar_complete_eval import vqgan_oracle_table  # scripts/ is on sys.path when run as a script
+
+    vqgan_oracle_table(args, vqgan_recipes(args))
 
 
 # --- 4. diffusion -----------------------------------------------------------------------------
@@ -280,23 +362,40 @@ def train_baseline(args) -> None:
 def train(args) -> None:
     export_stage1(args)
     build_pairs(args)
-    train_vqgan(args)
+    study = args.work / "vqgan_study" / args.vqgan_recipe.replace(" ", "_")
+    info = study / "run" / "info.json"
+    if not (args.work / "vqgan").exists() and info.is_file() and json.loads(info.read_text())["steps"] == args.vqgan_steps:
+        (args.work / "vqgan").symlink_to(study / "export")  # the study trained this very recipe and budget
+        (args.work / "vqgan_run").symlink_to(study / "run")
+        log.info("VQGAN: the study's %r run (%d steps)", args.vqgan_recipe, args.vqgan_steps)
+    train_vqgan(args, overrides=vqgan_recipes(args)[args.vqgan_recipe])
     train_diffusion(args)
     train_baseline(args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "evaluate", "pairs"])
+    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study"])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
-    parser.add_argument("--stage1", type=Path, default=REPO / "outputs" / "dinar_results",
-                        help="the --out folder of scripts/dinar_results.py (row_config.yaml + ckpt/ per row)")
+    parser.add_argument("--stage1", nargs="+", required=True, metavar="ROW=PATH",
+                        help="the stage-1 networks: both=PATH neural=PATH rgb=PATH, each PATH a run folder "
+                             "(row_config.yaml + ckpt/; its highest-step checkpoint) or a checkpoint in "
+                             "<run>/ckpt/; or one folder with a run folder per row (scripts/dinar_results.py --out)")
+    parser.add_argument("--identities", type=int, default=400, help="synthetic people of the stage-2 pairs")
+    parser.add_argument("--views", type=int, default=6, help="views per person of the stage-2 pairs")
     parser.add_argument("--vqgan_steps", type=int, default=300)
+    parser.add_argument("--vqgan_every", type=int, default=100, help="kept VQGAN checkpoint period (steps)")
+    parser.add_argument("--vqgan_recipe", default="reference", help="the VQGAN recipe of `train` (see vqgan_recipes)")
+    parser.add_argument("--study_steps", type=int, default=1000, help="VQGAN steps of each recipe in vqgan_study")
+    parser.add_argument("--rgb_weight", type=float, default=6.0,
+                        help="the study's RGB channel weight of the VQGAN reconstruction loss (others 1)")
     parser.add_argument("--diffusion_steps", type=int, default=1000)
     parser.add_argument("--unet_steps", type=int, default=400)
     parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
     parser.add_argument("--ddpm", action="store_true", help="also sample with DDPM 1000 steps")
+    parser.add_argument("--note", default="", help="a line for the doc's Setup (e.g. which stage-1 networks and why)")
+    parser.add_argument("--previous", type=Path, default=None, help="an earlier run's results.json to compare with")
     parser.add_argument("--no_finetune", dest="finetune", action="store_false", help="skip the RGB fine-tuning row")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -307,6 +406,10 @@ def main() -> None:
         build_pairs(args)
     elif args.command == "train":
         train(args)
+    elif args.command == "vqgan_study":
+        export_stage1(args)
+        build_pairs(args)
+        vqgan_study(args)
     else:
         from dinar_complete_eval import evaluate  # scripts/ is on sys.path when run as a script
         evaluate(args)

@@ -41,7 +41,7 @@ def test_known_region_holds_exactly_through_the_whole_pipeline(caplog):
     pipe = _pipeline(finetune_steps=3, known_paste="hard")
     image, person, uv, cosines, occlusion = _inputs()
     with caplog.at_level(logging.INFO, logger="zoo.inference.dinar_pipeline"):
-        out = pipe(image, person, uv, cosines, occlusion, generator=torch.Generator().manual_seed(0))
+        out = pipe(image, person, uv, cosines, occlusion, back_visible=False, generator=torch.Generator().manual_seed(0))
     known = out.known > 0.5
     assert out.texture.shape == (2, CHANNELS, T, T)
     assert known.any() and (~known).any()
@@ -98,9 +98,9 @@ def test_occluded_pixels_are_not_sampled():
 def test_same_generator_same_avatar_and_save_load_round_trip(tmp_path):
     pipe = _pipeline(finetune_steps=2)
     image, person, uv, cosines, occlusion = _inputs(batch=1)
-    a = pipe(image, person, uv, cosines, occlusion, generator=torch.Generator().manual_seed(3)).texture
+    a = pipe(image, person, uv, cosines, occlusion, True, generator=torch.Generator().manual_seed(3)).texture
     loaded = load_pretrained(pipe.save_pretrained(tmp_path / "pipe")).eval()
-    b = loaded(image, person, uv, cosines, occlusion, generator=torch.Generator().manual_seed(3)).texture
+    b = loaded(image, person, uv, cosines, occlusion, True, generator=torch.Generator().manual_seed(3)).texture
     assert isinstance(loaded, DinarOneImageAvatar) and torch.equal(a, b)
 
 
@@ -141,3 +141,45 @@ def test_view_inputs_resize_the_camera_with_the_crop():
     outside = out["person_mask"] < 0.5
     assert torch.equal(out["image"][outside.expand(1, 3, 32, 32)], torch.full((3 * (1024 - 100),), -1.0))
     assert out["cosines"].shape == (1, 1, 8, 8)
+
+
+def test_back_visible_rule_against_a_float64_loop():
+    from zoo.inference.dinar_finetune import back_visible
+
+    g = torch.Generator().manual_seed(3)
+    cosines = torch.rand(5, 1, T, T, generator=g) * 2 - 1
+    cosines[0] = 0.4  # a view facing the camera
+    cosines[1] = -0.4  # a view from behind
+    face = torch.zeros(T, T, dtype=torch.bool)
+    face[2:5, 6:11] = True
+    expected = []
+    for item in cosines.double():
+        values = [float(item[0, r, c]) for r in range(T) for c in range(T) if face[r, c]]
+        expected.append(sum(values) / len(values) <= 0)
+    assert back_visible(cosines, face).tolist() == expected
+    assert expected[:2] == [False, True]
+    assert back_visible(cosines, face[None, None].float()).tolist() == expected
+    with pytest.raises(ValueError, match="no face texel"):
+        back_visible(cosines, torch.zeros(T, T))
+    with pytest.raises(ValueError, match="does not fit"):
+        back_visible(cosines, torch.ones(T + 1, T + 1))
+
+
+def test_the_fine_tuning_schedule_follows_the_view_when_back_visible_is_not_given(caplog):
+    image, person, uv, _, occlusion = _inputs()
+    face = torch.zeros(1, 1, T, T)
+    face[..., 2:6, 3:8] = 1.0
+    cosines = torch.full((2, 1, T, T), 0.8)
+    cosines[1] = -0.8  # the second input shows the back
+    pipe = _pipeline(finetune_steps=None)
+    with pytest.raises(ValueError, match="face_mask"):
+        pipe(image, person, uv, cosines, occlusion)
+    with caplog.at_level(logging.INFO, logger="zoo.inference.dinar_pipeline"):
+        out = pipe(image, person, uv, cosines, occlusion, generator=torch.Generator().manual_seed(0), face_mask=face)
+    assert out.back_visible == [False, True]
+    assert [len(steps) for steps in out.finetune_losses] == [64, 128]  # DINAR's 64, 128 when the back is visible
+    assert any("back visible" in r.getMessage() for r in caplog.records)
+    forced = pipe(image, person, uv, cosines, occlusion, back_visible=False, generator=torch.Generator().manual_seed(0))
+    assert forced.back_visible == [False, False] and [len(s) for s in forced.finetune_losses] == [64, 64]
+    # without fine-tuning nothing needs deciding
+    assert _pipeline(finetune_steps=0)(image, person, uv, cosines, occlusion).back_visible == []

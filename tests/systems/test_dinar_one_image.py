@@ -55,6 +55,8 @@ def test_one_image_config_runs_end_to_end(tmp_path, caplog):
     logged = [r.getMessage() for r in caplog.records]
     for stage in (*STAGES, "animation (turntable", "animation (walk"):
         assert any(f": {stage}" in m and m.endswith(" s") for m in logged), stage
+    # back_visible: null in the config: the fine-tuning schedule is decided from the input view
+    assert any("back visible (face texels' mean view cosine <= 0)" in m for m in logged)
 
 
 def test_missing_stage2_network_is_named_before_any_data(tmp_path):

@@ -162,3 +162,24 @@ def test_trains_on_complete_and_partial_textures_with_their_masks():
     torch.testing.assert_close(x[2:, :3], batch["partial"] * known)
     complete_only = tiny_system(train_on="complete")._texture(batch)[0]
     torch.testing.assert_close(complete_only, x[:2])
+
+
+def test_reconstruction_channel_weights_match_a_float64_weighted_mean():
+    system = tiny_system(reconstruction_loss="l2", reconstruction_channel_weights=[1.0, 3.0, 0.0, 2.0, 2.0])
+    g = torch.Generator().manual_seed(1)
+    x, rec = torch.randn(2, 5, 4, 4, generator=g), torch.randn(2, 5, 4, 4, generator=g)
+    mask = (torch.rand(2, 1, 4, 4, generator=g) > 0.3).float()
+    got = float(system._nll(x, rec, mask)["rec_loss"])
+    w = np.array([1.0, 3.0, 0.0, 2.0, 2.0]) / 1.6
+    err = (rec.double().numpy() - x.double().numpy()) ** 2 * w[None, :, None, None]
+    m = np.broadcast_to(mask.double().numpy(), err.shape)
+    assert got == pytest.approx((err * m).sum() / m.sum(), rel=1e-6)
+    uniform = tiny_system(reconstruction_loss="l2")
+    assert float(uniform._nll(x, rec, mask)["rec_loss"]) == pytest.approx(
+        float(tiny_system(reconstruction_loss="l2", reconstruction_channel_weights=[2.0] * 5)._nll(x, rec, mask)["rec_loss"]))
+
+
+@pytest.mark.parametrize("weights", [[1.0] * 4, [1.0, 1.0, -1.0, 1.0, 1.0], [0.0] * 5])
+def test_bad_reconstruction_channel_weights_are_errors(weights):
+    with pytest.raises(ValueError, match="reconstruction_channel_weights"):
+        tiny_system(reconstruction_channel_weights=weights)

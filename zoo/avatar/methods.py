@@ -231,7 +231,8 @@ class DinarFromPhoto:
         with torch.enable_grad():  # the RGB fine-tuning optimises the texture
             result = self.system.pipeline(view["image"], view["person_mask"], view["uv"], view["cosines"],
                                           view["occlusion"], hp.back_visible, self.system.perceptual, generator,
-                                          progress=self.progress)
+                                          progress=self.progress,
+                                          face_mask=self.body.uv_region_mask("face", self.texture_size))
         self.neural_texture, self.seconds = result.texture.detach(), dict(result.seconds)
         colour = ((self.neural_texture[0, -5:-2].clamp(-1, 1) + 1) / 2).float()
         known = result.known[0].float()

@@ -6,6 +6,8 @@ Public API (signatures kept stable; other code builds on them):
 
     finetune_schedule(back_visible: bool) -> (steps, rescale_steps)
         (64, 0), or (128, 64) when the back is visible (DINAR's `--finetune_back`).
+    back_visible(cosines, face_mask) -> (B,) bool
+        whether each input view shows the person's back, from its texel view cosines.
     finetune_gradient_mask(cosines, threshold=0.6, sharpness=20.0, blur=5) -> (B, 1, T, T)
         the per-texel gradient weight from the view cosines (`zoo.render.texel_view_cosines`).
     finetune_rgb(texture, renderer, image, person_mask, uv, cosines, *, discriminator=None,
@@ -63,6 +65,29 @@ def finetune_schedule(back_visible: bool) -> tuple[int, int]:
     """(steps, rescale_steps): DINAR's 64 steps of RGB tuning, or, when the back is visible
     (`finetune_texture.py --finetune_back`), 64 steps of the global scale / shift then 64 of RGB."""
     return (128, 64) if back_visible else (64, 0)
+
+
+def back_visible(cosines: torch.Tensor, face_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the input view shows the back. DINAR chooses its 128-step schedule by hand
+    (`--finetune_back`); here the view decides: the mean view cosine (`texel_view_cosines`) of the
+    face texels is <= 0, i.e. the face turns away from the camera (the front / back rule of
+    scripts/dinar_eval.py).
+
+    Args:
+        cosines: (B, 1, T, T) texel view cosines of the input views.
+        face_mask: (T, T), (1, T, T) or (1 or B, 1, T, T) the face region of the body's UV layout
+            (`zoo.body` `uv_region_mask("face", T)`).
+    """
+    if cosines.dim() != 4 or cosines.shape[1] != 1:
+        raise ValueError(f"cosines must be (B, 1, T, T), got {tuple(cosines.shape)}")
+    face = face_mask.to(cosines.dtype)
+    face = face.reshape(1, 1, *face.shape[-2:]) if face.dim() < 4 else face
+    if face.shape[-2:] != cosines.shape[-2:] or face.shape[1] != 1 or face.shape[0] not in (1, cosines.shape[0]):
+        raise ValueError(f"face_mask {tuple(face_mask.shape)} does not fit cosines {tuple(cosines.shape)}")
+    area = face.sum(dim=(1, 2, 3))
+    if (area <= 0).any():
+        raise ValueError("face_mask has no face texel: it cannot tell front from back")
+    return (cosines * face).sum(dim=(1, 2, 3)) / area <= 0
 
 
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:

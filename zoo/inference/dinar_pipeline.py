@@ -26,8 +26,8 @@ Public API (signatures kept stable; `python -m zoo avatar --method dinar` builds
                 limb_colours=None) -> {"image", "person_mask", "uv", "cosines", "occlusion"}
         one photo crop + its body fit -> the pipeline's inputs at the encoder's size.
     DinarOneImageAvatar(avatar, vqgan, denoiser, discriminator=None, **settings)
-        (image, person_mask, uv, cosines, occlusion=None, back_visible=False, perceptual=None,
-         generator=None, progress=False, prefix="", atlas=None) -> OneImageResult
+        (image, person_mask, uv, cosines, occlusion=None, back_visible=None, perceptual=None,
+         generator=None, progress=False, prefix="", atlas=None, face_mask=None) -> OneImageResult
         with .texture (B, C, T, T) the final texture (render it with `avatar.render` or
         `zoo.callbacks.avatar_writer.render_avatar`), .inpainted, .single_view, .known, .seconds.
     needs_perceptual(finetune_steps, finetune) -> bool: whether LPIPS(vgg) must be passed.
@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from zoo.diffusion import GaussianDiffusion
 from zoo.diffusion.sampling import canonical_sampler
+from zoo.inference.dinar_finetune import back_visible as shows_back
 from zoo.inference.dinar_finetune import finetune_rgb, finetune_schedule
 from zoo.losses.avatar import PerceptualDistance
 from zoo.modules.diffusion_unet import DiffusionUNet
@@ -159,7 +160,8 @@ class OneImageResult:
     """Textures (B, C, T, T) after each step and the seconds of each stage (summed over items).
 
     single_view: T^j (generated + RGB channels); inpainted: after the paste (eq. 6); texture: after
-    the fine-tuning (= inpainted when it is off); known: (B, 1, T, T) B_fill of the input view."""
+    the fine-tuning (= inpainted when it is off); known: (B, 1, T, T) B_fill of the input view;
+    back_visible: per item, the view showed the back (the 128-step schedule; empty without fine-tuning)."""
 
     single_view: torch.Tensor
     inpainted: torch.Tensor
@@ -167,6 +169,7 @@ class OneImageResult:
     known: torch.Tensor
     seconds: dict[str, float] = field(default_factory=dict)
     finetune_losses: list[list[dict[str, float]]] = field(default_factory=list)
+    back_visible: list[bool] = field(default_factory=list)
 
 
 class DinarOneImageAvatar(PretrainedMixin, nn.Module):
@@ -317,9 +320,10 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                                 atlas_mask=atlas, **self.finetune_settings)
 
     def forward(self, image: torch.Tensor, person_mask: torch.Tensor, uv: torch.Tensor, cosines: torch.Tensor,
-                occlusion: torch.Tensor | None = None, back_visible: bool = False,
+                occlusion: torch.Tensor | None = None, back_visible: bool | None = None,
                 perceptual: PerceptualDistance | None = None, generator: torch.Generator | None = None,
-                progress: bool = False, prefix: str = "", atlas: torch.Tensor | None = None) -> OneImageResult:
+                progress: bool = False, prefix: str = "", atlas: torch.Tensor | None = None,
+                face_mask: torch.Tensor | None = None) -> OneImageResult:
         """Avatars of B input views, one after the other (see the module docstring).
 
         Args:
@@ -327,13 +331,17 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
                 (B, 1, S, S); uv (B, S, S, 2) the fitted body's UV render (`render_uv`).
             cosines: (B, 1, T, T) texel view cosines of the input view (`texel_view_cosines`).
             occlusion: optional (B, 1, S, S) pixels the occlusion detector keeps out.
-            back_visible: the input shows the back (DINAR's 128-step fine-tuning).
+            back_visible: the inputs show the back (DINAR's 128-step fine-tuning); None: decided per
+                input from its view (`zoo.inference.dinar_finetune.back_visible`: the face texels'
+                mean view cosine <= 0), which needs `face_mask`.
             perceptual: the fine-tuning's perceptual network (LPIPS(vgg) in DINAR); required when
                 `needs_perceptual`.
             generator: the random source of every stage (encoder noise, sampler, crops).
             progress: a progress bar per stage; prefix: text before each stage's name.
             atlas: optional (1 or B, 1, T, T) the UV atlas (the soft paste and the fine-tuning's
                 feathering treat off-atlas texels as known; None: every texel is on the atlas).
+            face_mask: (T, T) or (1 or B, 1, T, T) the face region of the body's UV layout, for
+                `back_visible=None`.
         """
         B = image.shape[0]
         if cosines.shape != (B, 1, self.texture_size, self.texture_size):
@@ -343,6 +351,16 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
             raise ValueError("the fine-tuning's perceptual_weight > 0 needs a perceptual network (DINAR: LPIPS(vgg), "
                              "zoo.metrics.lpips.load_lpips_vgg); or set finetune: {perceptual_weight: 0}")
         clock = StageClock(progress, prefix)
+        backs: list[bool] = []
+        if self.finetune_steps != 0:
+            if back_visible is not None:
+                backs = [bool(back_visible)] * B
+            elif face_mask is None:
+                raise ValueError("the fine-tuning schedule needs back_visible, or face_mask (the body's UV face "
+                                 "region) to decide it from each input view")
+            else:
+                backs = shows_back(cosines, face_mask).tolist()
+                log.info("%sback visible (face texels' mean view cosine <= 0): %s", prefix, backs)
         single, inpainted, final, losses = [], [], [], []
         for i in range(B):
             item = slice(i, i + 1)
@@ -354,14 +372,14 @@ class DinarOneImageAvatar(PretrainedMixin, nn.Module):
             out = full
             if self.finetune_steps != 0:
                 tuned = self.finetune(full, image[item], person_mask[item], uv[item], cosines[item], known,
-                                      back_visible, perceptual, generator, clock, atlas_i)
+                                      backs[i], perceptual, generator, clock, atlas_i)
                 out = tuned.texture
                 losses.append(tuned.losses)
             single.append(tj)
             inpainted.append(full)
             final.append(out)
         return OneImageResult(torch.cat(single), torch.cat(inpainted), torch.cat(final),
-                              (torch.cat(single)[:, -2:-1] > 0.5).to(image.dtype), dict(clock.seconds), losses)
+                              (torch.cat(single)[:, -2:-1] > 0.5).to(image.dtype), dict(clock.seconds), losses, backs)
 
 
 __all__ = ["DinarOneImageAvatar", "FINETUNE_KEYS", "OneImageResult", "STAGES", "StageClock", "needs_perceptual",

@@ -63,7 +63,8 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         pipeline: settings of `DinarOneImageAvatar` (diffusion schedule as the denoiser was
             trained, sampler, steps, fine-tuning, ...); DINAR's defaults where absent.
         back_visible: the inputs show the back (DINAR's 128-step fine-tuning with 64 steps of
-            global colour scale / shift first).
+            global colour scale / shift first); None: decided per input from its view (the face
+            texels' mean view cosine <= 0), with the batch's "face_mask_uv" (the body's UV face region).
         background: background of the renders in [-1, 1] (1.0 white, DINAR; the writer's too).
         seed: the random source of each item is seed + its batch index (encoder noise, sampler,
             fine-tuning crops): a run is repeatable.
@@ -73,7 +74,7 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
 
     def __init__(self, network: str | DinarAvatarNet, vqgan: str | VQGAN, denoiser: str | DiffusionUNet,
                  discriminator: str | StyleGAN2Discriminator | None = None, pipeline: dict | None = None,
-                 back_visible: bool = False, background: float = 1.0, seed: int = 0, source_prefix: str = "source_",
+                 back_visible: bool | None = None, background: float = 1.0, seed: int = 0, source_prefix: str = "source_",
                  progress: bool = True):
         super().__init__()
         self.save_hyperparameters(ignore=["network", "vqgan", "denoiser", "discriminator"])
@@ -158,7 +159,8 @@ class DinarOneImageSystem(FrozenNetworks, pl.LightningModule):
         result = self.pipeline(batch[p + "image"], batch[p + "mask"], batch[p + "uv"], batch[p + "texel_cosines"],
                                batch.get(p + "occlusion"), self.hparams.back_visible, self.perceptual,
                                generator,
-                               progress=self.hparams.progress, prefix=f"{name}: ", atlas=batch.get("texture_mask"))
+                               progress=self.hparams.progress, prefix=f"{name}: ", atlas=batch.get("texture_mask"),
+                               face_mask=batch.get("face_mask_uv"))
         log.info("%s: %.2f s in all (%s)", name, sum(result.seconds.values()),
                  ", ".join(f"{k} {v:.2f} s" for k, v in result.seconds.items()))
         out = {"texture": result.texture, "inpainted": result.inpainted, "single_view": result.single_view,

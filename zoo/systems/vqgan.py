@@ -49,6 +49,10 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         betas: Adam betas of both optimisers ((0.5, 0.9), taming).
         reconstruction_loss: "l1" (taming) or "l2" (DINAR's texture-space regulariser).
         reconstruction_weight: weight of the reconstruction loss.
+        reconstruction_channel_weights: one weight per output channel of the reconstruction loss,
+            normalised to mean 1; None: every channel alike (taming's and DINAR's). Ours for CPU
+            runs without LPIPS: DINAR's perceptual term acts on the RGB channels only, and without
+            it the 3 RGB channels of a 21-channel texture get 3/21 of the loss.
         perceptual_weight: LPIPS weight (1.0, taming); 0 switches the perceptual loss off. A weight
             > 0 needs `perceptual_weights` and fails at start without them (the zoo never downloads).
         perceptual_weights: local file with a full LPIPS state dict, or "hub-cache" for LPIPS(`perceptual_net`)
@@ -78,7 +82,8 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
 
     def __init__(self, vqgan: VQGAN, discriminator: PatchDiscriminator, lr: float = 1e-4, disc_lr: float | None = None,
                  betas: tuple[float, float] = (0.5, 0.9), reconstruction_loss: str = "l1",
-                 reconstruction_weight: float = 1.0, perceptual_weight: float = 1.0,
+                 reconstruction_weight: float = 1.0, reconstruction_channel_weights: list[float] | None = None,
+                 perceptual_weight: float = 1.0,
                  perceptual_weights: str | None = None, perceptual_net: str = "vgg",
                  perceptual_channels: list[int] | None = None, adversarial_loss: str = "hinge",
                  adversarial_weight: float = 0.8, adaptive_weight: bool = True, disc_start: int = 10000,
@@ -98,6 +103,10 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
         if discriminator.in_channels != vqgan.out_channels:
             raise ValueError(f"discriminator.in_channels={discriminator.in_channels} must equal "
                              f"vqgan.out_channels={vqgan.out_channels}")
+        weights = reconstruction_channel_weights
+        if weights is not None and (len(weights) != vqgan.out_channels or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"reconstruction_channel_weights must be {vqgan.out_channels} weights >= 0 with a positive "
+                             f"sum (one per output channel), got {weights!r}")
         self.save_hyperparameters(ignore=["vqgan", "discriminator"])
         self.automatic_optimization = False
         self.vqgan, self.discriminator = vqgan, discriminator
@@ -137,6 +146,9 @@ class VQGANSystem(FrozenNetworks, pl.LightningModule):
     def _nll(self, x: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         hp = self.hparams
         diff = (rec - x).abs() if hp.reconstruction_loss == "l1" else (rec - x) ** 2
+        if hp.reconstruction_channel_weights is not None:
+            weights = torch.tensor(hp.reconstruction_channel_weights, dtype=diff.dtype, device=diff.device)
+            diff = diff * (weights / weights.mean())[None, :, None, None]
         terms = {"rec_loss": masked_mean(diff, mask)}
         lpips_net = self.frozen("lpips")
         if lpips_net is not None:

@@ -93,7 +93,8 @@ class DinarFolder(Dataset):
         source_rgb_texture (5, T, T) RGB + known-or-filled + gap-fill masks; source_occlusion (1, S, S);
         source_K (3, 3) camera of the crop; source_vertices (V, 3) camera space;
         source_texel_cosines (1, T, T) `texel_view_cosines` of the view (merging weights' input);
-        crop_box (3,) int64 left, top, side of the crop in the original image; frame (str) the id.
+        crop_box (3,) int64 left, top, side of the crop in the original image; frame (str) the id;
+        face_mask_uv (1, T, T) the body's UV face region (front / back of the view: the fine-tuning's schedule).
 
     Args:
         root: folder with rgb/, segm/, smplx/.
@@ -128,6 +129,7 @@ class DinarFolder(Dataset):
         self.body, self.image_size, self.texture_size = body, image_size, texture_size
         self.scale_bbox, self.focal, self.erode, self.limb_colours = scale_bbox, focal, erode, limb_colours
         self.atlas = rasterize_uv_atlas(body.corner_uvs, texture_size)
+        self.face_mask_uv = body.uv_region_mask("face", texture_size).float()[None]
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -172,6 +174,7 @@ class DinarFolder(Dataset):
             "source_uv_mask": uv_mask[0], "source_rgb_texture": channels[0], "source_occlusion": occlusion[0],
             "source_K": K.float(), "source_vertices": vertices.float(),
             "crop_box": torch.tensor([left, top, side], dtype=torch.int64), "frame": frame,
+            "face_mask_uv": self.face_mask_uv,
         }
 
     @staticmethod

@@ -42,6 +42,7 @@ class SyntheticAvatarPairs(Dataset):
         target_face_mask (1, H, W): pixels of the body's face region (counted again in the losses).
         target_K (3, 3), target_vertices (V, 3): for crops centred on a projected vertex.
         texture (3, T, T): the person's ground-truth albedo texture; texture_mask (1, T, T): atlas.
+        face_mask_uv (1, T, T): the body's UV face region (whether the source view shows the back).
         person_id, person_index, source_view, target_view: int64.
     `*_vertices` and `source_texel_cosines` need the data generated with `store_vertices=True`.
     `person_views(p)` gives every view of person p as one batch of source_* keys (merging).
@@ -118,6 +119,7 @@ class SyntheticAvatarPairs(Dataset):
             exclude=occlusion, atlas_mask=source["texture_mask"][None])[0]
         face = sample_texture(self.face_mask_uv, item["target_uv"][None], item["target_uv_mask"][None], mode="nearest")
         item["target_face_mask"] = (face[0] > 0.5).float()
+        item["face_mask_uv"] = self.face_mask_uv[0]  # the UV face region: front / back of the source view
         item["texture"], item["texture_mask"] = source["texture"], source["texture_mask"]
         item["person_id"], item["person_index"] = source["person_id"], source["person_index"]
         item["source_view"] = torch.tensor(index, dtype=torch.int64)
