@@ -128,11 +128,11 @@ def _init_head(head: nn.Conv2d, residual: bool) -> None:
         nn.init.zeros_(head.bias)
 
 
-def _head_prediction(head: nn.Conv2d, residual: bool, hidden: torch.Tensor, prediction: TexturePrediction,
-                     offsets: torch.Tensor | None = None) -> TexturePrediction:
-    """The head over [hidden, backbone prediction] (skip-concat); with `residual` its output is a
-    correction added to the backbone's pre-activation output before tanh / sigmoid."""
-    out = head(torch.cat([hidden, prediction.channels()], dim=1))
+def _head_prediction(head: nn.Conv2d, residual: bool, hidden: torch.Tensor, skip: torch.Tensor,
+                     prediction: TexturePrediction, offsets: torch.Tensor | None = None) -> TexturePrediction:
+    """The head over [hidden, skip = prediction.channels()] (skip-concat); with `residual` its output
+    is a correction added to the backbone's pre-activation output before tanh / sigmoid."""
+    out = head(torch.cat([hidden, skip], dim=1))
     if residual:
         want = (out.shape[0], 6, *out.shape[-2:])
         if prediction.raw is None or tuple(prediction.raw.shape) != want:
@@ -221,7 +221,7 @@ class DeformableRefiner(PretrainedMixin, nn.Module):
         offsets = self.offset_conv(offset_in)
         x = self.deform_norm(self.deform(key_image, prediction.flow.permute(0, 2, 3, 1), offsets))
         x = self.hidden(x)
-        return _head_prediction(self.head, self.residual_head, x, prediction, offsets)
+        return _head_prediction(self.head, self.residual_head, x, skip, prediction, offsets)
 
 
 class ConvRefiner(PretrainedMixin, nn.Module):
@@ -264,5 +264,5 @@ class ConvRefiner(PretrainedMixin, nn.Module):
         sampled = F.grid_sample(key_image, prediction.flow.permute(0, 2, 3, 1), mode="bilinear",
                                 padding_mode="zeros", align_corners=self.align_corners)
         x = self.body(torch.cat([sampled, skip], dim=1))
-        return _head_prediction(self.head, self.residual_head, x, prediction)
+        return _head_prediction(self.head, self.residual_head, x, skip, prediction)
 
