@@ -47,11 +47,16 @@ REPO = Path(__file__).resolve().parents[1]
 NAMES = ["baseline", "conv_refine", "deformable_refine", "url", "cycle", "full"]
 TITLES = {"quickstart": "Quick-start U-Net (GT-texture supervised)", "baseline": "BL (baseline)",
           "conv_refine": "BL + Conv Refine", "deformable_refine": "BL + Deformable Refine", "url": "BL + URL",
-          "cycle": "BL + Cycle", "full": "Full (Deform + URL + Cycle)"}
+          "cycle": "BL + Cycle", "full": "Full (Deform + URL + Cycle)",
+          # our departure (not in the paper's table): the refiner's zero-initialised residual head
+          "conv_refine_residual": "BL + Conv Refine, residual head",
+          "deformable_refine_residual": "BL + Deformable Refine, residual head",
+          "full_residual": "Full, residual head"}
 IMAGE_KEYS = [f"{v}/{m}" for m in ("ssim", "psnr", "cossim") for v in ("sv", "nv")]
 TEXTURE_KEYS = [f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("visible", "invisible")]
 FIGURE_ITEMS = (0, 12)
-RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine"]
+RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine", "full_residual",
+             "deformable_refine_residual", "conv_refine_residual"]
 PREVIOUS = REPO / "scripts" / "refinetex_ablations_previous.json"
 DISCUSSION_MARKER = "<!-- discussion -->"  # a hand-written section after it survives a rewrite of the doc
 CODE_PATHS = ("zoo", "configs", "scripts")
