@@ -31,6 +31,7 @@ setup(
         "safetensors>=0.4",
         "diffusers>=0.27",
         "numpy>=1.24",
+        "numba>=0.60",  # the CPU rasteriser kernel (zoo/render/rasterize_cpu.py), compiled on its first call
         "pillow>=9.0",
         "tqdm>=4.60",
         "pyyaml>=6.0",

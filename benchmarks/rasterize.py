@@ -2,32 +2,44 @@
 
     python benchmarks/rasterize.py [--reps 7] [--sizes 128x64 256x256 512x512] [--batches 1 16]
 
-Both run in this process, one thread, on the same posed meshes and cameras, interleaved, so the
-ratios are side by side. Times are process CPU time (robust on a shared machine where wall time
-mostly measures the other jobs), medians over `--reps`. The ray caster (trimesh + embreex, a
-benchmark-only dependency) shoots one ray per pixel centre: "embree faces" returns the first-hit
-face only, "embree hits" also the hit points (what a renderer needs for barycentrics and depth),
-both with the acceleration structure (BVH) already built; "hits + BVH" also builds it, which a
-ray caster has to do for every new pose. Our rasteriser returns face ids, perspective-correct
-barycentrics and depth, and needs no acceleration structure. "agree" is the share of pixels with
-the same face id as the ray caster.
+Our rasteriser's two CPU backends (the compiled numba kernel, the default for CPU tensors, and the
+whole-tensor torch path, the one CUDA runs) and the ray caster run in this process, one thread, on
+the same posed meshes and cameras, interleaved, so the ratios are side by side. Times are process
+CPU time (robust on a shared machine where wall time mostly measures the other jobs), medians over
+`--reps`. The ray caster (trimesh + embreex, a benchmark-only dependency) shoots one ray per pixel
+centre: "embree faces" returns the first-hit face only, "embree hits" also the hit points (what a
+renderer needs for barycentrics and depth), both with the acceleration structure (BVH) already
+built; "hits + BVH" also builds it, which a ray caster has to do for every new pose. Our
+rasteriser returns face ids, perspective-correct barycentrics and depth, and needs no acceleration
+structure. "agree" is the share of pixels with the same face id as the ray caster; "numba = torch"
+says whether the backends' face ids are equal.
 
-The second table splits the rasteriser's CPU time into its stages (see zoo/render/rasterize.py):
-set-up (projection, integer cull, survivor set-up), candidate enumeration and edge tests,
-z-buffer, barycentrics of the visible pixels; on CUDA the split is not meaningful (asynchronous).
+Further tables: where each backend's CPU time goes (torch path: set-up, candidate enumeration
+and edge tests, z-buffer, barycentrics, see zoo/render/rasterize.py; numba kernel: the input
+checks and tensors around it, projection, faces and their pixels, final pass), and the numba
+kernel's one-off cost in a new process: its first call compiles it (empty disk cache) or loads it
+from numba's disk cache. On CUDA the stage split is not meaningful (asynchronous).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's zoo, wherever the script is run from
 
-from zoo.body import AnnyBody
-from zoo.render import look_at_body, rasterize, to_camera
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from zoo.body import AnnyBody  # noqa: E402
+from zoo.render import look_at_body, rasterize, to_camera  # noqa: E402
+from zoo.render import rasterize_cpu as kernel  # noqa: E402
 
 STAGES = ("setup", "candidates", "zbuffer", "barycentrics")  # stage functions of zoo/render/rasterize.py
 
@@ -122,23 +134,101 @@ def stage_shares(fn, reps: int) -> dict[str, float]:
     return shares
 
 
+def numba_stages(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: tuple[int, int], reps: int) -> dict[str, float]:
+    """Median CPU ms of the numba backend's whole call and of the kernel's jitted functions,
+    called one by one from Python on the same arrays (what `zoo.render.rasterize_cpu` runs in
+    one compiled loop); "rest" is the call minus the parts: the output buffers (allocation, first
+    touch, reset), conversions, dispatch."""
+    H, W = size
+    B = cam.shape[0]
+    verts, fcs, Ks = cam.contiguous().numpy(), faces.long().contiguous().numpy(), K.to(torch.float64).numpy()
+    face_out = np.full((B, H * W), -1, dtype=np.int64)
+    bary_out, zbuf = np.zeros((B, H * W, 3), dtype=np.float32), np.zeros((B, H * W), dtype=np.float32)
+    V = verts.shape[1]
+    u, v, inv_z, box = np.empty(V), np.empty(V), np.empty(V), np.empty((V, 4), dtype=np.int32)
+    coord = np.arange(max(H, W)).astype(np.float32)
+
+    def reset():  # the buffers a call starts from
+        face_out.fill(-1)
+        zbuf.fill(0)
+
+    def project():
+        for i in range(B):
+            kernel._project(verts[i], Ks[i], H, W, 1e-4, u, v, inv_z, box)
+
+    def faces_pixels():  # on the last image's projection: the same work per image
+        reset()
+        for i in range(B):
+            kernel._raster_image(fcs, u, v, inv_z, box, W, coord, face_out[i], bary_out[i], zbuf[i])
+
+    def final():  # the same work whatever the values it finds
+        for i in range(B):
+            kernel._finalise(face_out[i], bary_out[i], zbuf[i])
+
+    project()
+    faces_pixels()
+    t = interleaved({"call": lambda: rasterize(cam, faces, K, size, backend="numba"),
+                     "value checks": lambda: kernel._values_valid(verts, fcs, Ks), "projection": project,
+                     "faces + pixels": faces_pixels, "reset": reset, "final pass": final}, reps)
+    t["faces + pixels"] -= t.pop("reset")  # counted in "rest"
+    t["rest"] = t["call"] - sum(ms for name, ms in t.items() if name != "call")
+    return t
+
+
+JIT_PROBE = """
+import time, torch
+start = time.process_time()
+from zoo.render import rasterize
+from zoo.render import rasterize_cpu  # imports numba
+t_import = time.process_time() - start
+v = torch.tensor([[[-1.0, -1.0, 3.0], [1.0, -1.0, 3.0], [0.0, 1.0, 3.0]]])
+K = torch.tensor([[[20.0, 0.0, 7.5], [0.0, 20.0, 7.5], [0.0, 0.0, 1.0]]])
+f = torch.tensor([[0, 1, 2]])
+times = []
+for _ in range(2):
+    start = time.process_time()
+    rasterize(v, f, K, (16, 16), backend="numba")
+    times.append(time.process_time() - start)
+print(t_import, times[0], times[1])
+"""
+
+
+def jit_cost() -> dict[str, float]:
+    """CPU seconds in a new process: importing the kernel module (numba), the first float32 call
+    with an empty numba cache (compilation), the first call with the cache it wrote (loading),
+    and a second call (a 16x16 image: the run time itself)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env["NUMBA_CACHE_DIR"] = cache
+        for label in ("empty cache", "disk cache"):
+            probe = subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, capture_output=True, text=True, check=True)
+            t_import, first, second = (float(x) for x in probe.stdout.split()[-3:])
+            out["import numba kernel module"] = t_import
+            out[f"first call, {label}"] = first
+            out["later call"] = second
+    return out
+
+
 def device_table(body: AnnyBody, sizes, batches, device: str, reps: int) -> None:
-    """Our rasteriser on `device` (wall clock, synchronised) against its own CPU path (one call)."""
-    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; zoo on {device} "
-          f"(wall clock, median of {reps}) vs zoo on the CPU (one thread, one call)")
+    """Our rasteriser's torch path on `device` (wall clock, synchronised) against the CPU
+    default (the numba kernel, one call after a warm-up call)."""
+    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; zoo (torch backend) on {device} "
+          f"(wall clock, median of {reps}) vs zoo's CPU default (numba backend, one thread, one call)")
     print()
     print("| size | batch | zoo device ms | zoo CPU ms | speed-up | face ids equal to CPU | max bary diff |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         for batch in batches:
             cam, faces, K = scene(body, batch, size, "cpu")
+            rasterize(cam, faces, K, size, backend="numba")  # compiles (or loads) the kernel
             start = time.perf_counter()
-            ref = rasterize(cam, faces, K, size)
+            ref = rasterize(cam, faces, K, size, backend="numba")
             t_cpu = 1e3 * (time.perf_counter() - start)
             c, f, k = cam.to(device), faces.to(device), K.to(device)
 
             def ours(c=c, f=f, k=k, size=size):
-                out = rasterize(c, f, k, size)
+                out = rasterize(c, f, k, size, backend="torch")
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 return out
@@ -152,7 +242,7 @@ def device_table(body: AnnyBody, sizes, batches, device: str, reps: int) -> None
             same = (out.face_index.cpu() == ref.face_index).float().mean().item()
             diff = (out.bary.cpu() - ref.bary).abs().max().item()
             t = statistics.median(times)
-            print(f"| {size[0]}x{size[1]} | {batch} | {t:.2f} | {t_cpu:.0f} | {t_cpu / t:.0f}x | {same:.6f} | {diff:.1e} |")
+            print(f"| {size[0]}x{size[1]} | {batch} | {t:.2f} | {t_cpu:.1f} | {t_cpu / t:.1f}x | {same:.6f} | {diff:.1e} |")
 
 
 def main() -> None:
@@ -160,9 +250,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--sizes", nargs="+", default=["128x64", "256x256", "512x512"], help="HxW")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
-    parser.add_argument("--device", default="cpu", help="where our rasteriser runs (cpu or cuda)")
+    parser.add_argument("--device", default="cpu", help="where our rasteriser's torch path runs (cpu or cuda)")
     parser.add_argument("--no-embree", action="store_true",
-                        help="only our rasteriser on --device, against its own CPU result (the GPU run)")
+                        help="only our rasteriser's torch path on --device, against the CPU default (the GPU run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     body = AnnyBody()
@@ -170,12 +260,14 @@ def main() -> None:
     if args.no_embree:
         device_table(body, sizes, args.batches, args.device, args.reps)
         return
+    jit = jit_cost()  # first: a new process, before this one loads the machine's caches
     print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; one CPU thread; "
-          f"process CPU time, median of {args.reps}; zoo on {args.device}")
+          f"process CPU time, median of {args.reps}; zoo's torch backend on {args.device}")
     print()
-    print("| size | batch | zoo ms | embree faces ms | embree hits ms | hits + BVH ms | zoo / hits | zoo / hits + BVH | agree |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    shares = []
+    print("| size | batch | zoo numba ms | zoo torch ms | embree faces ms | embree hits ms | hits + BVH ms | numba / hits "
+          "| torch / hits | numba / hits + BVH | agree | numba = torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    shares, parts = [], []
     for size in sizes:
         for batch in args.batches:
             cam, faces, K = scene(body, batch, size, "cpu")
@@ -183,25 +275,48 @@ def main() -> None:
             c, f, k = cam.to(args.device), faces.to(device=args.device), K.to(args.device)
 
             def ours(c=c, f=f, k=k, size=size):
-                out = rasterize(c, f, k, size)
+                out = rasterize(c, f, k, size, backend="torch")
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
                 return out
 
-            t = interleaved({"zoo": ours, "faces": faces_only, "hits": with_hits, "build": with_build}, args.reps)
+            def compiled(size=size):
+                return rasterize(cam, faces, K, size, backend="numba")
+
+            t = interleaved({"numba": compiled, "torch": ours, "faces": faces_only, "hits": with_hits,
+                             "build": with_build}, args.reps)
             ray_ids = torch.from_numpy(np.stack(faces_only())).view(batch, *size)
-            agree = (ours().face_index.cpu() == ray_ids).float().mean().item()
-            print(f"| {size[0]}x{size[1]} | {batch} | {t['zoo']:.2f} | {t['faces']:.2f} | {t['hits']:.2f} | "
-                  f"{t['build']:.2f} | {t['zoo'] / t['hits']:.2f} | {t['zoo'] / t['build']:.2f} | {agree:.5f} |")
+            fast = compiled()
+            agree = (fast.face_index == ray_ids).float().mean().item()
+            equal = torch.equal(fast.face_index, ours().face_index.cpu())
+            print(f"| {size[0]}x{size[1]} | {batch} | {t['numba']:.2f} | {t['torch']:.2f} | {t['faces']:.2f} | "
+                  f"{t['hits']:.2f} | {t['build']:.2f} | {t['numba'] / t['hits']:.2f} | {t['torch'] / t['hits']:.2f} | "
+                  f"{t['numba'] / t['build']:.2f} | {agree:.5f} | {'yes' if equal else 'NO'} |")
             shares.append((size, batch, stage_shares(ours, 3)))
+            parts.append((size, batch, numba_stages(cam, faces, K, size, args.reps)))
     print()
-    print("Where the rasteriser's time goes (share of its CPU time):")
+    print("Where the numba backend's time goes (median CPU ms; its jitted functions timed one by one):")
+    print()
+    columns = list(parts[0][2])
+    print("| size | batch | " + " | ".join(f"{s} ms" for s in columns) + " |")
+    print("|---|---|" + "---|" * len(columns))
+    for size, batch, part in parts:
+        print(f"| {size[0]}x{size[1]} | {batch} | " + " | ".join(f"{part[s]:.2f}" for s in columns) + " |")
+    print()
+    print("Where the torch backend's time goes (share of its CPU time):")
     print()
     columns = (*STAGES, "other")
     print("| size | batch | " + " | ".join(f"{s} %" for s in columns) + " |")
     print("|---|---|" + "---|" * len(columns))
     for size, batch, share in shares:
         print(f"| {size[0]}x{size[1]} | {batch} | " + " | ".join(f"{100 * share[s]:.0f}" for s in columns) + " |")
+    print()
+    print("The numba kernel's one-off cost in a new process (CPU seconds; float32 inputs, a 16x16 image):")
+    print()
+    print("| what | s |")
+    print("|---|---|")
+    for name, seconds in jit.items():
+        print(f"| {name} | {seconds:.3f} |")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,17 @@ seed-to-seed spread.
 
 Resumable: each (model, seed) run keeps Lightning checkpoints under --out and writes result.json +
 figure.pt when done; a rerun skips finished runs and continues unfinished ones from their last
-checkpoint. The doc and the figure are regenerated from those files (--report-only: no training).
+checkpoint. One --out folder holds one code version: the first training call records the git commit
+(and any uncommitted changes under zoo/, configs/, scripts/) in <out>/code.json, and a later training
+call from other code refuses to add to that folder (start a fresh --out). The doc and the figure are
+regenerated from those files (--report-only: no training); the "Old vs new" section compares with the
+per-seed numbers of the previous run kept in scripts/refinetex_ablations_previous.json. A hand-written
+section after a "<!-- discussion -->" line of the doc is kept when the doc is rewritten.
 The ReID losses need $ZOO_HOME/reid-synthetic: trained first from configs/reid/synthetic.yaml when
 the cache lacks it (a few CPU minutes).
 
-    nice -n 10 python scripts/refinetex_ablations.py [--steps 100] [--seeds 0 1] [--report-only]
+    nice -n 10 python scripts/refinetex_ablations.py [--steps 100] [--seeds 0 1] [--out DIR] [--report-only]
+        [--diagnostics DIR/diagnostics.json]
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import json
 import logging
 import math
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -40,12 +47,43 @@ REPO = Path(__file__).resolve().parents[1]
 NAMES = ["baseline", "conv_refine", "deformable_refine", "url", "cycle", "full"]
 TITLES = {"quickstart": "Quick-start U-Net (GT-texture supervised)", "baseline": "BL (baseline)",
           "conv_refine": "BL + Conv Refine", "deformable_refine": "BL + Deformable Refine", "url": "BL + URL",
-          "cycle": "BL + Cycle", "full": "Full (Deform + URL + Cycle)"}
+          "cycle": "BL + Cycle", "full": "Full (Deform + URL + Cycle)",
+          # our departure (not in the paper's table): the refiner's zero-initialised residual head
+          "conv_refine_residual": "BL + Conv Refine, residual head",
+          "deformable_refine_residual": "BL + Deformable Refine, residual head",
+          "full_residual": "Full, residual head"}
 IMAGE_KEYS = [f"{v}/{m}" for m in ("ssim", "psnr", "cossim") for v in ("sv", "nv")]
 TEXTURE_KEYS = [f"texture/{m}/{s}" for m in ("l1", "psnr", "ssim") for s in ("visible", "invisible")]
 FIGURE_ITEMS = (0, 12)
-RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine"]
+RUN_ORDER = ["quickstart", "baseline", "full", "deformable_refine", "url", "cycle", "conv_refine", "full_residual",
+             "deformable_refine_residual", "conv_refine_residual"]
 PREVIOUS = REPO / "scripts" / "refinetex_ablations_previous.json"
+DISCUSSION_MARKER = "<!-- discussion -->"  # a hand-written section after it survives a rewrite of the doc
+CODE_PATHS = ("zoo", "configs", "scripts")
+OLD_NEW_KEYS = ["texture/l1/visible", "texture/l1/invisible", "texture/psnr/invisible", "sv/ssim", "nv/ssim", "sv/cossim",
+                "nv/cossim"]
+
+
+def code_state() -> dict:
+    """The git commit of the checkout and its uncommitted changes under the code paths."""
+    git = lambda *a: subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, check=True).stdout  # noqa: E731
+    dirty = [line[3:] for line in git("status", "--porcelain", "--", *CODE_PATHS).splitlines()]
+    return {"commit": git("rev-parse", "HEAD").strip(), "dirty": dirty}
+
+
+def record_code(out: Path) -> dict:
+    """Write <out>/code.json on the first training call; refuse to train into a folder started from other code."""
+    path, now = out / "code.json", code_state()
+    if path.is_file():
+        then = json.loads(path.read_text())
+        if then["commit"] != now["commit"] or then["dirty"] != now["dirty"] or now["dirty"]:
+            sys.exit(f"{out} holds runs of commit {then['commit']} (uncommitted: {then['dirty'] or 'none'}); this checkout is "
+                     f"{now['commit']} (uncommitted: {now['dirty'] or 'none'}): one results folder is one code version, "
+                     "start a fresh --out")
+        return then
+    now["started"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path.write_text(json.dumps(now, indent=1))
+    return now
 
 
 def higher_is_better(key: str) -> bool:
@@ -261,11 +299,14 @@ def reading(runs: dict, curves: dict) -> list[str]:
     return lines + [""]
 
 
-def diagnostics_lines(diag: dict | None, command: str) -> list[str]:
+def diagnostics_lines(diag: dict | None, command: str, elsewhere: bool = False) -> list[str]:
     """The two checks of scripts/refinetex_diagnostics.py (objective ranking, one-batch overfit)."""
     if not diag:
         return []
-    lines = ["## Budget or defect? Diagnostics", "", f"From `{command}` (its run file `diagnostics.json`).", ""]
+    lines = ["## Budget or defect? Diagnostics", "", f"From `{command}` (its run file `diagnostics.json`)."
+             + (" NOT from this run: that folder is another run's, so check 1 scores that run's seed-0 models and "
+                "both checks ran on the code of their time, not necessarily this report's commit; they are kept as "
+                "evidence about the objective, not as numbers of this run." if elsewhere else ""), ""]
     if "objective" in diag:
         rows = diag["objective"]["rows"]
         lines += [f"**1. Does the objective prefer the true texture?** The paper's terms on the {diag['objective']['views']} "
@@ -335,6 +376,44 @@ def verdict_lines(diag: dict) -> list[str]:
     return out + [""] if out else []
 
 
+def code_line(runs: dict, code: dict | None) -> str:
+    """Which code produced the rows: the folder's recorded commit, and any run that says otherwise."""
+    finished = sorted(r["finished"] for rr in runs.values() for r in rr.values())
+    span = f"runs finished between {finished[0]} and {finished[-1]}"
+    if not code:
+        return f"- Code: not recorded for this folder (no code.json); {span}."
+    other = sorted(f"{TITLES[n]} seed {s}" for n, rr in runs.items() for s, r in rr.items()
+                   if r.get("commit", code["commit"]) != code["commit"])
+    return (f"- Code: commit `{code['commit']}`" + (f" with uncommitted changes to {', '.join(code['dirty'])}" if code["dirty"]
+                                                   else "") +
+            f"; every row below comes from this one run of the script from it (started {code['started']}, {span})"
+            + (f", except: {', '.join(other)} (another commit)" if other else "")
+            + (f"; {code['note']}" if code.get("note") else "") + ".")
+
+
+def old_new_lines(runs: dict, previous: dict) -> list[str]:
+    """Every row, old run and new run side by side (mean ± half the seed range), with the change and
+    whether the two runs' seed ranges overlap."""
+    if not previous:
+        return []
+    lines = ["## Old vs new", "", previous["description"], "",
+             "Old / new: mean ± half the range over the seeds of each run; \"ranges\": whether the two runs' seed ranges "
+             "overlap (an unchanged model with the same seeds and data would give the same numbers up to float "
+             "non-determinism).", "",
+             "| model | metric | old | new | new - old | ranges |", "|---|---|---|---|---|---|"]
+    for name in ["quickstart", *NAMES]:
+        old_runs = {int(seed): {"results": values} for seed, values in previous["results"].get(name, {}).items()}
+        for key in OLD_NEW_KEYS:
+            a, b = stats(old_runs, key), stats(runs.get(name, {}), key)
+            if a is None and b is None:
+                continue
+            change = "-" if a is None or b is None else f"{b[0] - a[0]:+.4f}"
+            ranges = "-" if a is None or b is None else "disjoint" if b[1] > a[2] or b[2] < a[1] else "overlap"
+            lines.append(f"| {TITLES[name]} | {key} | {cell(old_runs, key) if a else '-'} | "
+                         f"{cell(runs.get(name, {}), key) if b else 'not run'} | {change} | {ranges} |")
+    return lines + [""]
+
+
 def write_results(runs: dict, path: Path, meta: dict) -> None:
     previous = json.loads(PREVIOUS.read_text()) if PREVIOUS.is_file() else {}
     seeds = sorted({s for r in runs.values() for s in r})
@@ -345,6 +424,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         "# RefineTex ablations at CPU size (synthetic people)", "",
         f"Generated by `{meta['command']}`; every number below comes from the run files it keeps "
         f"(`{meta['out']}`).", "",
+        code_line(runs, meta.get("code")),
         f"- Machine: {meta['machine']}; load average {meta.get('load', '?')} when the report was written.",
         f"- Date of this report: {meta['date']}; training + testing wall time of the runs: "
         f"{sum(r['fit_s'] for rr in runs.values() for r in rr.values()) / 60:.0f} min of fitting.",
@@ -364,8 +444,8 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         "- Rows with fewer seeds than planned (out of time on the shared CPU): " + (", ".join(
             f"{TITLES[n]} ({len(runs.get(n, {}))} of {len(seeds)} seeds)" for n in ["quickstart", *NAMES]
             if len(runs.get(n, {})) < len(seeds)) or "none") + ".",
-        "- fit s: wall seconds on a machine shared with other jobs (load average 8-12 during the run), not a speed "
-        "measurement; a run resumed after a restart of the script counts only its last segment.", "",
+        "- fit s: wall seconds on a machine shared with other jobs, not a speed measurement; a run resumed after a "
+        "restart of the script counts only its last segment.", "",
         "## Texture metrics vs the ground truth (visible = texels seen in the input view)", "",
         "| model | fit s / seed | " + " | ".join(k.removeprefix("texture/").replace("/", " ") for k in TEXTURE_KEYS) + " |",
         "|---" * (2 + len(TEXTURE_KEYS)) + "|"]
@@ -379,8 +459,7 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
         lines.append(f"| {TITLES[name]} | " + " | ".join(cell(runs[name], k) for k in IMAGE_KEYS) + " |")
     if "lpips" in unavailable:
         lines += ["", f"LPIPS: {unavailable['lpips']}."]
-    lines += ["", "## Per seed", "", "Finished: when the run wrote its result (the rows were trained in segments of the "
-              "resumable script, by processes that started from the code of their time).", "",
+    lines += ["", "## Per seed", "", "Finished: when the run wrote its result.", "",
               "| model | seed | steps | finished | l1 invisible | psnr invisible | nv/ssim | nv/cossim |",
               "|---|---|---|---|---|---|---|---|"]
     for name in order:
@@ -417,17 +496,9 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
               "- Full beats the quick-start U-Net on unseen texels: " + direction(
                   runs, "full", "quickstart", ["texture/l1/invisible", "texture/psnr/invisible"]), ""]
     lines += reading(runs, curves)
-    lines += diagnostics_lines(meta.get("diagnostics"), meta.get("diagnostics_command", ""))
-    if previous:
-        lines += ["## Old vs new", "", previous["description"], "",
-                  "| model | metric | old | new (mean over seeds) |", "|---|---|---|---|"]
-        for name, old in previous["results"].items():
-            if name not in runs:
-                continue
-            for key, value in old.items():
-                new = stats(runs.get(name, {}), key)
-                lines.append(f"| {TITLES[name]} | {key} | {fmt(value)} | {fmt(new[0] if new else None)} |")
-        lines.append("")
+    lines += diagnostics_lines(meta.get("diagnostics"), meta.get("diagnostics_command", ""),
+                               meta.get("diagnostics_elsewhere", False))
+    lines += old_new_lines(runs, previous)
     lines += ["## Caveats", "",
               "- Width 16 at UV 64x64 for 100 steps is far from the paper's training (width 128, 200 epochs on "
               "Market-1501); these are small models early in training, with the seeds listed above.",
@@ -437,7 +508,9 @@ def write_results(runs: dict, path: Path, meta: dict) -> None:
               "- Synthetic people have exact geometry (no fitting misalignment), which is what URL is designed to absorb.",
               "", "Figure: `docs/refinetex_figure.png` (two test people; first row input view, another view and the "
               "ground-truth texture; then per model, seed 0, the predicted texture, SV render and NV render).", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    kept = old[old.index(DISCUSSION_MARKER):] if DISCUSSION_MARKER in old else ""
+    path.write_text("\n".join(lines) + ("\n" + kept if kept else ""), encoding="utf-8")
 
 
 def figure(out: Path, runs: dict, path: Path, datamodule) -> None:
@@ -480,6 +553,8 @@ def main() -> None:
     parser.add_argument("--quickstart-steps", type=int, default=None, help="cap the quick-start U-Net (smoke tests)")
     parser.add_argument("--report-only", action="store_true", help="no training: rewrite the doc and figure")
     parser.add_argument("--out", default=str(REPO / "outputs" / "refinetex_ablations"))
+    parser.add_argument("--diagnostics", default=None,
+                        help="diagnostics.json of scripts/refinetex_diagnostics.py to report (default <out>/diagnostics.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -492,6 +567,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         command = "nice -n 10 python scripts/refinetex_ablations.py " + " ".join(a for a in sys.argv[1:])
         (out / "command.txt").write_text(command if "--out" not in command else command.split(" --out")[0])
+        code = record_code(out)
         ensure_reid()
         # Row by row (all seeds of a row before the next row), the rows the conclusions need most first;
         # the reference U-Net's extra seeds last (its first seed already gives the bar to beat).
@@ -510,6 +586,7 @@ def main() -> None:
                 result, textures = run_refinetex(name, seed, out, args.steps)
             torch.save(textures.detach().float().cpu(), folder / "figure.pt")
             result["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            result["commit"] = code["commit"]
             (folder / "result.json").write_text(json.dumps(result, indent=1))
             r = result["results"]
             print(f"{name} seed {seed}: {result['steps']} steps, {time.perf_counter() - start:.0f} s; texture l1 "
@@ -525,10 +602,15 @@ def main() -> None:
             "out": os.path.relpath(out, REPO) if out.is_relative_to(REPO) else str(out), "machine": machine_description(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
-    if (out / "diagnostics.json").is_file():
-        meta["diagnostics"] = json.loads((out / "diagnostics.json").read_text())
+    if (out / "code.json").is_file():
+        meta["code"] = json.loads((out / "code.json").read_text())
+    diagnostics = Path(args.diagnostics) if args.diagnostics else out / "diagnostics.json"
+    if diagnostics.is_file():
+        meta["diagnostics"] = json.loads(diagnostics.read_text())
         steps = meta["diagnostics"].get("overfit", {}).get("steps", 120)
-        meta["diagnostics_command"] = f"nice -n 10 python scripts/refinetex_diagnostics.py --out {meta['out']} --steps {steps}"
+        meta["diagnostics_command"] = (f"nice -n 10 python scripts/refinetex_diagnostics.py --out {diagnostics.parent} "
+                                       f"--steps {steps}")
+        meta["diagnostics_elsewhere"] = diagnostics.parent.resolve() != out.resolve()
     write_results(runs, REPO / "docs" / "refinetex_results.md", meta)
     figure(out, runs, REPO / "docs" / "refinetex_figure.png",
            SyntheticPeopleDataModule(preset="small", batch_size=8, pairs="random", progress=False))

@@ -16,6 +16,10 @@ Two checks, written to <out>/diagnostics.json, which scripts/refinetex_ablations
    U-Net's supervision); texture L1 on that batch's visible / unseen texels every 20 steps.
 
     nice -n 10 python scripts/refinetex_diagnostics.py --out <the ablation run folder> [--steps 120]
+        [--checks objective overfit]
+
+Check 2 does not read the ablation run's models (it trains from scratch), so it can run while the
+ablation run is still training (--checks overfit).
 """
 from __future__ import annotations
 
@@ -151,16 +155,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the folder of a scripts/refinetex_ablations.py run")
     parser.add_argument("--steps", type=int, default=120, help="optimiser steps of the one-batch overfit")
+    parser.add_argument("--checks", nargs="+", choices=["objective", "overfit"], default=["objective", "overfit"],
+                        help="which checks to run (a check already in diagnostics.json is not re-run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     out = Path(args.out)
     path = out / "diagnostics.json"
     result = json.loads(path.read_text()) if path.is_file() else {}
-    if "objective" not in result:
+    if "objective" in args.checks and "objective" not in result:
         result["objective"] = objective_check(out)
         path.write_text(json.dumps(result, indent=1))
-    if "overfit" not in result:
+    if "overfit" in args.checks and "overfit" not in result:
         torch.manual_seed(0)
         result["overfit"] = overfit(args.steps)
         path.write_text(json.dumps(result, indent=1))

@@ -23,7 +23,9 @@ WITHOUT_ASSETS = {"inpainting/vqgan_dinar.yaml": ["--model.init_args.perceptual_
 # override files (a base plus the few keys an ablation changes; LightningCLI merges several --config in
 # order: `--config <base> --config <override>`) -> their base, relative to configs/
 ABLATION_ROWS = ("baseline", "conv_refine", "deformable_refine", "url", "cycle")
-OVERRIDE_BASES = {**{f"refinetex/cpu/{row}.yaml": "refinetex/cpu/full.yaml" for row in ABLATION_ROWS},
+# our departure (zoo.modules.refiners residual_head), measured at CPU size only
+RESIDUAL_ROWS = ("conv_refine_residual", "deformable_refine_residual", "full_residual")
+OVERRIDE_BASES = {**{f"refinetex/cpu/{row}.yaml": "refinetex/cpu/full.yaml" for row in ABLATION_ROWS + RESIDUAL_ROWS},
                   **{f"refinetex/ablation_{row}.yaml": "refinetex/synthetic.yaml" for row in ABLATION_ROWS}}
 
 

@@ -20,7 +20,10 @@ ABLATIONS = {"baseline": (None, False, False), "conv_refine": (ConvRefiner, Fals
              "deformable_refine": (DeformableRefiner, False, False), "url": (None, True, False),
              "cycle": (None, False, True), "full": (DeformableRefiner, True, True),
              "synthetic": (DeformableRefiner, True, True), "market1501": (DeformableRefiner, True, True),
-             "deepfashion": (DeformableRefiner, True, True), "predict_folder": (DeformableRefiner, True, True)}
+             "deepfashion": (DeformableRefiner, True, True), "predict_folder": (DeformableRefiner, True, True),
+             # CPU rows with the refiner's residual head (our departure, zoo.modules.refiners)
+             "conv_refine_residual": (ConvRefiner, False, False), "deformable_refine_residual": (DeformableRefiner, False, False),
+             "full_residual": (DeformableRefiner, True, True)}
 
 
 def tiny_overrides(config: dict, tmp_path: Path) -> list[str]:
@@ -175,3 +178,14 @@ def test_the_diff_sees_every_kind_of_change():
     other["model"]["init_args"]["lr"] = 0.002
     other["model"]["init_args"]["network"]["init_args"]["refiner"]["init_args"]["k"] = 5
     assert changed(base, other) == {"model.init_args.lr": 0.002, REFINER: {"class_path": "x.Deformable"}}
+
+
+@pytest.mark.parametrize("name", ["conv_refine", "deformable_refine", "full"])
+def test_each_residual_row_is_its_row_with_only_the_residual_head_on(name, monkeypatch):
+    """cpu/<row>_residual.yaml resolves to cpu/<row>.yaml (cpu/full.yaml for full) with one key changed."""
+    monkeypatch.setattr("sys.argv", ["zoo"])
+    row = resolved("cpu/full.yaml" if name == "full" else f"cpu/{name}.yaml")
+    a, b = flatten(row), flatten(resolved(f"cpu/{name}_residual.yaml"))
+    key = REFINER + ".init_args.residual_head"
+    assert {k: b.get(k) for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>")} == {key: True}
+    assert a[key] is False

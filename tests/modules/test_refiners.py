@@ -12,7 +12,7 @@ from zoo.modules.refiners import (
     DeformableSampleConv2d,
 )
 from zoo.modules.refinetex import refinetex_paper_config
-from zoo.modules.texformer import TexformerBackbone, TexturePrediction
+from zoo.modules.texformer import TexformerBackbone, TexturePrediction, split_prediction
 from zoo.pretrained.config import import_class
 
 try:  # torchvision's compiled ops are missing when its build does not match torch's
@@ -213,6 +213,109 @@ def test_refiner_bad_inputs():
         model(key_image(2), bad)
     with pytest.raises(ValueError, match="features"):
         DeformableRefiner(hidden_channels=16, offset_source="features")(key_image(2), pred)
+
+
+
+# ----------------------------------------------------------- residual head
+def backbone_raw(batch, uv=(16, 16), feat=16, seed=0) -> TexturePrediction:
+    """A backbone prediction as Texformer returns it: activated from a raw output that it keeps."""
+    g = torch.Generator().manual_seed(seed)
+    return split_prediction(torch.randn(batch, 6, *uv, generator=g) * 3,
+                            features=torch.randn(batch, feat, *uv, generator=g))
+
+
+def reference_parameter_count(in_ch: int, hidden: int, layers: int, offset_in: int) -> int:
+    """Implementation notes section 2, counted by hand: offset conv (3x3, bias) -> 18 offsets;
+    deformable 3x3 conv in_ch -> hidden without bias + BN; `layers` 3x3 convs without bias + BN;
+    3x3 head over [hidden, 6 skip channels] -> 6 with bias."""
+    offset = offset_in * 18 * 9 + 18
+    deform = in_ch * hidden * 9 + 2 * hidden
+    plain = layers * (hidden * hidden * 9 + 2 * hidden)
+    return offset + deform + plain + (hidden + 6) * 6 * 9 + 6
+
+
+@pytest.mark.parametrize("cls,kwargs", REFINERS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_residual_head_starts_exactly_at_the_backbone_prediction(cls, kwargs, mode):
+    torch.manual_seed(0)
+    model = getattr(cls(**kwargs, residual_head=True), mode)()
+    pred = backbone_raw(2)
+    out = model(key_image(2), pred)
+    for name in ("flow", "rgb", "mask"):
+        assert torch.equal(getattr(out, name), getattr(pred, name)), name
+    # the reference head (the default) starts elsewhere: its output is the random head's, not the backbone's
+    torch.manual_seed(0)
+    default = getattr(cls(**kwargs), mode)()(key_image(2), pred)
+    assert (default.rgb - pred.rgb).abs().mean() > 0.1
+
+
+def test_default_refiner_keeps_the_reference_layout_and_the_residual_one_the_same_parameters():
+    for kwargs, offset_in in ((dict(), 2), (dict(offset_source="prediction"), 6)):
+        default, residual = DeformableRefiner(**kwargs), DeformableRefiner(**kwargs, residual_head=True)
+        assert default.residual_head is False  # the reference's behaviour unless asked
+        assert sum(p.numel() for p in default.parameters()) == reference_parameter_count(4, 128, 2, offset_in)
+        assert {k: v.shape for k, v in default.state_dict().items()} == \
+            {k: v.shape for k, v in residual.state_dict().items()}
+    conv, conv_residual = ConvRefiner(hidden_channels=16), ConvRefiner(hidden_channels=16, residual_head=True)
+    assert {k: v.shape for k, v in conv.state_dict().items()} == {k: v.shape for k, v in conv_residual.state_dict().items()}
+    # the same seed gives the same weights everywhere but the zeroed head (the head's draw is still consumed)
+    for cls in (DeformableRefiner, ConvRefiner):
+        torch.manual_seed(3)
+        a = cls(hidden_channels=16).state_dict()
+        torch.manual_seed(3)
+        b = cls(hidden_channels=16, residual_head=True).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("head."))
+        assert not b["head.weight"].any() and not b["head.bias"].any() and a["head.weight"].any()
+
+
+@pytest.mark.parametrize("cls", [DeformableRefiner, ConvRefiner])
+def test_residual_head_corrects_the_pre_activation_output(cls):
+    """With a head that outputs a constant c per channel, flow / rgb = tanh(raw + c), mask = sigmoid(raw + c),
+    computed here in float64."""
+    model = cls(hidden_channels=8, residual_head=True).eval()
+    c = torch.tensor([0.3, -0.2, 0.5, -1.0, 2.0, -0.7])
+    with torch.no_grad():
+        model.head.bias.copy_(c)
+    pred = backbone_raw(2)
+    out = model(key_image(2), pred)
+    raw = pred.raw.double() + c.double().view(1, 6, 1, 1)
+    torch.testing.assert_close(out.flow.double(), torch.tanh(raw[:, :2]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.rgb.double(), torch.tanh(raw[:, 2:5]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.mask.double(), 1 / (1 + torch.exp(-raw[:, 5:])), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("cls,kwargs", REFINERS)
+def test_residual_head_learns_and_every_parameter_trains_after_the_first_step(cls, kwargs, tmp_path):
+    torch.manual_seed(0)
+    model = cls(**kwargs, residual_head=True).train()
+    image, pred = key_image(2), backbone_raw(2)
+    target = torch.rand(2, 3, 16, 16) * 2 - 1
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(3):
+        optimiser.zero_grad()
+        loss = (model(image, pred).rgb - target).square().mean()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert_all_parameters_get_gradients(model, lambda m: m(image, pred))
+    assert_save_load_round_trip(model, lambda m: m(image, pred), tmp_path)
+
+
+def test_residual_head_needs_the_raw_prediction():
+    pred = backbone_like(2)  # activations only, no raw output
+    for model in (DeformableRefiner(hidden_channels=16, residual_head=True), ConvRefiner(hidden_channels=16, residual_head=True)):
+        with pytest.raises(ValueError, match=r"residual_head=True needs prediction.raw \(2, 6, 16, 16\).*None"):
+            model(key_image(2), pred)
+    with pytest.raises(ValueError, match="residual_head must be a bool, got 1"):
+        DeformableRefiner(residual_head=1)
+
+
+def test_split_prediction_keeps_the_raw_output():
+    raw = torch.randn(2, 6, 4, 4)
+    pred = split_prediction(raw)
+    assert pred.raw is raw and torch.equal(pred.flow, raw[:, :2].tanh()) and torch.equal(pred.mask, raw[:, 5:].sigmoid())
 
 
 # --------------------------------------------------------------------- fusion

@@ -35,6 +35,8 @@ class TexturePrediction:
     features: (B, C, Huv, Wuv), the last hidden features before the output conv.
     offsets: (B, 2*K*K, Huv, Wuv), deformable offsets in input pixels, (dy, dx) per tap
         (DeformableRefiner only; None elsewhere).
+    raw: (B, 6, Huv, Wuv), the pre-activation output [flow 2, rgb 3, mask 1] that flow, rgb and
+        mask were activated from (set by `split_prediction`; a residual refiner head adds to it).
     """
 
     flow: torch.Tensor
@@ -42,6 +44,7 @@ class TexturePrediction:
     mask: torch.Tensor
     features: torch.Tensor | None = None
     offsets: torch.Tensor | None = None
+    raw: torch.Tensor | None = None
 
     def channels(self) -> torch.Tensor:
         """flow, rgb and mask as one (B, 6, Huv, Wuv) map, in that order."""
@@ -54,7 +57,7 @@ def split_prediction(raw: torch.Tensor, features: torch.Tensor | None = None,
     if raw.dim() != 4 or raw.shape[1] != 6:
         raise ValueError(f"raw prediction must be (B, 6, H, W), got {tuple(raw.shape)}")
     return TexturePrediction(flow=torch.tanh(raw[:, 0:2]), rgb=torch.tanh(raw[:, 2:5]),
-                             mask=torch.sigmoid(raw[:, 5:6]), features=features, offsets=offsets)
+                             mask=torch.sigmoid(raw[:, 5:6]), features=features, offsets=offsets, raw=raw)
 
 
 def sine_position_encoding(height: int, width: int, channels: int, temperature: float = 10000.0,

@@ -1,11 +1,17 @@
-"""Exact triangle rasterisation in pure PyTorch (CPU and CUDA, batched).
+"""Exact triangle rasterisation (CPU and CUDA, batched), with two backends.
+
+`rasterize(..., backend=...)`: "torch" is the whole-tensor method below (pure PyTorch, any
+device); "numba" is zoo/render/rasterize_cpu.py, the same method and arithmetic fused into one
+compiled loop per image (CPU tensors only; numba compiles it on its first call in a process and
+caches it on disk). "auto" (the default) takes "numba" for CPU tensors and "torch" otherwise;
+an explicit backend that cannot run raises. Both give the same face ids (tests/render).
 
 Conventions (OpenCV camera): x right, y down, z forward; a camera-space point (X, Y, Z)
 projects to u = fx X/Z + s Y/Z + cx, v = fy Y/Z + cy. Pixel (row i, column j) is sampled at
 its centre, image coordinates (u, v) = (j, i) -- so pixel centres sit at integer coordinates.
 
-Method, in four stages (`_setup`, `_candidates`, `_zbuffer`, `_barycentrics`;
-benchmarks/rasterize.py times each):
+Method of the torch backend, in four stages (`_setup`, `_candidates`, `_zbuffer`,
+`_barycentrics`; benchmarks/rasterize.py times each):
 
 1. set-up: every vertex is projected once (float64) and its rounded screen position (ceil and
    floor, clipped to the image) is packed into four int16 numbers; three gathers and two
@@ -38,6 +44,7 @@ import torch
 
 _NO_FACE = torch.iinfo(torch.int64).max
 _MAX_SIZE = torch.iinfo(torch.int16).max  # box corners are packed as int16
+BACKENDS = ("auto", "torch", "numba")
 
 
 @dataclass
@@ -62,6 +69,8 @@ class Fragments:
 
 
 def _check_inputs(vertices, faces, K, image_size):
+    """Types, shapes and devices; the values are checked by `_check_values` (torch backend) or
+    inside the numba kernel."""
     if not isinstance(vertices, torch.Tensor) or vertices.dim() != 3 or vertices.shape[-1] != 3:
         raise ValueError(f"vertices must be a (B, V, 3) tensor, got {getattr(vertices, 'shape', type(vertices))}")
     if not vertices.is_floating_point():
@@ -78,7 +87,7 @@ def _check_inputs(vertices, faces, K, image_size):
         raise ValueError(
             f"vertices ({vertices.device}), faces ({faces.device}) and K ({K.device}) must share a device"
         )
-    _check_values(vertices, faces, K)
+
 
 
 def _check_values(vertices, faces, K):
@@ -261,6 +270,7 @@ def rasterize(
     image_size: tuple[int, int],
     near: float = 1e-4,
     max_pairs_per_chunk: int = 2_000_000,
+    backend: str = "auto",
 ) -> Fragments:
     """Rasterise a batch of meshes that share one topology.
 
@@ -270,16 +280,40 @@ def rasterize(
         K: (B, 3, 3) pinhole intrinsics.
         image_size: (H, W) of the output.
         near: faces with any vertex at Z <= near are not drawn.
-        max_pairs_per_chunk: bound on the (face, pixel) candidates held in memory at once.
+        max_pairs_per_chunk: bound on the (face, pixel) candidates held in memory at once
+            (torch backend; the numba kernel holds none).
+        backend: "torch" (whole-tensor operations, any device), "numba" (the compiled CPU
+            kernel of `zoo.render.rasterize_cpu`, CPU tensors only; compiled on its first call
+            in a process without a disk cache) or "auto": "numba" for CPU tensors, "torch"
+            otherwise. Both give the same face ids and the same weights and depth to float
+            rounding (tests/render/test_rasterize.py runs every test on both).
 
     Returns:
         `Fragments` with face_index (B, H, W), bary (B, H, W, 3), depth (B, H, W).
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     _check_inputs(vertices, faces, K, image_size)
     H, W = int(image_size[0]), int(image_size[1])
     B, device = vertices.shape[0], vertices.device
+    if backend == "auto":
+        backend = "numba" if device.type == "cpu" else "torch"
     # Per-pair work runs in the input precision (float32 unless float64 is passed).
     work_dtype = torch.float64 if vertices.dtype == torch.float64 else torch.float32
+    if backend == "numba":
+        if device.type != "cpu":
+            raise ValueError(f"the numba backend rasterises CPU tensors only, got {device}: use backend='torch'")
+        from zoo.render.rasterize_cpu import rasterize_cpu  # imports numba on the first CPU call only
+
+        result = rasterize_cpu(vertices, faces, K, H, W, near, work_dtype)
+        if result is None:  # a value check failed in the kernel
+            _explain_bad_values(vertices, faces, K)
+            raise RuntimeError("rasterize: the numba kernel found a bad input value that the explanation missed")
+        face_index, bary, depth = result
+        dtype = vertices.dtype
+        return Fragments(face_index=face_index.view(B, H, W), bary=bary.to(dtype).view(B, H, W, 3),
+                         depth=depth.to(dtype).view(B, H, W))
+    _check_values(vertices, faces, K)
     planes, face_id, base, bw, bh = _setup(vertices, faces.long(), K, H, W, near, work_dtype)
     zbuf = torch.zeros(B * H * W, dtype=work_dtype, device=device)  # 1/Z; 0 is background
     best = torch.full((B * H * W,), _NO_FACE, dtype=torch.int64, device=device)  # winning row
