@@ -140,3 +140,24 @@ def test_shading_alone_darkens_and_keeps_the_silhouette(zoo_home):
     shaded, albedo = (item["source_image"][inside] + 1) / 2, (flat[inside] + 1) / 2
     assert (shaded <= albedo + 0.03).all()  # Lambert with ambient never brightens (uint8 / float16 slack)
     assert ((albedo - shaded) > 0.1).float().mean() > 0.1  # and darkens a good part of the body
+
+
+def test_rgb_channels_give_back_the_source_pixels_at_the_source_view(avatars):
+    """The image-sampled texture channels, looked up at the source view's own UV, are the source image
+    on the pixels whose texel holds a sampled colour: the scatter (`rgb_texture_channels`) and the
+    renderer-side lookup (`sample_texture`, `grid_sample` convention of `render_uv`) agree on u / v and
+    texel centres. The reference is the image itself; a v flip of the lookup is far off."""
+    item = avatars.datasets["val"][0]
+    rgb, uv = item["source_rgb_texture"], item["source_uv"][None]
+    body = item["source_uv_mask"] * item["source_mask"]
+    hit = sample_texture(rgb[None, 3:4] - rgb[None, 4:5], uv, body[None], mode="nearest")[0, 0] > 0.5  # scattered texels
+    image = item["source_image"]
+
+    def error(grid):
+        drawn = sample_texture(rgb[None, :3], grid, body[None], mode="nearest")[0]
+        return (drawn - image).abs()[:, hit].mean()
+
+    assert hit.sum() > 50
+    flipped = uv * torch.tensor([1.0, -1.0])
+    assert error(uv) < 0.06  # pixels sharing a texel are averaged by the scatter
+    assert error(flipped) > 0.2  # 0.33 here, against 0.04 above

@@ -115,3 +115,18 @@ def test_avatar_writer_body_must_be_a_module_config(tmp_path):
         AvatarWriter(str(tmp_path), body={"phenotypes": "all"})
     with pytest.raises(ValueError, match="multiple of 8"):
         AvatarWriter(str(tmp_path), render_size=30)
+
+
+def test_paper_learning_rate_is_the_default_and_the_cpu_departure_is_named():
+    """DINAR trains with Adam 2e-3 (paper section 4): the system's default and the paper-size config.
+    The CPU config's faster generator-side rate is an explicit `lr`, its discriminator keeps 2e-3."""
+    import inspect
+
+    from zoo.systems.neural_avatar import NeuralAvatarSystem
+
+    defaults = inspect.signature(NeuralAvatarSystem.__init__).parameters
+    assert defaults["lr"].default == 2e-3 and defaults["disc_lr"].default is None
+    paper = yaml.safe_load((ROOT / "configs" / "dinar" / "avatar_dinar.yaml").read_text())["model"]["init_args"]
+    assert paper.get("lr", 2e-3) == 2e-3 and paper.get("disc_lr") in (None, 2e-3)
+    cpu = yaml.safe_load(Path(CPU_CONFIG).read_text())["model"]["init_args"]
+    assert cpu["lr"] == 1e-2 and cpu["disc_lr"] == 2e-3
