@@ -381,7 +381,7 @@ def train(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study"])
+    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study", "x0_check"])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
     parser.add_argument("--stage1", nargs="+", required=True, metavar="ROW=PATH",
                         help="the stage-1 networks: both=PATH neural=PATH rgb=PATH, each PATH a run folder "
@@ -415,6 +415,10 @@ def main() -> None:
         build_pairs(args)
     elif args.command == "train":
         train(args)
+    elif args.command == "x0_check":
+        from dinar_complete_eval import x0_check
+
+        x0_check(args)
     elif args.command == "vqgan_study":
         export_stage1(args)
         build_pairs(args)
