@@ -426,7 +426,7 @@ def section_missing(ctx: dict) -> list[str]:
             "- Training at the paper's size (`configs/dinar/avatar_dinar.yaml`, 512 px, 100k steps): a GPU job, not run.",
             "- The occlusion detector is compared at inference only (networks trained with it on); the synthetic",
             "  data has exact body UVs, so the SMPL-X fitting errors it guards against in the paper are absent.",
-            "- Stage-2 rows of Table 2 (+ inpainting, + fine-tuning): issue 11.", ""]
+            "- Stage-2 rows of Table 2 (+ inpainting, + fine-tuning): the DINAR complete section above (issue 11).", ""]
 
 
 def section_reading(ctx: dict) -> list[str]:
