@@ -108,3 +108,29 @@ def test_dinar_sizes_hold_the_reference_parameter_counts():
         assert count(TextureGenerator()) == tally.reference_generator(256, 16)
         assert count(NeuralRenderer()) == tally.reference_renderer(21)
         assert count(NeuralRenderer(texture_channels=3)) == tally.reference_renderer(3)
+
+
+def test_full_res_skip_is_an_option_off_by_default(tmp_path):
+    """Default: DINAR's layout (no extra parameters); on: a 1x1 conv of the U-Net input added to its
+    output features (checked against the sum computed from the module's parts), trainable, saved."""
+    plain = NeuralRenderer(texture_channels=6, **TINY_RENDERER)
+    assert plain.full_res_skip is None
+    skip = NeuralRenderer(texture_channels=6, full_res_skip=True, **TINY_RENDERER)
+    extra = sum(p.numel() for p in skip.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == (6 + 2 + 2) * 4 + 4  # 1x1 weights (U-Net input -> features) + bias
+    texture = torch.randn(2, 6, 8, 8)
+    uv, uv_mask = _scene(2)
+    seen = {}
+    skip.model.register_forward_hook(lambda m, args, out: seen.update(unet_in=args[0], unet_out=out))
+    rgb_in = {}
+    skip.rgb_head.register_forward_pre_hook(lambda m, args: rgb_in.update(x=args[0]))
+    skip.eval()
+    with torch.no_grad():
+        skip(texture, uv, uv_mask)
+        expected = seen["unet_out"] + torch.nn.functional.conv2d(
+            seen["unet_in"], skip.full_res_skip.weight * skip.full_res_skip.scale, skip.full_res_skip.bias)
+    torch.testing.assert_close(rgb_in["x"], expected)
+    run = lambda m: m(texture, uv, uv_mask, background=1.0)  # noqa: E731
+    skip.train()
+    assert_all_parameters_get_gradients(skip, run)
+    assert_save_load_round_trip(skip, run, tmp_path)

@@ -110,12 +110,17 @@ class NeuralRenderer(PretrainedMixin, nn.Module):
         norm: "batch" (DINAR) or "instance".
         align_corners: `grid_sample` convention of the UV grid (DINAR's rasteriser uses True; the
             zoo's `render_uv` gives texel-centre coordinates, False).
+        full_res_skip: add a 1x1 conv of the U-Net's input to its output features (False, DINAR's
+            layout, whose finest skip is at half resolution). A departure for small images: at
+            64 px a limb is 2-3 px wide, so colour sampled from the texture only reaches the heads
+            through a stride-2 level; the skip hands it over at full resolution (measured on the CPU
+            config, DINAR row, 500 steps, one seed: held-out PSNR +0.5-0.7 dB).
     """
 
     def __init__(self, texture_channels: int = 21, uv_features: int = 8, mask_features: int = 4, base_channels: int = 64,
                  n_downsampling: int = 3, n_blocks: int = 3, features: int = 16, rgb_hidden_convs: int = 2,
                  mask_hidden_convs: int = 4, mask_head_channels: int = 3, mask_channels: int = 1, hard_mask: bool = True,
-                 norm: str = "batch", align_corners: bool = False):
+                 norm: str = "batch", align_corners: bool = False, full_res_skip: bool = False):
         super().__init__()
         if norm not in _NORMS:
             raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
@@ -134,6 +139,8 @@ class NeuralRenderer(PretrainedMixin, nn.Module):
         self.uv_mask_preproc = _preproc(1, mask_features, norm)
         self.model = SkipUNet(texture_channels + uv_features + mask_features, features, base_channels, n_downsampling,
                               n_blocks, norm)
+        self.full_res_skip = EqualConv2d(texture_channels + uv_features + mask_features, features, 1) \
+            if full_res_skip else None
         self.rgb_head = _head(features, rgb_hidden_convs, 3, norm, nn.Tanh())
         self.segm_head = _head(features, mask_hidden_convs, mask_head_channels, norm, nn.Sigmoid())
 
@@ -166,7 +173,10 @@ class NeuralRenderer(PretrainedMixin, nn.Module):
         tex = self.ntex_preproc(texture)
         sampled = F.grid_sample(tex, uv.to(tex.dtype), align_corners=self.align_corners) * uv_mask
         uv_img = uv.permute(0, 3, 1, 2).to(tex.dtype)
-        features = self.model(torch.cat([sampled, self.uv_preproc(uv_img), self.uv_mask_preproc(uv_mask)], dim=1))
+        unet_input = torch.cat([sampled, self.uv_preproc(uv_img), self.uv_mask_preproc(uv_mask)], dim=1)
+        features = self.model(unet_input)
+        if self.full_res_skip is not None:
+            features = features + self.full_res_skip(unet_input)
         rgb = self.rgb_head(features)
         mask = self.segm_head(features)[:, : self.mask_channels]
         if self.hard_mask:
