@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from latent_diffusion_loop import train_on_latents  # scripts/, beside this file
 
 from zoo.utils.runs import Timer
 
@@ -263,40 +264,10 @@ def train_diffusion(args) -> None:
     steps = args.diffusion_steps
     data = latents(args, system, "train")
     z0, cond = data["z0"], data["cond"]
-    optimiser = system.configure_optimizers()
-    generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    resume = args.work / "diffusion_resume.pt"
-    history, order, pos, elapsed = [], torch.zeros(0, dtype=torch.long), 0, 0.0
-    if resume.is_file():
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        system.load_state_dict(state["state_dict"])
-        optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
-        history, order, pos, elapsed = state["losses"].tolist(), state["order"], int(state["pos"]), float(state["elapsed"])
-        log.info("diffusion: resuming at step %d", len(history))
-    system.denoiser.train()
-    start = time.perf_counter()
-    while len(history) < steps:
-        if pos >= len(order):
-            order, pos = torch.randperm(len(z0), generator=generator), 0
-        idx = order[pos:pos + batch_size]
-        pos += batch_size
-        loss = system.diffusion.training_loss(system.denoiser, z0[idx], cond=cond[idx], loss_type="l2").loss
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        system.ema.update(system.denoiser)
-        history.append(loss.item())
-        if len(history) % 50 == 0:
-            log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(history), steps, np.mean(history[-50:]),
-                     elapsed + time.perf_counter() - start)
-            torch.save({"state_dict": system.state_dict(), "optimiser": optimiser.state_dict(),
-                        "generator": generator.get_state(), "rng": torch.get_rng_state(),
-                        "losses": torch.tensor(history), "order": order, "pos": pos,
-                        "elapsed": elapsed + time.perf_counter() - start}, resume)
-    info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": elapsed + time.perf_counter() - start,
+    history, wall, _ = train_on_latents(system, z0, cond, steps=steps, batch_size=batch_size, seed=0,
+                                        resume=args.work / "diffusion_resume.pt", loss_type="l2", save_every=50,
+                                        log_every=50)
+    info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": wall,
             "encode_wall": float(data["wall"]), "latent_std": float(z0.std())}
     torch.save({"state_dict": system.state_dict(), "losses": torch.tensor(history), "info": info}, final)
 

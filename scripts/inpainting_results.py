@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from latent_diffusion_loop import train_on_latents  # scripts/, beside this file
 from torch.utils.data import DataLoader, default_collate
 
 from zoo.cli import ZooCLI
@@ -138,50 +139,17 @@ def diffusion_stage(work: Path, retrain: bool, seed: int, save_every: int = 250)
     steps, batch_size = int(cli.trainer.max_steps), dm.batch_size
     with Timer() as t_enc:
         z0, cond = encode_views(system, dm.datasets["train"], 64)
-    optimiser = system.configure_optimizers()
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # training_loss draws timesteps and noise from the global generator
-    losses, order, pos, elapsed = torch.zeros(0), torch.zeros(0, dtype=torch.long), 0, 0.0
-    if resume.is_file():
-        state = torch.load(resume, map_location="cpu", weights_only=True)
-        system.load_state_dict(state["state_dict"])
-        optimiser.load_state_dict(state["optimiser"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["rng"])
-        losses, order, pos, elapsed = state["losses"], state["order"], int(state["pos"]), float(state["elapsed"])
-        log.info("diffusion: resuming at step %d from %s", len(losses), resume)
-    history = losses.tolist()
-    system.denoiser.train()
-    with Timer() as t:
-        while len(history) < steps:
-            if pos >= len(order):  # a new epoch, drop_last=False as the datamodule
-                order, pos = torch.randperm(len(z0), generator=generator), 0
-            idx = order[pos:pos + batch_size]
-            pos += batch_size
-            loss = system.diffusion.training_loss(system.denoiser, z0[idx], cond=cond[idx],
-                                                  loss_type=system.hparams.loss_type).loss
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            system.ema.update(system.denoiser)
-            history.append(loss.item())
-            if len(history) % 100 == 0:
-                log.info("diffusion step %d/%d loss %.4f (%.0f s)", len(history), steps,
-                         np.mean(history[-100:]), t.elapsed())
-            if len(history) % save_every == 0 and len(history) < steps:
-                torch.save({"state_dict": system.state_dict(), "optimiser": optimiser.state_dict(),
-                            "generator": generator.get_state(), "rng": torch.get_rng_state(),
-                            "losses": torch.tensor(history), "order": order, "pos": pos,
-                            "elapsed": elapsed + t.elapsed()}, resume)
+    history, train_wall, resumed = train_on_latents(
+        system, z0, cond, steps=steps, batch_size=batch_size, seed=seed, resume=resume,
+        loss_type=system.hparams.loss_type, save_every=save_every, log_every=100)
     system.eval()
-    train_wall = elapsed + t.wall
     info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "encode_wall": t_enc.wall,
             "train_wall": train_wall, "loss_first_50": float(np.mean(history[:50])),
             "loss_last_100": float(np.mean(history[-100:])), "latent_std": float(z0.std()),
-            "resumed": bool(elapsed)}
+            "resumed": resumed}
     torch.save({"state_dict": system.state_dict(), "info": info}, cache)
     resume.unlink(missing_ok=True)
-    return system, dm, {**info, "status": f"trained now ({steps} steps{', resumed' if elapsed else ''})",
+    return system, dm, {**info, "status": f"trained now ({steps} steps{', resumed' if resumed else ''})",
                         "wall": train_wall + t_enc.wall}
 
 
