@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 START, END = "<!-- DINAR_COMPLETE:START -->", "<!-- DINAR_COMPLETE:END -->"
+TARGETS = {"rgb_truth": "RGB vs truth", "rgb_merged": "RGB vs merged", "gen_merged": "generated vs merged"}
+PROJECTIONS = 128  # as scripts/dinar_complete_posterior.py
 DISCUSSION = "<!-- DINAR_COMPLETE:DISCUSSION -->"  # hand-written reading, kept when the section is rewritten
 METRICS = (("psnr", "PSNR", 2), ("ms_ssim", "MS-SSIM (3 sc.)", 4), ("reid_cos", "ReID cos", 4),
            ("rgb_l1_unseen", "RGB L1 unseen texels vs truth", 4))
@@ -105,11 +107,17 @@ def study_lines(study: dict) -> list[str]:
 def previous_lines(ctx: dict) -> list[str]:
     """Key numbers of this run next to the previous run's (its results.json)."""
     prev = ctx["previous"]
+    same = ({r: s["checkpoint"] for r, s in prev["stage1"].items()} == {r: s["checkpoint"] for r, s in ctx["stage1"].items()}
+            and prev["diffusion_info"] == ctx["diffusion_info"] and prev["unet_info"] == ctx["unet_info"])
     lines = ["### This run vs the previous one", "",
              f"Previous: `{prev['path']}` ({prev['started']}; stage 1 " + ", ".join(
                  f"{r}: step {s['step']}" for r, s in prev["stage1"].items()) + f"; VQGAN {prev['vqgan_info'].get('steps', '?')} "
-             f"steps, diffusion {prev['diffusion_info']['steps']} steps). Different stage-1 networks and people (see "
-             "Setup), so only the ordering of the methods within each run compares directly.", "",
+             f"steps, diffusion {prev['diffusion_info']['steps']} steps). " + (
+                 "The same stage-1 networks, pairs and trained stage-2 models (the same diffusion and U-Net training "
+                 "records), evaluated again from the cached predictions: equal numbers are the same computation; new here "
+                 "are the rows that were not measured before (\"-\")." if same else
+                 "Different stage-1 networks and people (see Setup), so only the ordering of the methods within each run "
+                 "compares directly."), "",
              "| quantity | previous | this run |", "|---|---|---|"]
 
     def sampler(c, method, steps, key):
@@ -121,6 +129,20 @@ def previous_lines(ctx: dict) -> list[str]:
                               ("diffusion ddim", 20), ("diffusion dpm++", 10)):
             lines.append(f"| {method}{f' {steps}' if steps and steps > 1 else ''}: {name} | "
                          f"{sampler(prev, method, steps, key)} | {sampler(ctx, method, steps, key)} |")
+
+    def k_mean(c, t, k, m):
+        row = c.get("posterior", {}).get("targets", {}).get(t, {}).get("k_mean", {}).get(str(k))
+        return f"{row[m]:.4f}" if row else "-"
+    if ctx.get("posterior"):
+        last = ctx["posterior"]["targets"]["rgb_merged"]["ks"][-1]
+        for t, name in TARGETS.items():
+            for k in (1, last):
+                lines.append(f"| diffusion ddim 200, mean of {k} draw(s): {name} L1 unseen | {k_mean(prev, t, k, 'l1')} | "
+                             f"{k_mean(ctx, t, k, 'l1')} |")
+        gap = {r["t"]: r.get("test_mean_latent") for r in ctx["gap"]}
+        old = {r["t"]: r["test"] for r in prev["gap"]}
+        lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {f(old.get(t))} / - | "
+                  f"{f(r['test'])} / {f(gap[t])} |" for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999)]
     for which in ("front", "back"):
         for row in ctx["table2"]:
             if row in prev["table2"]:
@@ -128,6 +150,79 @@ def previous_lines(ctx: dict) -> list[str]:
                 new = np.mean([s[which]["psnr"] for s in ctx["table2"][row]])
                 lines.append(f"| {which}: {row}, PSNR | {old:.2f} | {new:.2f} |")
     return lines + [""]
+
+
+def posterior_lines(ctx: dict) -> list[str]:
+    """The posterior-sample study (scripts/dinar_complete_posterior.py): K-sample means, the 1 + 1/K
+    law, calibration and the colour distribution of the unseen texels."""
+    post = ctx["posterior"]
+    n, targets = post["samples"], post["targets"]
+    ks = targets["rgb_merged"]["ks"]
+    lines = ["### Posterior samples: one draw vs the mean of K draws, calibration, colour distribution", "",
+             f"`scripts/dinar_complete_posterior.py`: {n} DDIM 200 (eta 1) draws per input, sampler seeds 0..{n - 1} "
+             f"(seeds 0-1 are the draws of the tables above), on the same {post['inputs']} inputs "
+             f"({post['cpu_per_draw_per_avatar']:.2f} CPU s per draw per avatar). The mean of K draws uses every disjoint group of K "
+             "draws (K = 1: the mean error of single draws). For independent draws with per-texel mean mu and variance "
+             "s^2, E (mean_K - y)^2 = (mu - y)^2 + s^2 / K; a calibrated sampler (y a draw of the same distribution) "
+             "also has E (mu - y)^2 = s^2, so MSE = s^2 (1 + 1/K): one draw has twice the posterior mean's error "
+             "(Blau & Michaeli 2018). RGB in [0, 1] units (vs truth: clamped to the texture range, as above); "
+             "generated channels raw. MSE is per texel and channel.", "",
+             "| method | " + " | ".join(f"{name} L1 | {name} MSE" for name in TARGETS.values()) + " |",
+             "|---" * (2 * len(TARGETS) + 1) + "|"]
+    for k in ks:
+        cells = " | ".join(f"{targets[t]['k_mean'][str(k)]['l1']:.4f} | {targets[t]['k_mean'][str(k)]['mse']:.5f}" for t in TARGETS)
+        lines.append(f"| diffusion DDIM 200, mean of {k} draw{'s' if k > 1 else ''} | {cells} |")
+    lines.append("| diffusion, K -> infinity (fit A of MSE = A + B / K) | " + " | ".join(
+        f"- | {targets[t]['fit']['A']:.5f}" for t in TARGETS) + " |")
+    for name in targets["rgb_merged"]["methods"]:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{targets[t]['methods'][name]['l1']:.4f} | {targets[t]['methods'][name]['mse']:.5f}" for t in TARGETS) + " |")
+    lines += ["", "The 1 + 1/K check: measured MSE of the K-draw mean, the least-squares fit A + B / K, and the law of a "
+              "calibrated sampler s^2 (1 + 1/K) with s^2 the measured sample-to-sample variance (per texel, averaged):", "",
+              "| target | s^2 | fit A | fit B | " + " | ".join(f"K={k}: measured / fit / calibrated law" for k in ks) + " |",
+              "|---" * (len(ks) + 4) + "|"]
+    for t, name in TARGETS.items():
+        row, s2 = targets[t], targets[t]["variance"]
+        cells = " | ".join(f"{row['k_mean'][str(k)]['mse']:.5f} / {row['fit']['A'] + row['fit']['B'] / k:.5f} / "
+                           f"{s2 * (1 + 1 / k):.5f}" for k in ks)
+        lines.append(f"| {name} | {s2:.5f} | {row['fit']['A']:.5f} | {row['fit']['B']:.5f} | {cells} |")
+    lines += ["", f"Calibration with all {n} draws: s^2 (the spread the draws claim) against the truth's squared deviation "
+              f"from their mean, divided by 1 + 1/{n} (an unbiased estimate of E (y - mu)^2; equal to s^2 for a calibrated "
+              f"sampler); coverage: fraction of unseen texel-channels with |y - mean| <= 2 s sqrt(1 + 1/{n}) (Student-t with "
+              f"{n - 1} degrees of freedom for calibrated Gaussian draws: {student_t_coverage(n):.3f}). Ratio: mean over inputs "
+              "of the per-input ratio, and the ratio of the means.", "",
+              "| target | s^2 | deviation | ratio (mean of inputs) | ratio of means | coverage |", "|---|---|---|---|---|---|"]
+    for t, name in TARGETS.items():
+        c = targets[t]["calibration"]
+        lines.append(f"| {name} | {c['variance']:.5f} | {c['deviation']:.5f} | {c['ratio']:.2f} | {c['ratio_of_means']:.2f} | "
+                     f"{c['coverage']:.3f} |")
+    lines += ["", f"Paired differences over the {post['inputs']} inputs (mean +- standard error), diffusion minus each method:", ""]
+    for t, name in TARGETS.items():
+        for method, m in targets[t]["methods"].items():
+            cells = "; ".join(f"{key.split(' minus')[0].replace('1-mean', 'one draw').replace(f'{ks[-1]}-mean', f'mean of {ks[-1]}')} "
+                              f"{key.rsplit(', ', 1)[1].upper()} {v['mean']:+.4f} +- {v['se']:.4f}"
+                              for key, v in m.items() if " minus it" in key)
+            lines.append(f"- {name}, vs {method}: {cells}")
+    dist = post["distribution"]
+    lines += ["", "Colour distribution of the unseen RGB texels (a comparison that does not reward blur): per input, the "
+              "colour standard deviation (mean over R, G, B of the std over the texels; [0, 1] units) and the sliced W1 "
+              f"({PROJECTIONS} seeded random directions in RGB; `zoo.metrics.distribution.sliced_wasserstein`) between the "
+              "method's colours and the truth's on all unseen texels, and the merged texture's on the unseen texels some "
+              "view saw; means over inputs; std ratio = mean of the per-input ratios to the reference's std. A draw is "
+              "scored per draw and averaged. Mean fill's std is not 0: gap-filled texels (B_fill) count as unseen and keep "
+              "the input's colours.", "",
+              "| method | std (unseen) | std / truth's | sliced W1 vs truth | std (texels some view saw) | std / merged's "
+              "| sliced W1 vs merged |", "|---|---|---|---|---|---|---|"]
+    for name, r in dist.items():
+        lines.append(f"| {name} | {r['std']:.4f} | {r['std_ratio_truth']:.2f} | {r['sw_truth']:.4f} | {r['std_merged_texels']:.4f} | "
+                     f"{r['std_ratio_merged']:.2f} | {r['sw_merged']:.4f} |")
+    return lines + [""]
+
+
+def student_t_coverage(n: int, z: float = 2.0) -> float:
+    from scipy.stats import t
+
+    return float(2 * t.cdf(z, n - 1) - 1)
 
 
 def write_section(ctx: dict, path: Path) -> None:
@@ -139,7 +234,7 @@ def write_section(ctx: dict, path: Path) -> None:
              "comes from its one evaluation run.", "",
              f"- Command: `ZOO_HOME=/work/cache-dinar-stage2 python scripts/dinar_complete_results.py evaluate "
              f"--work {ctx['args']['work']} --stage1 {' '.join(ctx['args']['stage1'])} --items {ctx['args']['items']} "
-             f"--seeds {ctx['args']['seeds']}`"
+             f"--seeds {ctx['args']['seeds']}" + (f" --samples {ctx['args']['samples']}" if "samples" in ctx["args"] else "") + "`"
              + (" --ddpm" if ctx["args"]["ddpm"] == "True" else "") + (" --no_finetune" if ctx["args"]["finetune"] == "False" else "")
              + f" (trained by the same script's `train` with --vqgan_recipe '{ctx['args']['vqgan_recipe']}' "
              f"--vqgan_steps {ctx['args']['vqgan_steps']} --diffusion_steps {ctx['args']['diffusion_steps']} "
@@ -179,9 +274,12 @@ def write_section(ctx: dict, path: Path) -> None:
         for study in ctx["vqgan_studies"]:
             lines += study_lines(study)
     lines += ["### Held-out vs training denoising loss", "",
-              "EMA weights, epsilon MSE, one fixed noise draw; 480 training pairs and all held-out (test) pairs.", "",
-              "| t | training pairs | held-out pairs | held-out / training |", "|---|---|---|---|"]
-    lines += [f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} |" for r in ctx["gap"]] + [""]
+              "EMA weights, epsilon MSE, one fixed noise draw; 480 training pairs and all held-out (test) pairs. Last "
+              "column: on the held-out pairs, the epsilon of a constant guess x0 = the mean training latent, "
+              "(x_t - sqrt(abar_t) mean) / sqrt(1 - abar_t), which ignores the condition.", "",
+              "| t | training pairs | held-out pairs | held-out / training | held-out, mean-latent guess |", "|---|---|---|---|---|"]
+    lines += [f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} | "
+              f"{f(r.get('test_mean_latent'))} |" for r in ctx["gap"]] + [""]
     lines += ["### Inpainting and sampler table (21-channel textures, the same inputs)", "",
               "Unseen texels = atlas texels no pixel of the input landed on (gap-filled ones count as unseen). RGB vs the "
               "exact ground-truth texture ([0, 1] units, PSNR dB), RGB vs the merged multi-view texture (texels some "
@@ -198,6 +296,8 @@ def write_section(ctx: dict, path: Path) -> None:
         spread.setdefault((r["method"], r["steps"]), []).append(r["rgb_l1_truth"])
     lines += ["", "Sampler-seed spread of RGB L1 vs truth: " + "; ".join(
         f"{m} {s}: {np.mean(v):.4f} +- {np.std(v, ddof=1):.4f} ({len(v)} seeds)" for (m, s), v in spread.items() if len(v) > 1), ""]
+    if ctx.get("posterior"):
+        lines += posterior_lines(ctx)
     lines += ["### Table 2 rows (held-out people, novel views)", "",
               "Renders at the person's other 5 views (their real poses and cameras) over white, against the real views "
               "over white: PSNR, MS-SSIM with 3 scales (as the stage-1 section), ReID cosine (`reid-synthetic`), and the "

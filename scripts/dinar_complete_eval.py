@@ -93,6 +93,19 @@ def cached(args, name: str, fn) -> dict:
     return out
 
 
+def baselines(system, unet, batch: dict) -> dict[str, tuple[int | None, object]]:
+    """The reference methods on unseen texels: {name: (steps, fn() -> 19-channel prediction)}."""
+    b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
+
+    def oracle():
+        complete = system.complete_input(batch["texture"], batch["texture_mask"])
+        decoded = system.decode(system.encode(complete))[:, :19]
+        return torch.where(b_fill > 0.5, batch["partial"] * b_fill, decoded)
+    return {"mean fill (per channel)": (None, lambda: mean_fill(batch)),
+            "U-Net baseline": (1, lambda: unet(batch["partial"], b_fill)),
+            "VQGAN oracle (merged texture encoded + decoded)": (None, oracle)}
+
+
 def sampler_table(args, system, unet, batch: dict, ddim200: dict[int, dict]) -> list[dict]:
     """Every method on the same inputs; `ddim200` the cached DDIM 200 runs per seed (shared with the
     Table 2 row, the same computation)."""
@@ -113,15 +126,8 @@ def sampler_table(args, system, unet, batch: dict, ddim200: dict[int, dict]) -> 
             out = {"pred": pred, "wall": t.wall, "cpu": t.cpu}
         record(name, steps, seed, out["pred"], out["wall"], out["cpu"])
 
-    b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
-    add("mean fill (per channel)", None, lambda: mean_fill(batch))
-    add("U-Net baseline", 1, lambda: unet(batch["partial"], b_fill))
-
-    def oracle():
-        complete = system.complete_input(batch["texture"], batch["texture_mask"])
-        decoded = system.decode(system.encode(complete))[:, :19]
-        return torch.where(b_fill > 0.5, batch["partial"] * b_fill, decoded)
-    add("VQGAN oracle (merged texture encoded + decoded)", None, oracle)
+    for name, (steps, fn) in baselines(system, unet, batch).items():
+        add(name, steps, fn)
     for seed, out in ddim200.items():
         record("diffusion ddim", 200, seed, out["texture"][:, :19], out["wall"], out["cpu"])
     samplers = [s for s in SAMPLERS if s != ("ddim", 200)] + ([("ddpm", 1000)] if args.ddpm else [])
@@ -131,136 +137,6 @@ def sampler_table(args, system, unet, batch: dict, ddim200: dict[int, dict]) -> 
                 batch["partial"], batch["known_mask"], batch["gap_mask"], sampler=sampler, steps=steps,
                 generator=torch.Generator().manual_seed(seed), atlas=batch["atlas"]), seed, key=f"{sampler}{steps}_s{seed}")
     return rows
-
-
-@torch.no_grad()
-def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600, 999), limit: int = 480) -> list[dict]:
-    """EMA denoising loss (epsilon MSE) on training and held-out pairs at fixed and uniform timesteps."""
-    out = []
-    with system.ema.swap_into(system.denoiser):
-        system.denoiser.eval()
-        for t in [*timesteps, "all"]:
-            row = {"t": t}
-            for name, data in (("train", train), ("test", test)):
-                z0, cond = data["z0"][:limit], data["cond"][:limit]
-                g = torch.Generator().manual_seed(1)
-                noise = torch.randn(z0.shape, generator=g)
-                tt = torch.randint(0, 1000, (len(z0),), generator=g) if t == "all" else torch.full((len(z0),), t)
-                losses = []
-                for s in range(0, len(z0), 64):
-                    r = system.diffusion.training_loss(system.denoiser, z0[s:s + 64], cond=cond[s:s + 64],
-                                                       t=tt[s:s + 64], noise=noise[s:s + 64])
-                    losses.append(((r.prediction - r.target) ** 2).mean((1, 2, 3)))
-                row[name] = float(torch.cat(losses).mean())
-            out.append(row)
-    return out
-
-
-def kept_cells(batch: dict) -> dict[str, float]:
-    """Fraction of the atlas latent cells the nearest-resized B_fill marks known, and kept by the 3x3
-    erosion (the replaced region), at 64 x 64 (no downsampling), 32 x 32 (this VQGAN) and 16 x 16
-    latents (two downsamplings, DINAR's factor)."""
-    import torch.nn.functional as F
-
-    from zoo.diffusion import GaussianDiffusion
-
-    b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
-    out = {"texels known (B_fill) / atlas": float((b_fill * batch["atlas"]).sum() / batch["atlas"].sum())}
-    for side in (64, 32, 16):
-        mask = F.interpolate(b_fill, size=(side, side), mode="nearest")
-        atlas = F.interpolate(batch["atlas"], size=(side, side), mode="nearest")
-        kept = GaussianDiffusion.replacement_mask(mask, erode=True).float()
-        out[f"{side}x{side}: known cells"] = float((mask * atlas).sum() / atlas.sum())
-        out[f"{side}x{side}: kept after 3x3 erosion"] = float((kept * atlas).sum() / atlas.sum())
-    return out
-
-
-@torch.no_grad()
-def vqgan_oracle_table(args, recipes: dict[str, dict]) -> dict:
-    """The VQGAN oracle (the person's merged texture encoded and decoded as the pipeline does:
-    pre-quantisation latent, decoded through the codebook, B_fill of the input pasted) at each kept
-    checkpoint of each recipe, on every test input and on the evaluated ones: RGB L1 vs the exact
-    ground-truth texture and vs the merged texture (`texel_errors`) on the texels unseen in the
-    input, next to mean fill and the merged texture itself (the oracle's floor: a VQGAN that
-    reproduced its target exactly)."""
-    import re
-
-    import yaml
-
-    from zoo.modules.vqgan import VQGAN
-    from zoo.render import complete_texture_layout
-
-    dm = pairs_module(args, True, ["test"])
-    dm.setup()
-    data = dm.datasets["test"]
-    batch = default_collate([data[v] for v in range(len(data))])
-    index, _ = eval_items(data, args.items)
-    b_fill = ((batch["known_mask"] + batch["gap_mask"]) > 0.5).float()
-    complete = complete_texture_layout(batch["texture"], batch["texture_mask"])
-
-    def errors(pred: torch.Tensor) -> dict[str, float]:
-        per = texel_errors(pred, batch)
-        out = {}
-        for key in ("rgb_l1_truth", "rgb_l1_merged", "gen_l1_merged"):
-            out[f"{key}/all"], out[f"{key}/evaluated"] = float(per[key].nanmean()), float(per[key][index].nanmean())
-        return out
-
-    out = {"inputs": len(data), "evaluated": len(index), "mean fill": errors(mean_fill(batch)),
-           "merged texture (floor)": errors(torch.where(b_fill > 0.5, batch["partial"] * b_fill, batch["texture"])),
-           "recipes": {}}
-    for name, overrides in recipes.items():
-        folder = args.work / "vqgan_study" / name.replace(" ", "_") / "run"
-        config = yaml.safe_load((folder / "run_config.yaml").read_text())["model"]["init_args"]["vqgan"]
-        rows = []
-        for path in sorted(folder.glob("ckpt/vq-step=*.ckpt"), key=lambda p: int(re.search(r"step=(\d+)", p.name).group(1))):
-            vqgan = VQGAN(**config["init_args"]).eval()
-            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-            vqgan.load_state_dict({k[len("vqgan."):]: v for k, v in state.items() if k.startswith("vqgan.")})
-            decoded = torch.cat([vqgan.decode(vqgan.encode(complete[s:s + 60], quantize=False), quantize=True)
-                                 for s in range(0, len(complete), 60)])[:, :19]
-            step = int(re.search(r"step=(\d+)", path.name).group(1))
-            rows.append({"step": step, **errors(torch.where(b_fill > 0.5, batch["partial"] * b_fill, decoded))})
-            log.info("vqgan study %s step %d: %s", name, step, rows[-1])
-        info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}
-        out["recipes"][name] = {"overrides": overrides, "rows": rows, "wall": info.get("wall")}
-    (args.work / "vqgan_study.json").write_text(json.dumps(out, indent=1))
-    return out
-
-
-@torch.no_grad()
-def x0_check(args, timesteps=(10, 50, 200, 500, 999)) -> dict:
-    """Where the diffusion loses its oracle: the EMA denoiser's x0 prediction from the oracle latent
-    (the merged texture's) noised to t, conditioned on the input view, decoded and pasted as the
-    pipeline does, on the evaluated inputs: RGB vs merged and generated-channel L1 on unseen texels.
-    Near the oracle at small t = the denoiser and decoding work locally; the loss is then in the
-    high-noise steps, where the unseen content is decided from the condition."""
-    system, _ = load_diffusion(args)
-    dm = pairs_module(args, True, ["test"])
-    dm.setup()
-    data = dm.datasets["test"]
-    index, _ = eval_items(data, args.items)
-    batch = default_collate([data[v] for v in index])
-    complete, partial, known = system.vqgan_inputs(batch)
-    z0 = system.encode(complete)
-    cond = system._condition(partial, known)[1]
-
-    def score(z: torch.Tensor) -> dict[str, float]:
-        decoded = system.decode(z)[:, :19]
-        errs = texel_errors(torch.where(known > 0.5, batch["partial"] * known, decoded), batch)
-        return {k: float(errs[k].nanmean()) for k in ("rgb_l1_merged", "gen_l1_merged")}
-
-    out = {"oracle": score(z0), "steps": []}
-    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
-    with system.ema.swap_into(system.denoiser):
-        system.denoiser.eval()
-        for t in timesteps:
-            tt = torch.full((len(z0),), t)
-            pred = system.diffusion.training_loss(system.denoiser, z0, cond=cond, t=tt, noise=noise).prediction
-            x0 = system.diffusion.predict_x0(pred, system.diffusion.add_noise(z0, noise, tt), tt)
-            out["steps"].append({"t": t, **score(x0), "latent_l1": float((x0 - z0).abs().mean())})
-            log.info("x0 check t=%d: %s", t, out["steps"][-1])
-    (args.work / "x0_check.json").write_text(json.dumps(out, indent=1))
-    return out
 
 
 # --- Table 2 ----------------------------------------------------------------------------------
@@ -410,6 +286,8 @@ def study_stage1(work: Path) -> str:
 
 def evaluate(args) -> None:
     import yaml
+    from dinar_complete_posterior import posterior_study  # scripts/, beside this file
+    from dinar_complete_studies import denoising_gap, kept_cells
 
     from zoo.datamodules.synthetic import PRESETS
     from zoo.modules.reid import freeze
@@ -462,6 +340,7 @@ def evaluate(args) -> None:
         ddim_occ = {s: cached(args, f"ddim200_occ_s{s}", lambda: {
             "texture": inpaint_full(system, both_occ, "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
         ctx["samplers"] = sampler_table(args, system, unet, batch, ddim_occ)
+        ctx["posterior"] = posterior_study(args, system, unet, batch, both_occ)
         ddim_plain = {s: cached(args, f"ddim200_plain_s{s}", lambda: {
             "texture": inpaint_full(system, textures["Both textures"], "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
     by_seed = []

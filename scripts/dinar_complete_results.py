@@ -214,7 +214,7 @@ def vqgan_study(args) -> None:
     for name, overrides in recipes.items():
         folder = args.work / "vqgan_study" / name.replace(" ", "_")
         train_vqgan(args, folder / "run", folder / "export", args.study_steps, overrides)
-    from dinar_complete_eval import vqgan_oracle_table  # scripts/ is on sys.path when run as a script
+    from dinar_complete_studies import vqgan_oracle_table  # scripts/ is on sys.path when run as a script
 
     vqgan_oracle_table(args, recipes)
 
@@ -373,6 +373,8 @@ def main() -> None:
     parser.add_argument("--unet_steps", type=int, default=400)
     parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="DDIM 200 samples per input of the posterior study (means of K = 1, 2, 4, ... of them)")
     parser.add_argument("--ddpm", action="store_true", help="also sample with DDPM 1000 steps")
     parser.add_argument("--note", default="", help="a line for the doc's Setup (e.g. which stage-1 networks and why)")
     parser.add_argument("--previous", type=Path, default=None, help="an earlier run's results.json to compare with")
@@ -387,7 +389,7 @@ def main() -> None:
     elif args.command == "train":
         train(args)
     elif args.command == "x0_check":
-        from dinar_complete_eval import x0_check
+        from dinar_complete_studies import x0_check
 
         x0_check(args)
     elif args.command == "vqgan_study":
