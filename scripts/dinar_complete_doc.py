@@ -142,7 +142,7 @@ def previous_lines(ctx: dict) -> list[str]:
         gap = {r["t"]: r.get("test_mean_latent") for r in ctx["gap"]}
         old = {r["t"]: r["test"] for r in prev["gap"]}
         lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {f(old.get(t))} / - | "
-                  f"{f(r['test'])} / {f(gap[t])} |" for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999)]
+                  f"{f(r['test'])} / {gap[t]:.3g} |" for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999) and gap[t]]
     for which in ("front", "back"):
         for row in ctx["table2"]:
             if row in prev["table2"]:
@@ -166,7 +166,9 @@ def posterior_lines(ctx: dict) -> list[str]:
              "s^2, E (mean_K - y)^2 = (mu - y)^2 + s^2 / K; a calibrated sampler (y a draw of the same distribution) "
              "also has E (mu - y)^2 = s^2, so MSE = s^2 (1 + 1/K): one draw has twice the posterior mean's error "
              "(Blau & Michaeli 2018). RGB in [0, 1] units (vs truth: clamped to the texture range, as above); "
-             "generated channels raw. MSE is per texel and channel.", "",
+             "generated channels raw. MSE is per texel and channel. Probe rows (not DINAR, a diagnostic of the high-noise "
+             "steps): the same DDIM 200 started at t = 800 or 600 from the mean training latent noised to that step (SDEdit's "
+             "start; the grid steps above are skipped; known-region replacement and paste as DINAR), seeds 0..3.", "",
              "| method | " + " | ".join(f"{name} L1 | {name} MSE" for name in TARGETS.values()) + " |",
              "|---" * (2 * len(TARGETS) + 1) + "|"]
     for k in ks:
@@ -174,6 +176,12 @@ def posterior_lines(ctx: dict) -> list[str]:
         lines.append(f"| diffusion DDIM 200, mean of {k} draw{'s' if k > 1 else ''} | {cells} |")
     lines.append("| diffusion, K -> infinity (fit A of MSE = A + B / K) | " + " | ".join(
         f"- | {targets[t]['fit']['A']:.5f}" for t in TARGETS) + " |")
+    probes = post.get("probes", {})
+    for start, probe in probes.items():
+        for k in (1, probe["rgb_merged"]["ks"][-1]):
+            cells = " | ".join(f"{probe[t]['k_mean'][str(k)]['l1']:.4f} | {probe[t]['k_mean'][str(k)]['mse']:.5f}" for t in TARGETS)
+            lines.append(f"| probe (not DINAR): DDIM 200 from the mean latent at t = {start}, mean of {k} draw{'s' if k > 1 else ''} "
+                         f"| {cells} |")
     for name in targets["rgb_merged"]["methods"]:
         lines.append(f"| {name} | " + " | ".join(
             f"{targets[t]['methods'][name]['l1']:.4f} | {targets[t]['methods'][name]['mse']:.5f}" for t in TARGETS) + " |")
@@ -191,18 +199,26 @@ def posterior_lines(ctx: dict) -> list[str]:
               f"sampler); coverage: fraction of unseen texel-channels with |y - mean| <= 2 s sqrt(1 + 1/{n}) (Student-t with "
               f"{n - 1} degrees of freedom for calibrated Gaussian draws: {student_t_coverage(n):.3f}). Ratio: mean over inputs "
               "of the per-input ratio, and the ratio of the means.", "",
-              "| target | s^2 | deviation | ratio (mean of inputs) | ratio of means | coverage |", "|---|---|---|---|---|---|"]
-    for t, name in TARGETS.items():
-        c = targets[t]["calibration"]
-        lines.append(f"| {name} | {c['variance']:.5f} | {c['deviation']:.5f} | {c['ratio']:.2f} | {c['ratio_of_means']:.2f} | "
-                     f"{c['coverage']:.3f} |")
-    lines += ["", f"Paired differences over the {post['inputs']} inputs (mean +- standard error), diffusion minus each method:", ""]
-    for t, name in TARGETS.items():
-        for method, m in targets[t]["methods"].items():
-            cells = "; ".join(f"{key.split(' minus')[0].replace('1-mean', 'one draw').replace(f'{ks[-1]}-mean', f'mean of {ks[-1]}')} "
-                              f"{key.rsplit(', ', 1)[1].upper()} {v['mean']:+.4f} +- {v['se']:.4f}"
-                              for key, v in m.items() if " minus it" in key)
-            lines.append(f"- {name}, vs {method}: {cells}")
+              "| draws: target | s^2 | deviation | ratio (mean of inputs) | ratio of means | coverage |", "|---|---|---|---|---|---|"]
+    runs = {f"DDIM 200 ({n} draws)": targets, **{f"probe from t = {start} ({probe['rgb_merged']['ks'][-1]} draws)": probe
+                                                  for start, probe in probes.items()}}
+    for label, run in runs.items():
+        for t, name in TARGETS.items():
+            c = run[t]["calibration"]
+            lines.append(f"| {label}: {name} | {c['variance']:.5f} | {c['deviation']:.5f} | {c['ratio']:.2f} | "
+                         f"{c['ratio_of_means']:.2f} | {c['coverage']:.3f} |")
+    lines += ["", f"Paired differences over the {post['inputs']} inputs (mean +- standard error), diffusion minus each method "
+              "(the probes: vs mean fill and the U-Net):", ""]
+    for label, run in runs.items():
+        last = run["rgb_merged"]["ks"][-1]
+        for t, name in TARGETS.items():
+            for method, m in run[t]["methods"].items():
+                if label != list(runs)[0] and method.startswith("VQGAN"):
+                    continue
+                cells = "; ".join(f"{key.split(' minus')[0].replace('1-mean', 'one draw').replace(f'{last}-mean', f'mean of {last}')} "
+                                  f"{key.rsplit(', ', 1)[1].upper()} {v['mean']:+.4f} +- {v['se']:.4f}"
+                                  for key, v in m.items() if " minus it" in key)
+                lines.append(f"- {label}, {name}, vs {method}: {cells}")
     dist = post["distribution"]
     lines += ["", "Colour distribution of the unseen RGB texels (a comparison that does not reward blur): per input, the "
               "colour standard deviation (mean over R, G, B of the std over the texels; [0, 1] units) and the sliced W1 "
@@ -279,7 +295,7 @@ def write_section(ctx: dict, path: Path) -> None:
               "(x_t - sqrt(abar_t) mean) / sqrt(1 - abar_t), which ignores the condition.", "",
               "| t | training pairs | held-out pairs | held-out / training | held-out, mean-latent guess |", "|---|---|---|---|---|"]
     lines += [f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} | "
-              f"{f(r.get('test_mean_latent'))} |" for r in ctx["gap"]] + [""]
+              + (f"{r['test_mean_latent']:.3g} |" if "test_mean_latent" in r else "- |") for r in ctx["gap"]] + [""]
     lines += ["### Inpainting and sampler table (21-channel textures, the same inputs)", "",
               "Unseen texels = atlas texels no pixel of the input landed on (gap-filled ones count as unseen). RGB vs the "
               "exact ground-truth texture ([0, 1] units, PSNR dB), RGB vs the merged multi-view texture (texels some "

@@ -58,10 +58,12 @@ def mean_fill(batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed: int, atlas: torch.Tensor) -> torch.Tensor:
+def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed: int, atlas: torch.Tensor,
+                 init: torch.Tensor | None = None, init_timestep: int | None = None) -> torch.Tensor:
     """DINAR's inpainting of whole 21-channel textures: like `LatentInpaintingSystem.inpaint` (same
     sampling, same paste: the system's `known_paste`), but the decoded mask channels are kept too
-    (eq. 6 pastes all 21 channels of the input on B_fill)."""
+    (eq. 6 pastes all 21 channels of the input on B_fill). `init`, `init_timestep`: a latent to
+    start from at that timestep instead of noise (`GaussianDiffusion.sample`; not DINAR)."""
     from zoo.render.uv_space import soft_paste_mask
 
     partial, filled, gap = texture21[:, :-2], texture21[:, -2:-1], texture21[:, -1:]
@@ -71,7 +73,8 @@ def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed
     eta = 1.0 if sampler == "ddim" else 0.0
     generator = torch.Generator().manual_seed(seed)
     with system.ema.swap_into(system.denoiser):
-        z = system._sample(z_partial, cond, resized, sampler, steps, eta, generator, True)
+        z = system._sample(z_partial, cond, resized, sampler, steps, eta, generator, True,
+                           None if init is None else init.expand_as(z_partial), init_timestep)
     decoded = system.decode(z)
     source = torch.cat([partial * b_fill, filled, gap], 1)
     if system.hparams.known_paste == "hard":

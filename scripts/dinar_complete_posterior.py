@@ -11,6 +11,9 @@ expected squared error (`zoo.metrics.posterior_samples`). On the same evaluated 
 2. the colour distribution of the unseen RGB texels (per input: colour standard deviation and
    sliced W1 against the truth's / merged texture's), which does not reward blur;
 3. calibration: the draws' spread s^2 against the truth's squared deviation from their mean.
+A probe of the high-noise steps (not DINAR): the same DDIM 200 started at t = 800 or 600 from the
+mean training latent noised to that step (SDEdit's start; the grid steps above are skipped), where
+the denoising-gap table shows the denoiser's epsilon worse than that constant guess.
 Targets: RGB vs the exact ground-truth texture (RGB clamped to [-1, 1] as `texture_metrics`), RGB
 vs the merged multi-view texture (texels some view saw) and the 16 generated channels vs the merged
 texture, each on the texels unseen in the input; RGB in [0, 1] units, generated channels raw.
@@ -22,6 +25,7 @@ import logging
 import numpy as np
 import torch
 from dinar_complete_eval import G, baselines, cached, inpaint_full, unseen  # scripts/, beside this file
+from dinar_complete_results import latents
 
 from zoo.metrics.distribution import random_directions, sliced_wasserstein
 from zoo.metrics.posterior_samples import calibration, fit_inverse_k, k_mean_errors
@@ -29,6 +33,8 @@ from zoo.metrics.posterior_samples import calibration, fit_inverse_k, k_mean_err
 log = logging.getLogger("dinar_complete")
 TARGETS = {"rgb_truth": "RGB vs truth", "rgb_merged": "RGB vs merged", "gen_merged": "generated vs merged"}
 PROJECTIONS = 128  # sliced-W1 directions (seeded: the same for every method and input)
+STARTS = (800, 600)  # the probe: DDIM 200 from the noised mean training latent at these timesteps
+PROBE_DRAWS = 4
 
 
 def target_views(pred: torch.Tensor, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -132,10 +138,18 @@ def posterior_study(args, system, unet, batch: dict, texture21: torch.Tensor) ->
     samples = torch.stack(draws)
     refs = {name: fn() for name, (_, fn) in baselines(system, unet, batch).items()}
     ks = ks_up_to(len(samples))
+    mean_latent = latents(args, system, "train")["z0"].mean(0, keepdim=True)
+    probes = {}
+    for start in STARTS:
+        probes[start] = torch.stack([cached(args, f"ddim200_from_mean_t{start}_s{seed}", lambda: {
+            "texture": inpaint_full(system, texture21, "ddim", 200, seed, batch["atlas"], mean_latent, start)})["texture"][:, :19]
+            for seed in range(PROBE_DRAWS)])
     study = {"samples": len(samples), "inputs": len(texture21), "cpu_per_draw_per_avatar": float(np.mean(walls)) / len(texture21),
              "targets": sample_stats(samples, refs, batch),
-             "distribution": colour_distribution({**refs, "diffusion ddim 200, one draw": samples,
-                                                  f"diffusion ddim 200, mean of {ks[-1]} draws": samples[:ks[-1]].mean(0)}, batch)}
+             "probes": {str(start): sample_stats(draws, refs, batch) for start, draws in probes.items()},
+             "distribution": colour_distribution({
+                 **refs, "diffusion ddim 200, one draw": samples, f"diffusion ddim 200, mean of {ks[-1]} draws": samples[:ks[-1]].mean(0),
+                 **{f"probe: ddim 200 from the mean latent at t = {start}, one draw": d for start, d in probes.items()}}, batch)}
     for key, row in study["targets"].items():
         log.info("posterior %s: K-mean MSE %s fit %s variance %.5f calibration %s", key,
                  {k: round(v["mse"], 5) for k, v in row["k_mean"].items()}, row["fit"], row["variance"],

@@ -14,7 +14,7 @@ log = logging.getLogger("dinar_complete")
 
 
 @torch.no_grad()
-def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600, 999), limit: int = 480) -> list[dict]:
+def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600, 800, 900, 999), limit: int = 480) -> list[dict]:
     """EMA denoising loss (epsilon MSE) on training and held-out pairs at fixed and uniform timesteps,
     and on the held-out pairs the loss of a constant guess: the epsilon implied by x0 = the mean
     training latent, (x_t - sqrt(abar) mean) / sqrt(1 - abar), which ignores the condition (a

@@ -172,3 +172,37 @@ def test_invalid_calls():
         diffusion.sample(den, SHAPE, known=torch.zeros(SHAPE), num_steps=5)
     with pytest.raises(ValueError, match="num_steps"):
         diffusion.sample(den, SHAPE, num_steps=11)
+
+
+def test_init_starts_from_the_noised_init_at_the_first_kept_grid_step():
+    # DDIM 10 steps, leading grid 901, 801, ..., 1: init_timestep 650 keeps 601 .. 1; the denoiser's
+    # first input is init noised to t = 601 with the initial noise draw of the generator.
+    diffusion = GaussianDiffusion()
+    init = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    seen = []
+
+    def denoiser(x, t):
+        seen.append((int(t[0]), x.clone()))
+        return torch.zeros_like(x)
+
+    diffusion.sample(denoiser, SHAPE, sampler="ddim", num_steps=10, eta=1.0, init=init, init_timestep=650,
+                     generator=torch.Generator().manual_seed(2))
+    assert [t for t, _ in seen] == [601, 501, 401, 301, 201, 101, 1]
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    abar = float(_dinar_alphas_cumprod()[601])
+    torch.testing.assert_close(seen[0][1], math.sqrt(abar) * init + math.sqrt(1 - abar) * noise, rtol=0, atol=1e-5)
+
+
+def test_init_with_oracle_recovers_x0_and_bad_inits():
+    diffusion = GaussianDiffusion(ddim_timesteps="trailing")
+    x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
+    out = diffusion.sample(oracle(diffusion, x0), SHAPE, sampler="ddim", num_steps=20, eta=0.0,
+                           init=torch.zeros(SHAPE), init_timestep=500, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-4)
+    den = lambda x, t: x  # noqa: E731
+    with pytest.raises(ValueError, match="together"):
+        diffusion.sample(den, SHAPE, init=torch.zeros(SHAPE), num_steps=5)
+    with pytest.raises(ValueError, match="ddim"):
+        diffusion.sample(den, SHAPE, sampler="ddpm", init=torch.zeros(SHAPE), init_timestep=500, num_steps=5)
+    with pytest.raises(ValueError, match="below every grid timestep"):
+        diffusion.sample(den, SHAPE, sampler="ddim", init=torch.zeros(SHAPE), init_timestep=0, num_steps=5)

@@ -147,7 +147,8 @@ class GaussianDiffusion:
                sampler: str = "ddim", num_steps: int = 50, eta: float = 0.0,
                known: torch.Tensor | None = None, known_mask: torch.Tensor | None = None, erode: bool = False,
                generator: torch.Generator | None = None, device: torch.device | str | None = None,
-               dtype: torch.dtype = torch.float32, final_paste: bool = False) -> torch.Tensor:
+               dtype: torch.dtype = torch.float32, final_paste: bool = False, init: torch.Tensor | None = None,
+               init_timestep: int | None = None) -> torch.Tensor:
         """Draw samples of `shape` (B, C, h, w), optionally inpainting a known region.
 
         Args:
@@ -164,6 +165,10 @@ class GaussianDiffusion:
                 last update is kept there, and known content is pasted back only in texture space
                 after decoding, so the decoder sees a latent the denoiser made consistent.
             generator: makes the run deterministic (initial noise, known-region noise, DDPM/DDIM noise).
+            init, init_timestep: start from `init` (the sample shape) instead of pure noise: the grid
+                steps above `init_timestep` are skipped and the sample starts as `init` noised to the
+                first remaining grid timestep (SDEdit, Meng et al. 2022; diffusers' img2img
+                "strength"). Not in DINAR; a probe of the high-noise steps.
         """
         sampler = canonical_sampler(sampler)
         if not 1 <= num_steps <= self.num_train_timesteps:
@@ -181,11 +186,22 @@ class GaussianDiffusion:
                 raise ValueError(f"known must have the sample shape {shape}, got {tuple(known.shape)}")
             region = self.replacement_mask(known_mask, erode).to(device)
             known = known.to(device=device, dtype=dtype)
+        if (init is None) != (init_timestep is None):
+            raise ValueError("init and init_timestep must be given together")
         scheduler = self.make_scheduler(sampler)
         scheduler.set_timesteps(num_steps, device=device)
+        timesteps = scheduler.timesteps
         x = randn_tensor(shape, generator=generator, device=device, dtype=dtype) * scheduler.init_noise_sigma
+        if init is not None:
+            if sampler != "ddim" or tuple(init.shape) != shape:
+                raise ValueError(f"init needs the ddim sampler and the sample shape {shape}, got {sampler!r} and "
+                                 f"{tuple(init.shape)}")
+            timesteps = timesteps[timesteps <= init_timestep]
+            if len(timesteps) == 0:
+                raise ValueError(f"init_timestep {init_timestep} is below every grid timestep ({scheduler.timesteps.min().item()})")
+            x = self.add_noise(init.to(device=device, dtype=dtype), x, timesteps[:1].expand(shape[0]))
         step_kwargs = {"eta": eta} if sampler == "ddim" else {}
-        for t in scheduler.timesteps:
+        for t in timesteps:
             t_batch = t.expand(shape[0]).to(device)
             if region is not None:
                 noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)

@@ -219,11 +219,12 @@ class LatentInpaintingSystem(FrozenNetworks, pl.LightningModule):
         weight = soft_paste_mask(known, None if atlas is None else atlas.to(known))
         return (1 - weight) * decoded + weight * partial
 
-    def _sample(self, z_partial, cond, resized, sampler, steps, eta, generator, erode) -> torch.Tensor:
+    def _sample(self, z_partial, cond, resized, sampler, steps, eta, generator, erode, init=None,
+                init_timestep=None) -> torch.Tensor:
         return self.diffusion.sample(self.denoiser, z_partial.shape, cond=cond, sampler=sampler, num_steps=steps,
                                      eta=eta, known=z_partial, known_mask=resized, erode=erode,
                                      generator=generator, device=z_partial.device, dtype=z_partial.dtype,
-                                     final_paste=self.hparams.final_latent_paste)
+                                     final_paste=self.hparams.final_latent_paste, init=init, init_timestep=init_timestep)
 
     # --- validation ---------------------------------------------------------------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
