@@ -21,7 +21,8 @@ mean fill, the U-Net and the VQGAN oracle on the texels unseen in the input (RGB
 ground-truth texture, generated channels vs the merged texture), seconds per avatar; held-out vs
 training denoising loss; kept latent cells after the 3x3 erosion at 32 and 16 px latents; Table 2
 rows (front and back input, novel views) with PSNR, MS-SSIM (3 scales), ReID cosine and the RGB
-texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip.
+texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip; the
+posterior-sample study (scripts/dinar_complete_posterior.py). Diagnostics: x0_check, gap_check.
 """
 from __future__ import annotations
 
@@ -352,7 +353,7 @@ def train(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study", "x0_check"])
+    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study", "x0_check", "gap_check"])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
     parser.add_argument("--stage1", nargs="+", required=True, metavar="ROW=PATH",
                         help="the stage-1 networks: both=PATH neural=PATH rgb=PATH, each PATH a run folder "
@@ -388,10 +389,10 @@ def main() -> None:
         build_pairs(args)
     elif args.command == "train":
         train(args)
-    elif args.command == "x0_check":
-        from dinar_complete_studies import x0_check
+    elif args.command in ("x0_check", "gap_check"):  # diagnostics of the trained diffusion
+        import dinar_complete_studies
 
-        x0_check(args)
+        getattr(dinar_complete_studies, args.command)(args)
     elif args.command == "vqgan_study":
         export_stage1(args)
         build_pairs(args)

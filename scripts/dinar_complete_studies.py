@@ -150,3 +150,32 @@ def x0_check(args, timesteps=(10, 50, 200, 500, 999)) -> dict:
             log.info("x0 check t=%d: %s", t, out["steps"][-1])
     (args.work / "x0_check.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+@torch.no_grad()
+def gap_check(args) -> dict:
+    """`denoising_gap` (held-out pairs) of every saved diffusion under --work (diffusion.pt and earlier
+    ones kept as diffusion_d<steps>.pt), EMA and raw weights: does the high-noise epsilon floor fall
+    with training steps (budget) or stay (a floor of the parametrisation)? Writes gap_check.json."""
+    from dinar_complete_results import diffusion_system, latents
+
+    system, _, _ = diffusion_system(args)
+    train, test = latents(args, system, "train"), latents(args, system, "test")
+    out = []
+    for path in sorted(args.work.glob("diffusion*.pt")):
+        if "resume" in path.name:
+            continue
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        system.load_state_dict(saved["state_dict"])
+        system.eval()
+        rows = denoising_gap(system, train, test, timesteps=(300, 600, 800, 900, 999))
+        z0, cond = test["z0"][:480], test["cond"][:480]
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
+        for row in rows:
+            if row["t"] != "all":  # the raw (non-EMA) weights on the same draw
+                r = system.diffusion.training_loss(system.denoiser, z0, cond=cond, t=torch.full((len(z0),), row["t"]), noise=noise)
+                row["test_raw"] = float(((r.prediction - r.target) ** 2).mean())
+        out.append({"file": path.name, "steps": saved["info"]["steps"], "gap": rows})
+        log.info("gap check %s (%d steps): %s", path.name, saved["info"]["steps"], rows)
+    (args.work / "gap_check.json").write_text(json.dumps(out, indent=1))
+    return out
