@@ -404,8 +404,8 @@ def section_previous(ctx: dict) -> list[str]:
                 now = sum(ev.mean(res[(row, s)], method="single", view=view, metric=m) for s in seeds) / len(seeds)
                 lines.append(f"| {ROWS[row]} | {view} | {NAMES[m]} | {prev['rows'][row][view][m]:.{DIGITS[m]}f} | "
                              f"{now:.{DIGITS[m]}f} |")
-    return lines + ["", f"Same data, test pairs, networks and metrics; the two differ in the learning rate and the "
-                    f"training length ({prev['steps']} vs {ctx['args'].steps} steps).", ""]
+    return lines + ["", f"Same data, test pairs and metrics; the two differ in {prev['differs']} and the training "
+                    f"length ({prev['steps']} vs {ctx['args'].steps} steps).", ""]
 
 
 def section_missing(ctx: dict) -> list[str]:
