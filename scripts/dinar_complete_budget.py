@@ -188,7 +188,9 @@ def split_lines(models: list[dict]) -> list[str]:
     lines = ["", "RGB MSE vs merged on the unseen texels some view saw, split per input into the error of the region's mean "
              "colour, mean over R, G, B of (mean predicted - mean merged)^2, and the error of the pattern around each "
              "one's own mean (the two add up to the MSE; means over inputs; a draw split per draw and averaged). Mean "
-             "fill predicts the input's known mean colour, so its pattern error is the merged texture's own variation:", "",
+             "fill is constant there except on gap-filled texels (they count as unseen and keep the input's colours), so "
+             "its pattern error is about the merged texture's own variation; a pattern error above it is structure "
+             "that does not match the person's:", "",
              "| method | mean colour | pattern | sum (MSE) |", "|---|---|---|---|"]
 
     def row(label: str, split: dict) -> str:
