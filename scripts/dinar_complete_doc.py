@@ -107,15 +107,20 @@ def study_lines(study: dict) -> list[str]:
 def previous_lines(ctx: dict) -> list[str]:
     """Key numbers of this run next to the previous run's (its results.json)."""
     prev = ctx["previous"]
-    same = ({r: s["checkpoint"] for r, s in prev["stage1"].items()} == {r: s["checkpoint"] for r, s in ctx["stage1"].items()}
-            and prev["diffusion_info"] == ctx["diffusion_info"] and prev["unet_info"] == ctx["unet_info"])
+    same_stage1 = {r: s["checkpoint"] for r, s in prev["stage1"].items()} == {r: s["checkpoint"] for r, s in ctx["stage1"].items()}
+    same_models = prev["diffusion_info"] == ctx["diffusion_info"] and prev["unet_info"] == ctx["unet_info"]
+    only_diffusion = same_stage1 and prev["unet_info"] == ctx["unet_info"] and not same_models
     lines = ["### This run vs the previous one", "",
              f"Previous: `{prev['path']}` ({prev['started']}; stage 1 " + ", ".join(
                  f"{r}: step {s['step']}" for r, s in prev["stage1"].items()) + f"; VQGAN {prev['vqgan_info'].get('steps', '?')} "
              f"steps, diffusion {prev['diffusion_info']['steps']} steps). " + (
                  "The same stage-1 networks, pairs and trained stage-2 models (the same diffusion and U-Net training "
                  "records), evaluated again from the cached predictions: equal numbers are the same computation; new here "
-                 "are the rows that were not measured before (\"-\")." if same else
+                 "are the rows that were not measured before (\"-\")." if same_stage1 and same_models else
+                 f"The same stage-1 networks, pairs, VQGAN and U-Net; only the diffusion differs ({prev['diffusion_info']['steps']} "
+                 f"-> {ctx['diffusion_info']['steps']} steps of the same run): the methods without diffusion score the same, "
+                 "the diffusion rows and the rows built on them (Table 2's inpainting and fine-tuning rows) are new draws of "
+                 "the longer-trained model." if only_diffusion else
                  "Different stage-1 networks and people (see Setup), so only the ordering of the methods within each run "
                  "compares directly."), "",
              "| quantity | previous | this run |", "|---|---|---|"]
@@ -314,6 +319,10 @@ def write_section(ctx: dict, path: Path) -> None:
         f"{m} {s}: {np.mean(v):.4f} +- {np.std(v, ddof=1):.4f} ({len(v)} seeds)" for (m, s), v in spread.items() if len(v) > 1), ""]
     if ctx.get("posterior"):
         lines += posterior_lines(ctx)
+    if ctx.get("budget"):
+        from dinar_complete_budget import budget_lines  # scripts/, beside this file
+
+        lines += budget_lines(ctx["budget"])
     lines += ["### Table 2 rows (held-out people, novel views)", "",
               "Renders at the person's other 5 views (their real poses and cameras) over white, against the real views "
               "over white: PSNR, MS-SSIM with 3 scales (as the stage-1 section), ReID cosine (`reid-synthetic`), and the "

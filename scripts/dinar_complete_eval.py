@@ -83,9 +83,10 @@ def inpaint_full(system, texture21: torch.Tensor, sampler: str, steps: int, seed
     return (1 - weight) * decoded + weight * source
 
 
-def cached(args, name: str, fn) -> dict:
-    """fn() -> dict of tensors / floats, saved under <work>/eval_cache/<name>.pt (a restart reuses it)."""
-    path = args.work / "eval_cache" / f"{name}.pt"
+def cached(args, name: str, fn, folder: str = "eval_cache") -> dict:
+    """fn() -> dict of tensors / floats, saved under <work>/<folder>/<name>.pt (a restart reuses it;
+    `folder`: eval_cache for diffusion.pt, eval_cache_d<steps> for a kept shorter model)."""
+    path = args.work / folder / f"{name}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     with Timer() as t:
@@ -289,7 +290,8 @@ def study_stage1(work: Path) -> str:
 
 def evaluate(args) -> None:
     import yaml
-    from dinar_complete_posterior import posterior_study  # scripts/, beside this file
+    from dinar_complete_budget import budget_study  # scripts/, beside this file
+    from dinar_complete_posterior import posterior_study
     from dinar_complete_studies import denoising_gap, kept_cells
 
     from zoo.datamodules.synthetic import PRESETS
@@ -344,6 +346,7 @@ def evaluate(args) -> None:
             "texture": inpaint_full(system, both_occ, "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
         ctx["samplers"] = sampler_table(args, system, unet, batch, ddim_occ)
         ctx["posterior"] = posterior_study(args, system, unet, batch, both_occ)
+        ctx["budget"] = budget_study(args, unet, batch, both_occ)
         ddim_plain = {s: cached(args, f"ddim200_plain_s{s}", lambda: {
             "texture": inpaint_full(system, textures["Both textures"], "ddim", 200, s, batch["atlas"])}) for s in range(args.seeds)}
     by_seed = []

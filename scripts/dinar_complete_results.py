@@ -22,7 +22,9 @@ ground-truth texture, generated channels vs the merged texture), seconds per ava
 training denoising loss; kept latent cells after the 3x3 erosion at 32 and 16 px latents; Table 2
 rows (front and back input, novel views) with PSNR, MS-SSIM (3 scales), ReID cosine and the RGB
 texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip; the
-posterior-sample study (scripts/dinar_complete_posterior.py). Diagnostics: x0_check, gap_check.
+posterior-sample study (scripts/dinar_complete_posterior.py); the diffusion budget study of the kept
+shorter models diffusion_d<steps>.pt (scripts/dinar_complete_budget.py). Diagnostics (scripts/
+dinar_complete_studies.py): x0_check, gap_check, lr_probe.
 """
 from __future__ import annotations
 
@@ -353,7 +355,7 @@ def train(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study", "x0_check", "gap_check"])
+    parser.add_argument("command", choices=["train", "evaluate", "pairs", "vqgan_study", "x0_check", "gap_check", "lr_probe"])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("ZOO_HOME", "~/.cache/zoo")).expanduser() / "dinar_complete")
     parser.add_argument("--stage1", nargs="+", required=True, metavar="ROW=PATH",
                         help="the stage-1 networks: both=PATH neural=PATH rgb=PATH, each PATH a run folder "
@@ -372,6 +374,8 @@ def main() -> None:
                         help="the study's RGB channel weight of the VQGAN reconstruction loss (others 1)")
     parser.add_argument("--diffusion_steps", type=int, default=1000)
     parser.add_argument("--unet_steps", type=int, default=400)
+    parser.add_argument("--probe_lr", type=float, default=1e-4, help="lr_probe: the learning rate past diffusion.pt")
+    parser.add_argument("--probe_steps", type=int, default=600, help="lr_probe: steps past diffusion.pt")
     parser.add_argument("--items", type=int, default=12, help="test people evaluated (front + back input each)")
     parser.add_argument("--seeds", type=int, default=3, help="sampler seeds of the inpainting rows")
     parser.add_argument("--samples", type=int, default=8,
@@ -384,19 +388,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.command == "pairs":
+    if args.command in ("pairs", "vqgan_study"):
         export_stage1(args)
         build_pairs(args)
+        if args.command == "vqgan_study":
+            vqgan_study(args)
     elif args.command == "train":
         train(args)
-    elif args.command in ("x0_check", "gap_check"):  # diagnostics of the trained diffusion
+    elif args.command in ("x0_check", "gap_check", "lr_probe"):  # diagnostics of the trained diffusion
         import dinar_complete_studies
 
         getattr(dinar_complete_studies, args.command)(args)
-    elif args.command == "vqgan_study":
-        export_stage1(args)
-        build_pairs(args)
-        vqgan_study(args)
     else:
         from dinar_complete_eval import evaluate  # scripts/ is on sys.path when run as a script
         evaluate(args)

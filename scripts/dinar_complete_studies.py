@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import torch
 from dinar_complete_eval import eval_items, mean_fill, texel_errors  # scripts/, beside this file
 from dinar_complete_results import load_diffusion, pairs_module
@@ -178,4 +179,40 @@ def gap_check(args) -> dict:
         out.append({"file": path.name, "steps": saved["info"]["steps"], "gap": rows})
         log.info("gap check %s (%d steps): %s", path.name, saved["info"]["steps"], rows)
     (args.work / "gap_check.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def lr_probe(args) -> dict:
+    """Is the high-noise epsilon floor the optimiser's noise at the constant learning rate (a recipe
+    limit that more steps at that rate would not remove) or what the steps have not learnt yet? A
+    copy of the current run's last resume state (diffusion_resume.pt) continues for --probe_steps
+    past diffusion.pt at --probe_lr (same loop, data and seed; not a model of the doc's tables), then
+    `denoising_gap` of its EMA and raw weights. Writes lr_probe.json; diffusion.pt is not touched."""
+    import shutil
+
+    from dinar_complete_results import diffusion_system, latents
+    from latent_diffusion_loop import train_on_latents
+
+    system, _, batch_size = diffusion_system(args)
+    train, test = latents(args, system, "train"), latents(args, system, "test")
+    base = int(torch.load(args.work / "diffusion.pt", map_location="cpu", weights_only=True)["info"]["steps"])
+    resume = args.work / f"lrprobe_resume_lr{args.probe_lr:g}.pt"
+    if not resume.is_file():
+        shutil.copy(args.work / "diffusion_resume.pt", resume)
+    start = int(torch.load(args.work / "diffusion_resume.pt", map_location="cpu", weights_only=True)["losses"].numel())
+    history, wall, _ = train_on_latents(system, train["z0"], train["cond"], steps=base + args.probe_steps, batch_size=batch_size,
+                                        seed=0, resume=resume, loss_type="l2", save_every=50, log_every=50, lr=args.probe_lr)
+    system.eval()
+    rows = denoising_gap(system, train, test, timesteps=(300, 600, 800, 900, 999))
+    z0, cond = test["z0"][:480], test["cond"][:480]
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for row in rows:
+            if row["t"] != "all":
+                r = system.diffusion.training_loss(system.denoiser, z0, cond=cond, t=torch.full((len(z0),), row["t"]), noise=noise)
+                row["test_raw"] = float(((r.prediction - r.target) ** 2).mean())
+    out = {"lr": args.probe_lr, "from_step": start, "to_step": len(history), "wall": wall,
+           "loss_last100": float(np.mean(history[-100:])), "gap": rows}
+    log.info("lr probe: %s", out)
+    (args.work / "lr_probe.json").write_text(json.dumps(out, indent=1))
     return out

@@ -19,9 +19,11 @@ log = logging.getLogger("latent_diffusion_loop")
 
 
 def train_on_latents(system, z0: torch.Tensor, cond: torch.Tensor, *, steps: int, batch_size: int, seed: int,
-                     resume: Path, loss_type: str, save_every: int, log_every: int) -> tuple[list[float], float, bool]:
+                     resume: Path, loss_type: str, save_every: int, log_every: int,
+                     lr: float | None = None) -> tuple[list[float], float, bool]:
     """Train `system.denoiser` (EMA in `system.ema`) for `steps` optimiser steps, resuming from `resume`.
 
+    `lr`: set the optimiser's learning rate after a resume (None: the system's, or the resumed run's).
     Returns (loss per step over the whole run, wall seconds over every segment, whether it resumed).
     """
     optimiser = system.configure_optimizers()
@@ -36,6 +38,9 @@ def train_on_latents(system, z0: torch.Tensor, cond: torch.Tensor, *, steps: int
         torch.set_rng_state(state["rng"])
         history, order, pos, elapsed = state["losses"].tolist(), state["order"], int(state["pos"]), float(state["elapsed"])
         log.info("diffusion: resuming at step %d from %s", len(history), resume)
+    if lr is not None:
+        for group in optimiser.param_groups:
+            group["lr"] = lr
     resumed = bool(history)
     system.denoiser.train()
     start = time.perf_counter()

@@ -57,6 +57,20 @@ def test_training_loss_concatenates_condition_and_is_mse():
     torch.testing.assert_close(l1.loss, (out.x_t * 0.5 - out.noise).abs().mean())
 
 
+def test_training_timesteps_are_uniform_over_the_whole_grid():
+    """The latent-diffusion loop draws t from the global generator (no `t`, no generator): every step
+    0..T-1, the high-noise end included, equally often (chi-square against uniform, scipy)."""
+    from scipy.stats import chisquare
+
+    diffusion = GaussianDiffusion()
+    torch.manual_seed(0)
+    t = torch.cat([diffusion.training_loss(lambda x, t: x, torch.zeros(4000, 1, 1, 1)).t for _ in range(25)])
+    counts = torch.bincount(t, minlength=1000)
+    assert len(counts) == 1000 and counts.min() > 0
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+    assert (t >= 800).float().mean().item() == pytest.approx(0.2, abs=0.01)
+
+
 def test_loss_gradients_reach_a_module():
     diffusion = GaussianDiffusion(num_train_timesteps=10)
     net = torch.nn.Conv2d(3, 2, 1)
