@@ -158,13 +158,16 @@ NAMES = {"psnr": "PSNR", "ms_ssim": "MS-SSIM (3 scales)", "reid_cos": "ReID cosi
 
 
 def section_setup(ctx: dict) -> list[str]:
+    from zoo.datamodules.synthetic import SyntheticPeopleDataModule
+
     a = ctx["args"]
     cfg = yaml.safe_load(CONFIG.read_text())
     data = cfg["data"]["init_args"]
     model = cfg["model"]["init_args"]
     lr, disc_lr = model.get("lr", 2e-3), model.get("disc_lr") or model.get("lr", 2e-3)
-    ids, views = data["overrides"]["num_identities"], data["overrides"]["views_per_identity"]
-    split = [round(ids * f) for f in (0.8, 0.1, 0.1)]  # the generator's split_fractions
+    settings = SyntheticPeopleDataModule(preset=data["preset"], overrides=data.get("overrides")).settings
+    ids, views = settings.num_identities, settings.views_per_identity
+    split = [len(r) for r in settings.split_identities().values()]  # train, val, test
     people = min(ev.EVAL_PEOPLE, split[2])
     return [
         "# DINAR stage 1 at CPU size: texture rows, seeds, merging, occlusion detector, front / back", "",

@@ -134,7 +134,7 @@ def texture_curve_callback(folder: Path, datamodule, every: int):
     """A callback recording texture L1 (visible / unseen texels) on the test split every `every`
     optimiser steps into <folder>/curve.json (kept across restarts): the learning curve."""
     from pytorch_lightning.callbacks import Callback
-    from torch.utils.data import default_collate
+    from torch.utils.data import DataLoader
 
     from zoo.metrics import texture_metrics
 
@@ -152,8 +152,7 @@ def texture_curve_callback(folder: Path, datamodule, every: int):
             module.eval()
             values: dict[str, list[torch.Tensor]] = {}
             with torch.no_grad():
-                for start in range(0, len(data), 15):
-                    b = default_collate([data[i] for i in range(start, min(start + 15, len(data)))])
+                for b in DataLoader(data, batch_size=15):
                     texture = module(b["image"].to(module.device), b["parts"].to(module.device)).texture.cpu()
                     for k, v in texture_metrics(texture, b["texture"], b["texture_mask"], b["known_mask"]).items():
                         values.setdefault(k, []).append(v)
@@ -193,7 +192,7 @@ def run_refinetex(name: str, seed: int, out: Path, steps: int) -> tuple[dict, to
 def run_quickstart(seed: int, out: Path, max_steps: int | None = None) -> tuple[dict, torch.Tensor]:
     """The quick-start U-Net as configured (its own epochs and batch); texture metrics computed here
     with the same function and splits as RefineTex's test."""
-    from torch.utils.data import default_collate
+    from torch.utils.data import DataLoader
 
     from zoo.metrics import texture_metrics
 
@@ -205,8 +204,7 @@ def run_quickstart(seed: int, out: Path, max_steps: int | None = None) -> tuple[
     data = cli.datamodule.datasets["test"]
     values: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad():
-        for start in range(0, len(data), 16):
-            batch = default_collate([data[i] for i in range(start, min(start + 16, len(data)))])
+        for batch in DataLoader(data, batch_size=16):
             texture = model(batch["partial"], batch["known_mask"])
             for k, v in texture_metrics(texture, batch["texture"], batch["texture_mask"], batch["known_mask"]).items():
                 values.setdefault(f"texture/{k}", []).append(v)

@@ -97,7 +97,7 @@ def refiner_gain(base_dir: Path, residual_dir: Path) -> list[str]:
     """For each refiner row and seed, its last checkpoint (resume/last.ckpt) on the test split: texture L1
     (visible / unseen texels) of the refined output vs the same network's backbone texture, and the mean
     |refined - backbone| over texels: does the refiner improve on its own backbone?"""
-    from torch.utils.data import default_collate
+    from torch.utils.data import DataLoader
 
     from zoo.metrics import texture_metrics
 
@@ -117,8 +117,7 @@ def refiner_gain(base_dir: Path, residual_dir: Path) -> list[str]:
                 data = cli.datamodule.datasets["test"]
                 values: dict[str, list[torch.Tensor]] = {}
                 with torch.no_grad():
-                    for start in range(0, len(data), 15):
-                        b = default_collate([data[i] for i in range(start, min(start + 15, len(data)))])
+                    for b in DataLoader(data, batch_size=15):
                         out = net(b["image"], b["parts"])
                         for tag, tex in (("backbone", out.backbone_texture), ("refined", out.texture)):
                             for k, v in texture_metrics(tex, b["texture"], b["texture_mask"], b["known_mask"]).items():
