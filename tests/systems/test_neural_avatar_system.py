@@ -27,7 +27,8 @@ def tiny_config(data_dir, out_dir) -> str:
     net["renderer"]["init_args"] = {"texture_channels": 9, "base_channels": 4, "n_downsampling": 2, "n_blocks": 1,
                                     "uv_features": 2, "mask_features": 2, "features": 4}
     model["discriminator"]["init_args"] = {"image_size": 32, **sg2}
-    model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None)
+    model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None,
+                 lr_decay_milestones=[2], lr_decay_factor=0.5)
     config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
                                        overrides={"image_size": [32, 32], "texture_size": 16, "shading": 0.8,
                                                   "clothing_offset": 0.02})
@@ -60,6 +61,26 @@ def test_fit_trains_every_network_parameter(fitted):
     # Lightning counts each optimiser step: max_steps=4 is 2 batches of one G and one D step
     assert int(keys["disc_steps"]) == 2
     assert not any("reconstruction" in k for k in keys), "frozen loss networks stay out of checkpoints"
+    # lr_decay_milestones=[2], factor 0.5: the second batch (global step 2) and after run at half the rates
+    lrs = [opt["param_groups"][0]["lr"] for opt in state["optimizer_states"]]
+    assert lrs == pytest.approx([0.5e-2, 0.5 * 2e-3])
+
+
+def test_learning_rate_schedule_is_a_function_of_the_global_step():
+    from zoo.modules.stylegan2 import StyleGAN2Discriminator
+    from zoo.systems.neural_avatar import NeuralAvatarSystem
+
+    disc = StyleGAN2Discriminator(image_size=32, channel_multiplier=1, base_channels=4, max_channels=8)
+    system = NeuralAvatarSystem(torch.nn.Linear(1, 1), disc, perceptual="none", lr=1e-2, disc_lr=2e-3,
+                                lr_decay_milestones=[6000, 9000], lr_decay_factor=0.2)
+    expected = {0: (1e-2, 2e-3), 5999: (1e-2, 2e-3), 6000: (2e-3, 4e-4), 8999: (2e-3, 4e-4), 9000: (4e-4, 8e-5)}
+    for step, rates in expected.items():
+        assert system.learning_rates(step) == pytest.approx(rates), step
+    assert NeuralAvatarSystem(torch.nn.Linear(1, 1), disc, perceptual="none").learning_rates(10**6) == (2e-3, 2e-3)
+    for bad in ({"lr_decay_milestones": [0]}, {"lr_decay_milestones": [1.5]}, {"lr_decay_factor": 0.0},
+                {"lr_decay_factor": 1.5}):
+        with pytest.raises(ValueError, match="lr_decay"):
+            NeuralAvatarSystem(torch.nn.Linear(1, 1), disc, perceptual="none", **bad)
 
 
 def test_predict_writes_each_avatar(fitted):

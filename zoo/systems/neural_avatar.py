@@ -59,6 +59,12 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         r1_weight, r1_interval: lazy R1 gamma and period (0.1, 16).
         crop_size: perceptual crop side (256 of 512 in the paper); face_crop_size around the face.
         lr, disc_lr, betas: Adam settings (2e-3; disc_lr None = lr; (0, 0.99)).
+        lr_decay_milestones: Lightning global steps (the unit of `max_steps`: one generator and one
+            discriminator step per batch count 2) at which both learning rates are multiplied by
+            `lr_decay_factor`. Empty (default, the paper's constant lr). The rate is a function of the
+            global step alone, set before each batch, so a resumed run follows the same schedule and
+            a checkpoint taken before the first milestone continues exactly as if trained with it.
+        lr_decay_factor: multiplier per milestone passed, in (0, 1].
         texture_size: side of the RGB channels sampled from the source (256; = the generator's).
         erode: erosion of the person mask before RGB sampling (DINAR: 5).
         background: constant background of renders and targets in [-1, 1] (1.0 white, DINAR).
@@ -73,7 +79,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
                  perceptual_weight: float = 1.0, dice_weight: float = 1.0, face_weight: float = 0.1,
                  adversarial_weight: float = 0.01, r1_weight: float = 0.1, r1_interval: int = 16, crop_size: int = 256,
                  face_crop_size: int = 128, lr: float = 2e-3, disc_lr: float | None = None,
-                 betas: tuple[float, float] = (0.0, 0.99), texture_size: int = 256, erode: int = 5, background: float = 1.0,
+                 betas: tuple[float, float] = (0.0, 0.99), lr_decay_milestones: tuple[int, ...] = (),
+                 lr_decay_factor: float = 0.1, texture_size: int = 256, erode: int = 5, background: float = 1.0,
                  face_label: int = 1, source_prefix: str = "source_", target_prefix: str = "target_",
                  image_log_every_n_steps: int = 200, export_path: str | None = None):
         super().__init__()
@@ -86,6 +93,9 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         if perceptual not in PERCEPTUAL or perceptual_fallback not in (*PERCEPTUAL, None):
             raise ValueError(f"perceptual and perceptual_fallback must be in {PERCEPTUAL}, got {perceptual!r} and "
                              f"{perceptual_fallback!r}")
+        if any(int(m) != m or m <= 0 for m in lr_decay_milestones) or not 0 < lr_decay_factor <= 1:
+            raise ValueError(f"lr_decay_milestones must be positive integers and lr_decay_factor in (0, 1], got "
+                             f"{list(lr_decay_milestones)!r} and {lr_decay_factor!r}")
         self.perceptual_used = None
         self.r1 = LazyR1(r1_weight, r1_interval)
         self.register_buffer("disc_steps", torch.zeros((), dtype=torch.long))
@@ -112,6 +122,17 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         opt_g = torch.optim.Adam(self.network.parameters(), lr=hp.lr, betas=tuple(hp.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
+
+    def learning_rates(self, global_step: int) -> tuple[float, float]:
+        """(generator side, discriminator) Adam learning rates at `global_step` (`lr_decay_milestones`)."""
+        hp = self.hparams
+        factor = hp.lr_decay_factor ** sum(global_step >= m for m in hp.lr_decay_milestones)
+        return hp.lr * factor, (hp.disc_lr or hp.lr) * factor
+
+    def _apply_learning_rates(self, *optimizers) -> None:
+        for optimizer, lr in zip(optimizers, self.learning_rates(self.global_step)):
+            for group in getattr(optimizer, "optimizer", optimizer).param_groups:  # LightningOptimizer wraps it
+                group["lr"] = lr
 
     def source_texture(self, batch: dict, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The avatar texture of each source view (B, C, T, T); `noise`: the encoder's noise channel
@@ -155,6 +176,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> None:
         hp = self.hparams
         opt_g, opt_d = self.optimizers()
+        self._apply_learning_rates(opt_g, opt_d)
         tgt = self.target(batch)
 
         self.toggle_optimizer(opt_g)
