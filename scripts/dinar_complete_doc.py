@@ -121,6 +121,10 @@ def previous_lines(ctx: dict) -> list[str]:
                  f"-> {ctx['diffusion_info']['steps']} steps of the same run): the methods without diffusion score the same, "
                  "the diffusion rows and the rows built on them (Table 2's inpainting and fine-tuning rows) are new draws of "
                  "the longer-trained model." if only_diffusion else
+                 "Different stage-1 networks on the same people and inputs (the same pair settings: RGB channels, masks, "
+                 "truth and evaluated inputs are the same, the generated channels come from the other network): the RGB "
+                 "of mean fill compares directly, every learned stage-2 model was retrained." if prev["stage1"]["both"]["data"]
+                 == ctx["stage1"]["both"]["data"] else
                  "Different stage-1 networks and people (see Setup), so only the ordering of the methods within each run "
                  "compares directly."), "",
              "| quantity | previous | this run |", "|---|---|---|"]
@@ -270,8 +274,9 @@ def write_section(ctx: dict, path: Path) -> None:
              f"encoder input {data['encoder_image']} (the stage-1 run's data settings, read from its row_config.yaml).",
              f"- Stage-2 pairs (`NeuralTexturePairsDataModule`): the same generator settings with {n} identities "
              f"(train 0-{int(n * 0.8) - 1}, val {int(n * 0.8)}-{int(n * 0.9) - 1}, test {int(n * 0.9)}-{n - 1}; identities "
-             f"are seeded by their number, so the stage-1 run's {ctx.get('stage1_identities', '?')} people are among the "
-             "training people and the test people were seen by neither stage), "
+             f"are seeded by their number and split by it with the same fractions, so the stage-1 run's training people "
+             f"(of its {ctx.get('stage1_identities', '?')} identities) are among these training people and the test "
+             "people were trained on by neither stage), "
              f"{data['overrides']['views_per_identity']} views each with vertices. Condition = one view's 21-channel "
              "texture from the frozen \"both\" network (16 generated + RGB + known + gap-fill masks; occlusion detector "
              f"on); target = the merge of the person's views (eq. 4). {info['items']} training pairs.",

@@ -7,7 +7,8 @@ Table 2 rows on held-out synthetic people. Writes its own section of docs/dinar_
 
 Stages (each skipped when its output exists under --work; interrupted ones resume):
 1. export: the stage-1 rows of scripts/dinar_results.py (--stage1, its --out: both / neural /
-   rgb checkpoints) saved as `DinarAvatarNet` folders;
+   rgb checkpoints) saved as `DinarAvatarNet` folders (`train` needs only "both"; `evaluate` exports
+   the other two when they are not there yet);
 2. pairs: `NeuralTexturePairsDataModule` with the frozen "both" network on the synthetic people
    the stage-1 rows trained on ("small" preset at 64 x 64, here with 400 identities), with the
    occlusion detector (all splits) and without it (test split, for the rows before "+ occlusion");
@@ -57,9 +58,10 @@ ENCODER_IMAGE = {"zoo.datamodules.avatars.SyntheticAvatarDataModule": "on_black"
                  "zoo.datamodules.synthetic.SyntheticPeopleDataModule": "raw"}
 
 
-def stage1_sources(items: list[str]) -> dict[str, Path]:
-    """--stage1 values -> {row: run folder or checkpoint}: `row=PATH` for each of ROWS, or one
-    folder holding a run folder per row (the --out of scripts/dinar_results.py)."""
+def stage1_sources(items: list[str], required: tuple[str, ...] = ROWS) -> dict[str, Path]:
+    """--stage1 values -> {row: run folder or checkpoint}: `row=PATH` for each row given (at least
+    the `required` ones), or one folder holding a run folder per row (the --out of
+    scripts/dinar_results.py)."""
     if len(items) == 1 and "=" not in items[0]:
         return {row: Path(items[0]) / row for row in ROWS}
     sources = {}
@@ -68,8 +70,8 @@ def stage1_sources(items: list[str]) -> dict[str, Path]:
         if not sep or row not in ROWS or row in sources:
             raise SystemExit(f"--stage1: expected one ROW=PATH per row ({', '.join(ROWS)}), got {item!r}")
         sources[row] = Path(path)
-    if set(sources) != set(ROWS):
-        raise SystemExit(f"--stage1: missing {sorted(set(ROWS) - set(sources))}")
+    if set(required) - set(sources):
+        raise SystemExit(f"--stage1: missing {sorted(set(required) - set(sources))}")
     return sources
 
 
@@ -90,11 +92,12 @@ def stage1_data_settings(config: dict, identities: int, views: int) -> dict:
             "encoder_image": ENCODER_IMAGE[data["class_path"]]}
 
 
-def export_stage1(args) -> None:
+def export_stage1(args, required: tuple[str, ...] = ROWS) -> None:
+    """Export each --stage1 row not exported yet (a row exported before must name the same checkpoint)."""
     from zoo.cli import ZooCLI
     from zoo.utils.runs import run_checkpoint
 
-    for row, source in stage1_sources(args.stage1).items():
+    for row, source in stage1_sources(args.stage1, required).items():
         folder = args.work / "stage1" / row
         run, checkpoint = run_checkpoint(source)
         done = folder / "source.json"
@@ -340,7 +343,7 @@ def train_baseline(args) -> None:
 
 
 def train(args) -> None:
-    export_stage1(args)
+    export_stage1(args, ("both",))  # stage 2 trains on the "both" network's pairs only
     build_pairs(args)
     study = args.work / "vqgan_study" / args.vqgan_recipe.replace(" ", "_")
     info = study / "run" / "info.json"
@@ -360,7 +363,8 @@ def main() -> None:
     parser.add_argument("--stage1", nargs="+", required=True, metavar="ROW=PATH",
                         help="the stage-1 networks: both=PATH neural=PATH rgb=PATH, each PATH a run folder "
                              "(row_config.yaml + ckpt/; its highest-step checkpoint) or a checkpoint in "
-                             "<run>/ckpt/; or one folder with a run folder per row (scripts/dinar_results.py --out)")
+                             "<run>/ckpt/; or one folder with a run folder per row (scripts/dinar_results.py --out); "
+                             "train / pairs / vqgan_study need only both=PATH, evaluate all three")
     parser.add_argument("--identities", type=int, default=400, help="synthetic people of the stage-2 pairs")
     parser.add_argument("--views", type=int, default=6, help="views per person of the stage-2 pairs")
     parser.add_argument("--vqgan_steps", type=int, default=300)
@@ -389,7 +393,7 @@ def main() -> None:
     torch.set_num_threads(1)
     args.work.mkdir(parents=True, exist_ok=True)
     if args.command in ("pairs", "vqgan_study"):
-        export_stage1(args)
+        export_stage1(args, ("both",))
         build_pairs(args)
         if args.command == "vqgan_study":
             vqgan_study(args)
@@ -401,6 +405,7 @@ def main() -> None:
         getattr(dinar_complete_studies, args.command)(args)
     else:
         from dinar_complete_eval import evaluate  # scripts/ is on sys.path when run as a script
+        export_stage1(args)  # Table 2 needs every row; rows exported by `train` are checked, not redone
         evaluate(args)
 
 
