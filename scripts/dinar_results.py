@@ -201,6 +201,11 @@ def document(args, long: dict) -> None:
                                  lambda r=r: dr.error_regions(run_dir(args.out, r, seed) / "row_config.yaml",
                                                               milestone(args.out, r, seed, args.steps)))
                        for r in rows},
+           "colour": {(r, s, n): cached(args.out / "eval" / f"colour_{r}_s{s}_step{n}.json",
+                                         lambda r=r, s=s, n=n: ev.colour_probe(run_dir(args.out, r, s) / "row_config.yaml",
+                                                                               milestone(args.out, r, s, n)))
+                      for r, s, n in [(r, s, args.steps) for r, s in runs if r != "neural"]
+                      + [(r, s, args.long_steps) for r, s in long if r != "neural"]},
            "long": long, "curves": curves, "animation_step": anim_step, "extra_animations": extra,
            "long_figure_rows": long_rows,
            "lr_decay": (list(model.get("lr_decay_milestones", [])), model.get("lr_decay_factor", 0.1)),

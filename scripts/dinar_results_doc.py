@@ -10,7 +10,7 @@ from pathlib import Path
 import dinar_eval as ev
 import dinar_references as dr
 import yaml
-from dinar_results_text import DIAGNOSIS, HISTORY, READING
+from dinar_results_text import DIAGNOSIS, HISTORY, MISSING, READING
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "dinar" / "avatar_cpu.yaml"
@@ -228,8 +228,9 @@ def section_occlusion(ctx: dict) -> list[str]:
 def section_training(ctx: dict) -> list[str]:
     series = ctx["curves"]
     lines = ["## Training curves", "", "![curves](dinar_curves.png)", "",
-             f"x = logged batch; every run stops at batch {ctx['args'].steps // 2} except the longer run of the "
-             "DINAR row (dark red), which goes on.", "",
+             f"x = logged batch; every run stops at batch {ctx['args'].steps // 2} except the longer runs ("
+             + (", ".join(f"{r} s{s}" for r, s in sorted(ctx["long"])) or "none") + "), which go on; the table below "
+             "is the matched budget.", "",
              "Moving average of the last 10 logged values (every 10 batches) at 10% of training, 50% and the end;",
              "\"last 20% change\" = relative change of that average over the last fifth of training (small = flat).", "",
              "| run | loss | at 10% | at 50% | end | last 20% change |", "|---|---|---|---|---|---|"]
@@ -339,6 +340,27 @@ def section_long(ctx: dict) -> list[str]:
     return lines + ["", f"The animation strips are drawn by the step-{a.long_steps} checkpoints.", ""]
 
 
+def section_colour(ctx: dict) -> list[str]:
+    """`dinar_eval.colour_probe` per run: painted colour in, mean body colour out."""
+    probes = {k: v for k, v in sorted(ctx["colour"].items()) if v}
+    if not probes:
+        return []
+    names = list(ev.PROBE_COLOURS)
+    lines = ["## Colour pass-through probe: does the input's colour reach the render?", "",
+             "The first 3 held-out people's single-view textures with the image-sampled RGB channels painted one "
+             "colour everywhere (generated channels kept), drawn at the input view; cells: mean RGB of the render "
+             "on the body pixels ([-1, 1]), then the mean |drawn - painted| over the four colours (0 = every colour "
+             "drawn back exactly; a renderer that ignored the sampled colours would draw one colour for all, as the "
+             "instance-norm network of \"Why earlier runs' renders did not look like the people\" did).", "",
+             "| run | steps | " + " | ".join(f"{n} {tuple(int(c) for c in ev.PROBE_COLOURS[n])}" for n in names)
+             + " | mean abs error |", "|---|---|" + "---|" * (len(names) + 1)]
+    for (row, seed, step), drawn in probes.items():
+        error = sum(abs(d - c) for n in names for d, c in zip(drawn[n], ev.PROBE_COLOURS[n])) / (3 * len(names))
+        lines.append(f"| {row} s{seed} | {step} | " + " | ".join(
+            "(" + ", ".join(f"{v:+.2f}" for v in drawn[n]) + ")" for n in names) + f" | {error:.3f} |")
+    return lines + [""]
+
+
 def section_previous(ctx: dict) -> list[str]:
     prev = json.loads(PREVIOUS.read_text())
     res, seeds = ctx["results"], ctx["args"].seeds
@@ -359,20 +381,7 @@ def section_missing(ctx: dict) -> list[str]:
     absent = [ROWS[r] for r in ROWS if r not in ctx["rows"]]
     return ["## Not reached here (said plainly)", ""] + (
         [f"- Rows not trained to {ctx['args'].steps} steps with every seed in the time of this run: {', '.join(absent)}."]
-        if absent else []) + [
-            "- Renders that look like the held-out people: reached for the DINAR row's longer run (seed 0, see",
-            "  \"How far this run goes\"), not for every row and seed at the matched budget; the held-out PSNR of that",
-            "  run also dipped mid-training (table \"Longer run\"), so one more seed of the long run is missing.",
-            "- The generated channels: the probes above show they matter much less than the image-sampled RGB for",
-            "  the render (stage 2's diffusion inpaints them; the neural-only row relies on them alone).",
-            "- LPIPS, DISTS, KID: no feature-network weights on this machine; training used the ReID stand-in for",
-            "  LPIPS(vgg).",
-            "- Training at the paper's size (`configs/dinar/avatar_dinar.yaml`, 512 px, 100k steps): a GPU job, not run.",
-            "- The occlusion detector is compared at inference only (networks trained with it on); the synthetic",
-            "  data has exact body UVs, so the SMPL-X fitting errors it guards against in the paper are absent.",
-            "- Stage-2 rows of Table 2 (+ inpainting, + fine-tuning): the DINAR complete section above (issue 11). Its",
-            "  frozen stage-1 networks are the previous run's (v3: 60 identities, batch norm, no full-res skip, seed 0,",
-            "  500 steps), not this run's; stage 2 was not retrained on these.", ""]
+        if absent else []) + MISSING + [""]
 
 
 def section_reading(ctx: dict) -> list[str]:
@@ -451,7 +460,8 @@ def section_stage2(ctx: dict) -> list[str]:
 
 
 SECTIONS = [section_setup, section_reading, section_references, section_texture_rows, section_front_back, section_merging,
-            section_occlusion, section_long, section_training, section_figures, section_previous, section_stage2, section_missing]
+            section_occlusion, section_long, section_colour, section_training, section_figures, section_previous,
+            section_stage2, section_missing]
 
 
 def summary(ctx: dict) -> list[str]:
