@@ -384,6 +384,20 @@ def section_missing(ctx: dict) -> list[str]:
         if absent else []) + MISSING + [""]
 
 
+def long_flatness(ctx: dict) -> list[str]:
+    """One line: the longer runs' last loss window against the one before (`window_means`)."""
+    cells = []
+    for (row, seed) in sorted(ctx["long"]):
+        for key in ("train/l2", "train/dice"):
+            means = window_means(ctx["curves"].get((row, seed, key), [(0, 0.0)]))
+            if len(means) > 1:
+                cells.append(f"{row} s{seed} {key[6:]} {100 * (means[-1] - means[-2]) / means[-2]:+.1f}%")
+    if not cells:
+        return []
+    return [f"- Longer runs, change of the mean training loss over their last {WINDOW}-batch window against the one "
+            "before (table under \"Training curves\"): " + "; ".join(cells) + "."]
+
+
 def section_reading(ctx: dict) -> list[str]:
     """What the run can say about training length, from its own numbers."""
     a, res, seeds = ctx["args"], ctx["results"], ctx["args"].seeds
@@ -394,7 +408,7 @@ def section_reading(ctx: dict) -> list[str]:
               for v in [[ev.mean(res[(row, s)], method="single", view="novel", metric="psnr") for s in seeds]]}
     falling = sorted({f"{key[6:]}" for (row, seed, key), pts in ctx["curves"].items()
                       if key in ("train/l2", "train/dice")
-                      for sm in [ev.moving_average([v for _, v in pts], 10)]
+                      for sm in [ev.moving_average([v for st, v in pts if st < a.steps // 2], 10)]
                       if (sm[-1] - sm[int(0.8 * (len(sm) - 1))]) / max(abs(sm[int(0.8 * (len(sm) - 1))]), 1e-9) < -0.02})
     return ["## How far this run goes", "",
             f"- Budget: {a.steps // 2} batches of 4 per run (the paper: 100k iterations); every row and seed got the "
@@ -406,8 +420,9 @@ def section_reading(ctx: dict) -> list[str]:
             "more closely than other views.",
             "- Seed-to-seed spread of novel-view PSNR (max - min over seeds): " + "; ".join(
                 f"{ROWS[r]} {spread[r]:.2f} dB" for r in ctx["rows"]) + ".",
-            "- Training losses still falling over the last fifth of training (by more than 2%): "
+            f"- Training losses still falling over the last fifth of the matched {a.steps}-step budget (by more than 2%): "
             + (", ".join(falling) + " (not flattened)." if falling else "none (flattened by this measure)."),
+            *long_flatness(ctx),
             *READING,
             f"- With {len(seeds)} seeds, \"every seed of A beats every seed of B\" also happens by chance: for two "
             "rows that do not differ, with probability 1/6 in each direction for 2 seeds. Read a single \"holds\" or "
