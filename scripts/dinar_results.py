@@ -189,6 +189,8 @@ def document(args, long: dict) -> None:
                                milestone(args.out, "both", s, anim_step), DOCS / name)
     keys = ["train/l2", "train/dice", "train/perceptual", "train/g_adv", "train/d_loss"]
     curves = training_curves(args.out, sorted(set(runs) | set(long)), keys)
+    # a run that is not a finished longer run is shown at the matched budget (an abandoned continuation's log is cut)
+    curves = {k: pts if k[:2] in long else [(st, v) for st, v in pts if st < args.steps // 2] for k, pts in curves.items()}
     model = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
     ev.draw_curves(curves, keys, DOCS / "dinar_curves.png")
     ctx = {"args": args, "rows": rows, "results": results,
