@@ -75,8 +75,10 @@ def section_setup(ctx: dict) -> list[str]:
         "  the image as 256 of 512, Dice 1.0, face again x0.1, non-saturating adversarial 0.01, lazy R1 0.1 every 16",
         f"  D steps; Adam betas (0, 0.99), batch 4), except the learning rate: **Adam {lr:g} for the encoder,",
         f"  generator and renderer, {disc_lr:g} for the discriminator** (`lr` / `disc_lr` of `NeuralAvatarSystem`,",
-        "  whose default is the paper's 2e-3; `configs/dinar/avatar_dinar.yaml` keeps 2e-3). The departure is for",
-        "  the CPU budget: see \"Why earlier runs' renders did not look like the people\" below.",
+        "  whose default is the paper's 2e-3; `configs/dinar/avatar_dinar.yaml` keeps 2e-3), **both multiplied by "
+        f"{model.get('lr_decay_factor', 0.1):g} at steps {', '.join(map(str, model.get('lr_decay_milestones', []))) or '(none)'}**",
+        "  (`lr_decay_milestones`; the paper's rate is constant). The departures are for the CPU budget: see",
+        "  \"Why earlier runs' renders did not look like the people\" and \"How far this run goes\" below.",
         "  **Perceptual stand-in**: LPIPS(vgg) weights are not on",
         "  this machine, so training used the configured stand-in, the zoo's synthetic ReID features; each run's",
         "  log says so. Its values are ~1e-5 against an L2 of ~0.03 (curve table), so at weight 1.0 it adds",
