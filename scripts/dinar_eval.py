@@ -197,6 +197,37 @@ def moving_average(values: list[float], window: int) -> list[float]:
             for i in range(len(values))]
 
 
+PROBE_COLOURS = {"magenta": (1.0, -1.0, 1.0), "green": (-1.0, 1.0, -1.0), "white": (1.0, 1.0, 1.0), "black": (-1.0, -1.0, -1.0)}
+
+
+@torch.no_grad()
+def colour_probe(config: Path, ckpt: Path, people: int = 3) -> dict[str, list[float]]:
+    """Does the input's colour reach the render? Each of the first `people` held-out people's single-view
+    texture (its first view) with the image-sampled RGB channels painted one colour everywhere (known
+    mask 1, gap-fill mask 0; the generated channels kept), drawn at that view: the mean RGB ([-1, 1]) of
+    the render on the body pixels per painted colour, averaged over the people. A renderer that passes
+    the sampled colours through draws each colour back; one that ignores them draws one colour for all.
+    Empty for a network without image-sampled channels."""
+    system, dm = load_model(config, ckpt)
+    if not system.network.use_rgb_channels:
+        return {}
+    persons, on, off = test_people(dm, people)
+    drawn = {name: [] for name in PROBE_COLOURS}
+    for person in persons:
+        views, views_off = on.person_views(person), off.person_views(person)
+        torch.manual_seed(person)
+        texture = _single(system, views, views_off, 0)[None]
+        body = views["source_uv_mask"][0, 0] > 0.5
+        first = texture.shape[1] - 5  # the 5 image-sampled channels come last: RGB, known, gap-fill
+        for name, colour in PROBE_COLOURS.items():
+            painted = texture.clone()
+            painted[:, first:first + 3] = torch.tensor(colour, dtype=texture.dtype)[None, :, None, None]
+            painted[:, first + 3], painted[:, first + 4] = 1.0, 0.0
+            render = render_at(system, painted, views, [0])[0]
+            drawn[name].append(render[:, body].mean(1))
+    return {name: torch.stack(v).mean(0).tolist() for name, v in drawn.items()}
+
+
 def _upscale(picture: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """(H, W, 3) uint8 enlarged by pixel repetition (64 px renders are small on a page)."""
     return picture.repeat_interleave(factor, 0).repeat_interleave(factor, 1)

@@ -189,6 +189,8 @@ def document(args, long: dict) -> None:
                                milestone(args.out, "both", s, anim_step), DOCS / name)
     keys = ["train/l2", "train/dice", "train/perceptual", "train/g_adv", "train/d_loss"]
     curves = training_curves(args.out, sorted(set(runs) | set(long)), keys)
+    # a run that is not a finished longer run is shown at the matched budget (an abandoned continuation's log is cut)
+    curves = {k: pts if k[:2] in long else [(st, v) for st, v in pts if st < args.steps // 2] for k, pts in curves.items()}
     model = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
     ev.draw_curves(curves, keys, DOCS / "dinar_curves.png")
     ctx = {"args": args, "rows": rows, "results": results,
@@ -201,6 +203,11 @@ def document(args, long: dict) -> None:
                                  lambda r=r: dr.error_regions(run_dir(args.out, r, seed) / "row_config.yaml",
                                                               milestone(args.out, r, seed, args.steps)))
                        for r in rows},
+           "colour": {(r, s, n): cached(args.out / "eval" / f"colour_{r}_s{s}_step{n}.json",
+                                         lambda r=r, s=s, n=n: ev.colour_probe(run_dir(args.out, r, s) / "row_config.yaml",
+                                                                               milestone(args.out, r, s, n)))
+                      for r, s, n in [(r, s, args.steps) for r, s in runs if r != "neural"]
+                      + [(r, s, args.long_steps) for r, s in long if r != "neural"]},
            "long": long, "curves": curves, "animation_step": anim_step, "extra_animations": extra,
            "long_figure_rows": long_rows,
            "lr_decay": (list(model.get("lr_decay_milestones", [])), model.get("lr_decay_factor", 0.1)),

@@ -10,7 +10,7 @@ from pathlib import Path
 import dinar_eval as ev
 import dinar_references as dr
 import yaml
-from dinar_results_text import DIAGNOSIS, HISTORY, READING
+from dinar_results_text import DIAGNOSIS, HISTORY, MISSING, READING
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "dinar" / "avatar_cpu.yaml"
@@ -75,8 +75,10 @@ def section_setup(ctx: dict) -> list[str]:
         "  the image as 256 of 512, Dice 1.0, face again x0.1, non-saturating adversarial 0.01, lazy R1 0.1 every 16",
         f"  D steps; Adam betas (0, 0.99), batch 4), except the learning rate: **Adam {lr:g} for the encoder,",
         f"  generator and renderer, {disc_lr:g} for the discriminator** (`lr` / `disc_lr` of `NeuralAvatarSystem`,",
-        "  whose default is the paper's 2e-3; `configs/dinar/avatar_dinar.yaml` keeps 2e-3). The departure is for",
-        "  the CPU budget: see \"Why earlier runs' renders did not look like the people\" below.",
+        "  whose default is the paper's 2e-3; `configs/dinar/avatar_dinar.yaml` keeps 2e-3), **both multiplied by "
+        f"{model.get('lr_decay_factor', 0.1):g} at steps {', '.join(map(str, model.get('lr_decay_milestones', []))) or '(none)'}**",
+        "  (`lr_decay_milestones`; the paper's rate is constant). The departures are for the CPU budget: see",
+        "  \"Why earlier runs' renders did not look like the people\" and \"How far this run goes\" below.",
         "  **Perceptual stand-in**: LPIPS(vgg) weights are not on",
         "  this machine, so training used the configured stand-in, the zoo's synthetic ReID features; each run's",
         "  log says so. Its values are ~1e-5 against an L2 of ~0.03 (curve table), so at weight 1.0 it adds",
@@ -228,8 +230,9 @@ def section_occlusion(ctx: dict) -> list[str]:
 def section_training(ctx: dict) -> list[str]:
     series = ctx["curves"]
     lines = ["## Training curves", "", "![curves](dinar_curves.png)", "",
-             f"x = logged batch; every run stops at batch {ctx['args'].steps // 2} except the longer run of the "
-             "DINAR row (dark red), which goes on.", "",
+             f"x = logged batch; every run stops at batch {ctx['args'].steps // 2} except the longer runs ("
+             + (", ".join(f"{r} s{s}" for r, s in sorted(ctx["long"])) or "none") + "), which go on; the table below "
+             "is the matched budget.", "",
              "Moving average of the last 10 logged values (every 10 batches) at 10% of training, 50% and the end;",
              "\"last 20% change\" = relative change of that average over the last fifth of training (small = flat).", "",
              "| run | loss | at 10% | at 50% | end | last 20% change |", "|---|---|---|---|---|---|"]
@@ -339,6 +342,27 @@ def section_long(ctx: dict) -> list[str]:
     return lines + ["", f"The animation strips are drawn by the step-{a.long_steps} checkpoints.", ""]
 
 
+def section_colour(ctx: dict) -> list[str]:
+    """`dinar_eval.colour_probe` per run: painted colour in, mean body colour out."""
+    probes = {k: v for k, v in sorted(ctx["colour"].items()) if v}
+    if not probes:
+        return []
+    names = list(ev.PROBE_COLOURS)
+    lines = ["## Colour pass-through probe: does the input's colour reach the render?", "",
+             "The first 3 held-out people's single-view textures with the image-sampled RGB channels painted one "
+             "colour everywhere (generated channels kept), drawn at the input view; cells: mean RGB of the render "
+             "on the body pixels ([-1, 1]), then the mean |drawn - painted| over the four colours (0 = every colour "
+             "drawn back exactly; a renderer that ignored the sampled colours would draw one colour for all, as the "
+             "instance-norm network of \"Why earlier runs' renders did not look like the people\" did).", "",
+             "| run | steps | " + " | ".join(f"{n} {tuple(int(c) for c in ev.PROBE_COLOURS[n])}" for n in names)
+             + " | mean abs error |", "|---|---|" + "---|" * (len(names) + 1)]
+    for (row, seed, step), drawn in probes.items():
+        error = sum(abs(d - c) for n in names for d, c in zip(drawn[n], ev.PROBE_COLOURS[n])) / (3 * len(names))
+        lines.append(f"| {row} s{seed} | {step} | " + " | ".join(
+            "(" + ", ".join(f"{v:+.2f}" for v in drawn[n]) + ")" for n in names) + f" | {error:.3f} |")
+    return lines + [""]
+
+
 def section_previous(ctx: dict) -> list[str]:
     prev = json.loads(PREVIOUS.read_text())
     res, seeds = ctx["results"], ctx["args"].seeds
@@ -359,20 +383,21 @@ def section_missing(ctx: dict) -> list[str]:
     absent = [ROWS[r] for r in ROWS if r not in ctx["rows"]]
     return ["## Not reached here (said plainly)", ""] + (
         [f"- Rows not trained to {ctx['args'].steps} steps with every seed in the time of this run: {', '.join(absent)}."]
-        if absent else []) + [
-            "- Renders that look like the held-out people: reached for the DINAR row's longer run (seed 0, see",
-            "  \"How far this run goes\"), not for every row and seed at the matched budget; the held-out PSNR of that",
-            "  run also dipped mid-training (table \"Longer run\"), so one more seed of the long run is missing.",
-            "- The generated channels: the probes above show they matter much less than the image-sampled RGB for",
-            "  the render (stage 2's diffusion inpaints them; the neural-only row relies on them alone).",
-            "- LPIPS, DISTS, KID: no feature-network weights on this machine; training used the ReID stand-in for",
-            "  LPIPS(vgg).",
-            "- Training at the paper's size (`configs/dinar/avatar_dinar.yaml`, 512 px, 100k steps): a GPU job, not run.",
-            "- The occlusion detector is compared at inference only (networks trained with it on); the synthetic",
-            "  data has exact body UVs, so the SMPL-X fitting errors it guards against in the paper are absent.",
-            "- Stage-2 rows of Table 2 (+ inpainting, + fine-tuning): the DINAR complete section above (issue 11). Its",
-            "  frozen stage-1 networks are the previous run's (v3: 60 identities, batch norm, no full-res skip, seed 0,",
-            "  500 steps), not this run's; stage 2 was not retrained on these.", ""]
+        if absent else []) + MISSING + [""]
+
+
+def long_flatness(ctx: dict) -> list[str]:
+    """One line: the longer runs' last loss window against the one before (`window_means`)."""
+    cells = []
+    for (row, seed) in sorted(ctx["long"]):
+        for key in ("train/l2", "train/dice"):
+            means = window_means(ctx["curves"].get((row, seed, key), [(0, 0.0)]))
+            if len(means) > 1:
+                cells.append(f"{row} s{seed} {key[6:]} {100 * (means[-1] - means[-2]) / means[-2]:+.1f}%")
+    if not cells:
+        return []
+    return [f"- Longer runs, change of the mean training loss over their last {WINDOW}-batch window against the one "
+            "before (table under \"Training curves\"): " + "; ".join(cells) + "."]
 
 
 def section_reading(ctx: dict) -> list[str]:
@@ -385,7 +410,7 @@ def section_reading(ctx: dict) -> list[str]:
               for v in [[ev.mean(res[(row, s)], method="single", view="novel", metric="psnr") for s in seeds]]}
     falling = sorted({f"{key[6:]}" for (row, seed, key), pts in ctx["curves"].items()
                       if key in ("train/l2", "train/dice")
-                      for sm in [ev.moving_average([v for _, v in pts], 10)]
+                      for sm in [ev.moving_average([v for st, v in pts if st < a.steps // 2], 10)]
                       if (sm[-1] - sm[int(0.8 * (len(sm) - 1))]) / max(abs(sm[int(0.8 * (len(sm) - 1))]), 1e-9) < -0.02})
     return ["## How far this run goes", "",
             f"- Budget: {a.steps // 2} batches of 4 per run (the paper: 100k iterations); every row and seed got the "
@@ -397,8 +422,9 @@ def section_reading(ctx: dict) -> list[str]:
             "more closely than other views.",
             "- Seed-to-seed spread of novel-view PSNR (max - min over seeds): " + "; ".join(
                 f"{ROWS[r]} {spread[r]:.2f} dB" for r in ctx["rows"]) + ".",
-            "- Training losses still falling over the last fifth of training (by more than 2%): "
+            f"- Training losses still falling over the last fifth of the matched {a.steps}-step budget (by more than 2%): "
             + (", ".join(falling) + " (not flattened)." if falling else "none (flattened by this measure)."),
+            *long_flatness(ctx),
             *READING,
             f"- With {len(seeds)} seeds, \"every seed of A beats every seed of B\" also happens by chance: for two "
             "rows that do not differ, with probability 1/6 in each direction for 2 seeds. Read a single \"holds\" or "
@@ -451,7 +477,8 @@ def section_stage2(ctx: dict) -> list[str]:
 
 
 SECTIONS = [section_setup, section_reading, section_references, section_texture_rows, section_front_back, section_merging,
-            section_occlusion, section_long, section_training, section_figures, section_previous, section_stage2, section_missing]
+            section_occlusion, section_long, section_colour, section_training, section_figures, section_previous,
+            section_stage2, section_missing]
 
 
 def summary(ctx: dict) -> list[str]:
