@@ -23,7 +23,8 @@ READING = [
     "  recognisable from every side their input saw and in every walk phase: magenta trousers under a dark",
     "  patterned top (first person), a bright green shirt over dark trousers (second), teal trousers and a",
     "  teal patterned top (third). Turned away from the input (the 180 degree turntable frame) their backs are",
-    "  dark guesses, which is what stage 2's inpainting is for.",
+    "  dark guesses, which is what stage 2's inpainting is for (on these networks it does not help yet: see",
+    "  the DINAR complete section).",
     "- `dinar_figure_long.png` (seed 0, step 11000, novel views): the DINAR row draws the four figure people in",
     "  their clothes' colours (magenta trousers, green shirt, teal trousers, light-green top) from single and",
     "  merged inputs; the RGB-only row, trained as long, draws them desaturated and streaky (skin-coloured or",
@@ -73,8 +74,9 @@ MISSING = [
     "- The occlusion detector is compared at inference only (networks trained with it on); the synthetic",
     "  data has exact body UVs, so the SMPL-X fitting errors it guards against in the paper are absent.",
     "- Stage-2 rows of Table 2 (+ inpainting, + fine-tuning): the DINAR complete section above (issue 11). Its",
-    "  frozen stage-1 networks are the previous run's (v3: 60 identities, batch norm, no full-res skip, seed 0,",
-    "  500 steps), not this run's; stage 2 was not retrained on these.",
+    "  frozen stage-1 networks are this run's seed-0 networks (DINAR and RGB-only rows at step 11000, the",
+    "  neural-only row at its 1600-step milestone), and stage 2 was retrained on them. Inpainting does not",
+    "  help there yet: + inpainting is about 4 dB PSNR below the DINAR row on novel views.",
 ]
 
 
