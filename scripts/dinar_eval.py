@@ -208,6 +208,8 @@ def colour_probe(config: Path, ckpt: Path, people: int = 3) -> dict[str, list[fl
     the render on the body pixels per painted colour, averaged over the people. A renderer that passes
     the sampled colours through draws each colour back; one that ignores them draws one colour for all.
     Empty for a network without image-sampled channels."""
+    from zoo.modules.dinar import RGB_CHANNELS
+
     system, dm = load_model(config, ckpt)
     if not system.network.use_rgb_channels:
         return {}
@@ -218,7 +220,7 @@ def colour_probe(config: Path, ckpt: Path, people: int = 3) -> dict[str, list[fl
         torch.manual_seed(person)
         texture = _single(system, views, views_off, 0)[None]
         body = views["source_uv_mask"][0, 0] > 0.5
-        first = texture.shape[1] - 5  # the 5 image-sampled channels come last: RGB, known, gap-fill
+        first = texture.shape[1] - RGB_CHANNELS  # the image-sampled channels come last: RGB, known, gap-fill
         for name, colour in PROBE_COLOURS.items():
             painted = texture.clone()
             painted[:, first:first + 3] = torch.tensor(colour, dtype=texture.dtype)[None, :, None, None]

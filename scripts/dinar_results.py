@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import json
 import os
 import platform
@@ -115,7 +116,9 @@ def training_curves(out: Path, runs: list[tuple[str, int]], keys: list[str]) -> 
 
 
 # ----------------------------------------------------------------------------------------------- driver
+@functools.cache
 def reid_network():
+    """The frozen `reid-synthetic` network, loaded once per process (and only when an evaluation runs)."""
     from zoo.modules.reid import freeze
     from zoo.pretrained import load_pretrained
 
@@ -123,13 +126,12 @@ def reid_network():
 
 
 def evaluate_all(args, runs: list[tuple[str, int]], step: int) -> dict:
-    reid = reid_network()
     results = {}
     for row, seed in runs:
         cache = args.out / "eval" / f"{row}_s{seed}_step{step}.json"
         if not cache.is_file():
             ckpt = milestone(args.out, row, seed, step)
-            records = ev.evaluate_model(run_dir(args.out, row, seed) / "row_config.yaml", ckpt, reid)
+            records = ev.evaluate_model(run_dir(args.out, row, seed) / "row_config.yaml", ckpt, reid_network())
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(records))
             print(f"evaluated {row} seed {seed} step {step}", flush=True)

@@ -49,7 +49,7 @@ def section_setup(ctx: dict) -> list[str]:
         "synthetic identities. Small images and textures (64 px) and a short budget: read it as \"which directions",
         "hold at this size, beyond the seed-to-seed spread\", not as a reproduction of the paper's numbers.", "",
         "## Setup (what was actually run)", "",
-        f"- Command: `{ctx['command']}` (ZOO_HOME held `reid-synthetic`; one background process, `nice -n 10`,",
+        f"- Command: `{ctx['command']}` (ZOO_HOME held `reid-synthetic`; `nice -n 10`,",
         f"  `OMP_NUM_THREADS=1`). Generated {ctx['date']} on {ctx['machine']}. Evaluations are cached per run",
         "  (`<out>/eval/*.json`, `dinar_eval.evaluate_model`); a rerun of the same command reuses the finished runs",
         "  and evaluations and only redraws the figures and this text.",
