@@ -17,6 +17,9 @@ The real target is composited over the same background as the render.
 Perceptual loss: `perceptual="lpips_vgg"` is the paper's; when its weights are missing the run
 fails at start naming the file, unless `perceptual_fallback` names a stand-in ("reid": the zoo's
 ReID features of `reid`), which is then used and logged. "none" disables the term.
+
+With `vqgan` the same training is DINAR's end-to-end fine-tuning through the VQGAN branch (sections 3.3,
+4; `zoo.systems.vq_branch`): the source texture passes through the frozen VQGAN before the renderer.
 """
 from __future__ import annotations
 
@@ -30,11 +33,13 @@ from torch import nn
 from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
 from zoo.losses.avatar import AvatarReconstructionLoss, dinar_loss_mask
 from zoo.metrics.item_means import log_item_means
+from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
 from zoo.render import composite
 from zoo.render.neural_texture import rgb_texture_channels
 from zoo.systems.common import FrozenNetworks, log_image_grid
 from zoo.systems.perceptual import PERCEPTUAL, build_perceptual, check_perceptual_assets
+from zoo.systems.vq_branch import check_branch_assets, check_branch_settings, load_stage1, load_vqgan, trainable_parameters, vq_roundtrip
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,18 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         source_prefix, target_prefix: batch key prefixes of the two views (see the module docstring).
         image_log_every_n_steps: image grid period (0 disables).
         export_path: where `on_train_end` saves the network (`save_pretrained`); None skips.
+        vqgan: DINAR's VQGAN branch (fine-tuning "end-to-end ... to adapt the renderer to VQGAN decompression
+            artifacts"): a trained `VQGAN` (module, or saved name / folder loaded at setup, frozen, kept out of
+            checkpoints) through which the source texture is encoded, quantised (straight-through) and decoded
+            before rendering, in training (see `vq_branch_probability`) and validation. None: stage 1.
+        vq_branch_probability: fraction of training batches through the VQGAN branch (1.0: every batch; the
+            paper states no fraction, its fine-tuning is the branch's). Prediction returns the direct texture.
+        trainable: parts of the avatar network trained, "all" (encoder, generator, renderer: the paper's
+            end-to-end) or "renderer" (ours, for a stage 2 already trained on this generator's textures: a
+            trained generator would move its textures away from those the VQGAN and denoiser learned); the
+            discriminator always trains.
+        init_from: a stage-1 checkpoint whose network and discriminator start the fine-tuning (read at the
+            start of a fit, weights_only, strict; a resumed fit then loads its own checkpoint over it).
     """
 
     def __init__(self, network: nn.Module, discriminator: nn.Module, perceptual: str = "lpips_vgg",
@@ -82,9 +99,12 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
                  betas: tuple[float, float] = (0.0, 0.99), lr_decay_milestones: tuple[int, ...] = (),
                  lr_decay_factor: float = 0.1, texture_size: int = 256, erode: int = 5, background: float = 1.0,
                  face_label: int = 1, source_prefix: str = "source_", target_prefix: str = "target_",
-                 image_log_every_n_steps: int = 200, export_path: str | None = None):
+                 image_log_every_n_steps: int = 200, export_path: str | None = None, vqgan: str | VQGAN | None = None,
+                 vq_branch_probability: float = 1.0, trainable: str = "all", init_from: str | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["network", "discriminator"])
+        self.save_hyperparameters(ignore=["network", "discriminator", "vqgan"])
+        self.hparams["vqgan"] = vqgan if not isinstance(vqgan, nn.Module) else None
+        self._vqgan_source = vqgan
         self.automatic_optimization = False
         self.network, self.discriminator = network, discriminator
         generated = getattr(getattr(network, "generator", None), "texture_size", texture_size)
@@ -96,7 +116,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         if any(int(m) != m or m <= 0 for m in lr_decay_milestones) or not 0 < lr_decay_factor <= 1:
             raise ValueError(f"lr_decay_milestones must be positive integers and lr_decay_factor in (0, 1], got "
                              f"{list(lr_decay_milestones)!r} and {lr_decay_factor!r}")
-        self.perceptual_used = None
+        check_branch_settings(vqgan, vq_branch_probability, trainable, init_from)
+        self.perceptual_used, self._through_vq = None, False
         self.r1 = LazyR1(r1_weight, r1_interval)
         self.register_buffer("disc_steps", torch.zeros((), dtype=torch.long))
 
@@ -104,10 +125,16 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         """Raise, naming the missing file, when the training's perceptual network cannot be built
         (the CLI calls this before any data is prepared)."""
         check_perceptual_assets(self.hparams.perceptual, self.hparams.perceptual_fallback, self.hparams.reid)
+        check_branch_assets(self._vqgan_source, self.hparams.init_from)
 
     def setup(self, stage: str) -> None:
         """Build the perceptual distance for training (fails here, before any step, when a required asset
-        is missing)."""
+        is missing); with `vqgan`, load it (frozen) and, in a fit, the `init_from` weights."""
+        if self._vqgan_source is not None and self.frozen("vqgan") is None:
+            self.attach_frozen("vqgan", load_vqgan(self._vqgan_source, self.network.texture_channels))
+        if stage == "fit" and self.hparams.init_from is not None:
+            step = load_stage1(self, self.hparams.init_from)
+            log.info("NeuralAvatarSystem: started from %s (step %d)", self.hparams.init_from, step)
         if stage != "fit" or self.frozen("reconstruction") is not None:
             return  # validation and predict use no perceptual network
         hp = self.hparams
@@ -119,7 +146,9 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt_g = torch.optim.Adam(self.network.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        params = self.network.parameters() if self._vqgan_source is None else trainable_parameters(self.network,
+                                                                                                    hp.trainable)
+        opt_g = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
 
@@ -143,7 +172,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         if rgb is None and net.use_rgb_channels:
             rgb = rgb_texture_channels(batch[p + "image"], batch[p + "uv"], batch[p + "mask"], self.hparams.texture_size,
                                        erode=self.hparams.erode, exclude=batch.get(p + "occlusion"))
-        return net.make_texture(batch[p + "image"], batch[p + "mask"], rgb, noise=noise)
+        texture = net.make_texture(batch[p + "image"], batch[p + "mask"], rgb, noise=noise)
+        return vq_roundtrip(self.frozen("vqgan"), texture) if self._through_vq else texture
 
     def evaluation_noise(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """The encoder's noise channel for validation and prediction: one N(0, 1) draw per item from a generator
@@ -178,6 +208,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         self._apply_learning_rates(opt_g, opt_d)
         tgt = self.target(batch)
+        self._through_vq = self._vqgan_source is not None and (
+            hp.vq_branch_probability == 1.0 or float(torch.rand(())) < hp.vq_branch_probability)
 
         self.toggle_optimizer(opt_g)
         out = self.render(self.source_texture(batch), tgt)
@@ -217,8 +249,9 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """PSNR, masked L2 and Dice per item, averaged over items (exact on N processes: `log_item_means`)."""
-        tgt = self.target(batch)
+        """PSNR, masked L2 and Dice per item, averaged over items (exact on N processes: `log_item_means`); with
+        `vqgan`, of the renders through the VQGAN branch."""
+        tgt, self._through_vq = self.target(batch), self._vqgan_source is not None
         out = self.render(self.source_texture(batch, self.evaluation_noise(batch, batch_idx)), tgt)
         mse = F.mse_loss((out["rgb"] + 1) / 2, (tgt["real"] + 1) / 2, reduction="none").flatten(1).mean(1)
         loss_mask = dinar_loss_mask(tgt["uv_mask"], tgt["mask"])
@@ -233,6 +266,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """Each source view's texture (written out by `zoo.callbacks.avatar_writer.AvatarWriter`); the
         encoder noise is `evaluation_noise`, so a prediction is the same in every run and process count."""
+        self._through_vq = False
         texture = self.source_texture(batch, self.evaluation_noise(batch, batch_idx))
         out = {"texture": texture, "image": batch[self.hparams.source_prefix + "image"]}
         for key in ("person_id", "source_view", "view_id", "frame"):
