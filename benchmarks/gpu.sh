@@ -11,6 +11,10 @@
 # system training steps on the device, bf16 autocast), RefineTex training throughput at the paper's
 # size, the DINAR diffusion denoiser and DDIM 200 vs DPM-Solver++ 20 per avatar, DINAR stage-1 step
 # time, the rasteriser at 512x512 and 1024x1024.
+#
+# RASTER_SCENES=FILE: the rasteriser part reads its posed Anny meshes from FILE (written here by
+# `python benchmarks/rasterize.py --batches 1 16 --save-scenes FILE`) instead of building Anny, whose
+# assets a bare GPU machine lacks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -42,9 +46,11 @@ FAILED=0
     echo
     if [ "$DRY" = 1 ]; then echo "DRY RUN on the CPU at tiny sizes: a check of the script, not measurements."; echo; fi
     python - <<'PY'
-import datetime, platform, subprocess, torch
+import datetime, os, platform, subprocess, torch
 dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+# ZOO_COMMIT: for a copy of the tree without its .git folder (the lent GPU machine gets one)
+commit = os.environ.get("ZOO_COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                                        text=True).stdout.strip()
 print(f"- device: {dev}")
 print(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
 print(f"- commit {commit or 'unknown'}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -92,6 +98,7 @@ else
     part "DINAR diffusion: denoiser and samplers" "$LIMIT_PART" python benchmarks/gpu_bench.py diffusion "${BENCH[@]}"
     part "DINAR stage 1 training step" "$LIMIT_PART" python benchmarks/gpu_bench.py dinar "${BENCH[@]}"
 fi
+if [ -n "${RASTER_SCENES:-}" ]; then RASTER+=(--scenes "$RASTER_SCENES"); fi
 part "Rasteriser" "$LIMIT_PART" python benchmarks/rasterize.py "${RASTER[@]}"
 
 echo "wrote $OUT" >&2
