@@ -104,10 +104,17 @@ def study_lines(study: dict) -> list[str]:
     return lines + ([""] + ["Training wall time: " + "; ".join(walls) + "."] if walls else []) + [""]
 
 
+PREDICTION_NAMES = {"epsilon": "epsilon prediction", "v_prediction": "v-prediction", "sample": "x0 prediction"}
+
+
+def prediction_name(info: dict) -> str:
+    """The diffusion's parametrisation; runs before it was recorded used epsilon (the CPU config's then)."""
+    return PREDICTION_NAMES[info.get("prediction_type", "epsilon")]
+
+
 def diffusion_name(ctx: dict) -> str:
-    """"2400 steps, v_prediction"; runs before the record of the prediction type used epsilon (the config's then)."""
-    info = ctx["diffusion_info"]
-    return f"{info['steps']} steps, {info.get('prediction_type', 'epsilon')} prediction"
+    """"2400 steps, v-prediction"."""
+    return f"{ctx['diffusion_info']['steps']} steps, {prediction_name(ctx['diffusion_info'])}"
 
 
 def previous_lines(ctx: dict) -> list[str]:
@@ -155,8 +162,9 @@ def previous_lines(ctx: dict) -> list[str]:
                              f"{k_mean(ctx, t, k, 'l1')} |")
         gap = {r["t"]: r.get("test_mean_latent") for r in ctx["gap"]}
         old = {r["t"]: r["test"] for r in prev["gap"]}
-        lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {f(old.get(t))} / - | "
-                  f"{f(r['test'])} / {gap[t]:.3g} |" for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999) and gap[t]]
+        lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {old[t]:.3g} / - | "
+                  f"{r['test']:.3g} / {gap[t]:.3g} |"
+                  for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999) and gap[t] and t in old]
     for which in ("front", "back"):
         for row in ctx["table2"]:
             if row in prev["table2"]:
@@ -295,7 +303,7 @@ def write_section(ctx: dict, path: Path) -> None:
     lines += ["### Training", "", "| stage | what | wall s |", "|---|---|---|",
               f"| VQGAN (configs/dinar/vqgan_cpu.yaml) | {vq.get('steps', '?')} optimiser steps (batch 4 merged + 4 single-view "
               f"textures) | {f(vq.get('wall', float('nan')), 0)} |",
-              f"| diffusion (configs/dinar/diffusion_cpu.yaml, {info.get('prediction_type', 'epsilon')} prediction) | "
+              f"| diffusion (configs/dinar/diffusion_cpu.yaml, {prediction_name(info)}) | "
               f"{info['steps']} steps of batch {info['batch_size']} on "
               f"{info['items']} pairs; loss {ctx['diffusion_curve'][0]:.3f} (first 50) -> {ctx['diffusion_curve'][1]:.3f} "
               f"(last 100); latent std {info['latent_std']:.2f} | {info['wall']:.0f} (+ {info['encode_wall']:.0f} encoding) |",
@@ -313,7 +321,7 @@ def write_section(ctx: dict, path: Path) -> None:
               "the held-out latent x0 MSE of the denoiser's x0 estimate and of that constant guess.", "",
               "| t | training pairs | held-out pairs | held-out / training | held-out, mean-latent guess "
               "| held-out x0 MSE: denoiser / guess |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} | "
+    lines += [f"| {r['t']} | {r['train']:.4g} | {r['test']:.4g} | {r['test'] / r['train']:.2f} | "
               + (f"{r['test_mean_latent']:.3g} |" if "test_mean_latent" in r else "- |")
               + (f" {r['test_x0']:.4g} / {r['test_x0_mean_latent']:.3g} |" if "test_x0" in r else " - |")
               for r in ctx["gap"]] + [""]
