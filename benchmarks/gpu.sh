@@ -29,8 +29,19 @@ if [ "$DRY" = 1 ]; then
     RASTER=(--device cpu --no-embree --sizes 64x32 --batches 1 --reps 1)
     LIMIT_TESTS=300 LIMIT_PART=300  # a safety net only: a shared CPU can be many times slower
 else
-    if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-        echo "no CUDA device: run with --dry-run on a CPU machine" >&2
+    # A bare machine can lack a package, or hang on an import (session 6's first try came back with
+    # no output at all after 9 minutes): check each import within a time limit and say which one.
+    echo "python: $(command -v python) ($(python -V 2>&1))" >&2
+    for module in torch diffusers kornia numba pytorch_lightning torchmetrics zoo.diffusion zoo.systems; do
+        start=$SECONDS
+        if ! timeout 120 python -c "import $module"; then
+            echo "import $module failed or took over 120 s: see above; carry the missing wheels (device README)" >&2
+            exit 1
+        fi
+        echo "import $module: $((SECONDS - start)) s" >&2
+    done
+    if ! timeout 120 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "no CUDA device (or its start took over 120 s): run with --dry-run on a CPU machine" >&2
         exit 1
     fi
     OUT=docs/gpu.md
