@@ -11,6 +11,10 @@
 # system training steps on the device, bf16 autocast), RefineTex training throughput at the paper's
 # size, the DINAR diffusion denoiser and DDIM 200 vs DPM-Solver++ 20 per avatar, DINAR stage-1 step
 # time, the rasteriser at 512x512 and 1024x1024.
+#
+# RASTER_SCENES=FILE: the rasteriser part reads its posed Anny meshes from FILE (written here by
+# `python benchmarks/rasterize.py --batches 1 16 --save-scenes FILE`) instead of building Anny, whose
+# assets a bare GPU machine lacks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -25,8 +29,19 @@ if [ "$DRY" = 1 ]; then
     RASTER=(--device cpu --no-embree --sizes 64x32 --batches 1 --reps 1)
     LIMIT_TESTS=300 LIMIT_PART=300  # a safety net only: a shared CPU can be many times slower
 else
-    if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-        echo "no CUDA device: run with --dry-run on a CPU machine" >&2
+    # A bare machine can lack a package, or hang on an import (session 6's first try came back with
+    # no output at all after 9 minutes): check each import within a time limit and say which one.
+    echo "python: $(command -v python) ($(python -V 2>&1))" >&2
+    for module in torch diffusers kornia numba pytorch_lightning torchmetrics zoo.diffusion zoo.systems; do
+        start=$SECONDS
+        if ! timeout 120 python -c "import $module"; then
+            echo "import $module failed or took over 120 s: see above; carry the missing wheels (device README)" >&2
+            exit 1
+        fi
+        echo "import $module: $((SECONDS - start)) s" >&2
+    done
+    if ! timeout 120 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+        echo "no CUDA device (or its start took over 120 s): run with --dry-run on a CPU machine" >&2
         exit 1
     fi
     OUT=docs/gpu.md
@@ -42,9 +57,11 @@ FAILED=0
     echo
     if [ "$DRY" = 1 ]; then echo "DRY RUN on the CPU at tiny sizes: a check of the script, not measurements."; echo; fi
     python - <<'PY'
-import datetime, platform, subprocess, torch
+import datetime, os, platform, subprocess, torch
 dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+# ZOO_COMMIT: for a copy of the tree without its .git folder (the lent GPU machine gets one)
+commit = os.environ.get("ZOO_COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                                        text=True).stdout.strip()
 print(f"- device: {dev}")
 print(f"- torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
 print(f"- commit {commit or 'unknown'}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -92,6 +109,7 @@ else
     part "DINAR diffusion: denoiser and samplers" "$LIMIT_PART" python benchmarks/gpu_bench.py diffusion "${BENCH[@]}"
     part "DINAR stage 1 training step" "$LIMIT_PART" python benchmarks/gpu_bench.py dinar "${BENCH[@]}"
 fi
+if [ -n "${RASTER_SCENES:-}" ]; then RASTER+=(--scenes "$RASTER_SCENES"); fi
 part "Rasteriser" "$LIMIT_PART" python benchmarks/rasterize.py "${RASTER[@]}"
 
 echo "wrote $OUT" >&2

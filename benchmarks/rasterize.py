@@ -1,6 +1,8 @@
 """Rasteriser benchmark: `zoo.render.rasterize` vs an Embree ray caster on the full Anny mesh.
 
     python benchmarks/rasterize.py [--reps 7] [--sizes 128x64 256x256 512x512] [--batches 1 16]
+    python benchmarks/rasterize.py --batches 1 16 --save-scenes scenes.pt   # the posed meshes, for
+    python benchmarks/rasterize.py --scenes scenes.pt ...                    # a machine without Anny
 
 Our rasteriser's two CPU backends (the compiled numba kernel, the default for CPU tensors, and the
 whole-tensor torch path, the one CUDA runs) and the ray caster run in this process, one thread, on
@@ -58,20 +60,62 @@ def interleaved(contenders: dict, reps: int) -> dict[str, float]:
     return {name: 1e3 * statistics.median(v) for name, v in times.items()}
 
 
-def scene(body: AnnyBody, batch: int, size: tuple[int, int], device: str):
+def posed(body: AnnyBody, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vertices (B, V, 3), camera yaw (B,)) of `batch` walking poses, seeded: the same every run."""
     g = torch.Generator().manual_seed(0)
     pose = body.pose_from_controls(batch, walk_phase_deg=360 * torch.rand(batch, generator=g, dtype=torch.float64),
                                    stride_deg=25.0, arm_swing_deg=20.0)
     with torch.no_grad():
         verts = body(pose=pose).vertices
-    yaw = 360 * torch.rand(batch, generator=g)
+    return verts, 360 * torch.rand(batch, generator=g)
+
+
+def framed(verts: torch.Tensor, yaw: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-space vertices and intrinsics that frame the body at `size` (H, W)."""
+    batch = verts.shape[0]
     R, t = look_at_body(yaw, torch.zeros(batch), torch.full((batch,), 4.0))
     cam = to_camera(verts, R, t)
     H, W = size
     height = float(verts[0, :, 1].max() - verts[0, :, 1].min())
     focal = 0.9 * H * 4.0 / height
     K = torch.tensor([[focal, 0, (W - 1) / 2], [0, focal, (H - 1) / 2], [0, 0, 1.0]]).repeat(batch, 1, 1)
-    return cam.to(device), body.faces.to(device), K.to(device)
+    return cam, K
+
+
+class Scenes:
+    """The posed meshes of each batch size: built from Anny, or read from a file written by
+    `--save-scenes` (a machine without Anny's assets, e.g. the lent GPU, gets the same meshes)."""
+
+    def __init__(self, batches, scenes_file: str | None = None):
+        if scenes_file is None:
+            body = AnnyBody()
+            self.faces = body.faces
+            self.meshes = {batch: posed(body, batch) for batch in batches}
+            return
+        path = Path(scenes_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--scenes {path}: no such file (write it with --save-scenes on a machine with Anny)")
+        data = torch.load(path, weights_only=True)
+        missing = [batch for batch in batches if f"verts_b{batch}" not in data]
+        if missing:
+            raise ValueError(f"--scenes {path} holds no meshes for batch sizes {missing}; it has {sorted(data)}")
+        self.faces = data["faces"]
+        self.meshes = {batch: (data[f"verts_b{batch}"], data[f"yaw_b{batch}"]) for batch in batches}
+
+    def save(self, path: str) -> None:
+        data = {"faces": self.faces}
+        for batch, (verts, yaw) in self.meshes.items():
+            data[f"verts_b{batch}"], data[f"yaw_b{batch}"] = verts.contiguous(), yaw
+        torch.save(data, path)
+
+    @property
+    def num_vertices(self) -> int:
+        return next(iter(self.meshes.values()))[0].shape[1]
+
+    def __call__(self, batch: int, size: tuple[int, int]):
+        """(camera-space vertices, faces, intrinsics) on the CPU."""
+        cam, K = framed(*self.meshes[batch], size)
+        return cam, self.faces, K
 
 
 def embree_casters(cam: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, size: tuple[int, int]):
@@ -210,17 +254,17 @@ def jit_cost() -> dict[str, float]:
     return out
 
 
-def device_table(body: AnnyBody, sizes, batches, device: str, reps: int) -> None:
+def device_table(scenes: Scenes, sizes, batches, device: str, reps: int) -> None:
     """Our rasteriser's torch path on `device` (wall clock, synchronised) against the CPU
     default (the numba kernel, one call after a warm-up call)."""
-    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; zoo (torch backend) on {device} "
+    print(f"mesh: {scenes.num_vertices} vertices, {scenes.faces.shape[0]} faces; zoo (torch backend) on {device} "
           f"(wall clock, median of {reps}) vs zoo's CPU default (numba backend, one thread, one call)")
     print()
     print("| size | batch | zoo device ms | zoo CPU ms | speed-up | face ids equal to CPU | max bary diff |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
         for batch in batches:
-            cam, faces, K = scene(body, batch, size, "cpu")
+            cam, faces, K = scenes(batch, size)
             rasterize(cam, faces, K, size, backend="numba")  # compiles (or loads) the kernel
             start = time.perf_counter()
             ref = rasterize(cam, faces, K, size, backend="numba")
@@ -253,15 +297,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where our rasteriser's torch path runs (cpu or cuda)")
     parser.add_argument("--no-embree", action="store_true",
                         help="only our rasteriser's torch path on --device, against the CPU default (the GPU run)")
+    parser.add_argument("--scenes", help="read the posed meshes from this file (written by --save-scenes) instead of Anny")
+    parser.add_argument("--save-scenes", help="write the posed meshes of --batches to this file and stop")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    body = AnnyBody()
+    scenes = Scenes(args.batches, args.scenes)
+    if args.save_scenes:
+        scenes.save(args.save_scenes)
+        return
     sizes = [tuple(int(s) for s in size.split("x")) for size in args.sizes]
     if args.no_embree:
-        device_table(body, sizes, args.batches, args.device, args.reps)
+        device_table(scenes, sizes, args.batches, args.device, args.reps)
         return
     jit = jit_cost()  # first: a new process, before this one loads the machine's caches
-    print(f"mesh: {body.template_vertices.shape[0]} vertices, {body.faces.shape[0]} faces; one CPU thread; "
+    print(f"mesh: {scenes.num_vertices} vertices, {scenes.faces.shape[0]} faces; one CPU thread; "
           f"process CPU time, median of {args.reps}; zoo's torch backend on {args.device}")
     print()
     print("| size | batch | zoo numba ms | zoo torch ms | embree faces ms | embree hits ms | hits + BVH ms | numba / hits "
@@ -270,7 +319,7 @@ def main() -> None:
     shares, parts = [], []
     for size in sizes:
         for batch in args.batches:
-            cam, faces, K = scene(body, batch, size, "cpu")
+            cam, faces, K = scenes(batch, size)
             faces_only, with_hits, with_build = embree_casters(cam, faces, K, size)
             c, f, k = cam.to(args.device), faces.to(device=args.device), K.to(args.device)
 

@@ -102,7 +102,8 @@ def gap_lines(gap_check: list[dict]) -> list[str]:
     runs = sorted(gap_check, key=lambda r: r["steps"])
     steps = [r["steps"] for r in runs]
     by_t = [{row["t"]: row for row in r["gap"]} for r in runs]
-    lines = ["Held-out epsilon MSE (`gap_check`: all held-out pairs, one fixed noise draw per t) of each kept model, EMA "
+    lines = ["Held-out epsilon MSE (`gap_check`: all held-out pairs, one fixed noise draw per t; of a v-prediction model "
+             "the epsilon its output implies) of each kept model, EMA "
              "weights (raw weights in brackets), next to the constant guess x0 = the mean training latent (the same for "
              "every model). Trend: least-squares power law err = c * steps^b over the models (log-log), the local "
              "exponents between consecutive models, and the steps at which the fitted law reaches the constant guess.", "",

@@ -104,6 +104,19 @@ def study_lines(study: dict) -> list[str]:
     return lines + ([""] + ["Training wall time: " + "; ".join(walls) + "."] if walls else []) + [""]
 
 
+PREDICTION_NAMES = {"epsilon": "epsilon prediction", "v_prediction": "v-prediction", "sample": "x0 prediction"}
+
+
+def prediction_name(info: dict) -> str:
+    """The diffusion's parametrisation; runs before it was recorded used epsilon (the CPU config's then)."""
+    return PREDICTION_NAMES[info.get("prediction_type", "epsilon")]
+
+
+def diffusion_name(ctx: dict) -> str:
+    """"2400 steps, v-prediction"."""
+    return f"{ctx['diffusion_info']['steps']} steps, {prediction_name(ctx['diffusion_info'])}"
+
+
 def previous_lines(ctx: dict) -> list[str]:
     """Key numbers of this run next to the previous run's (its results.json)."""
     prev = ctx["previous"]
@@ -117,10 +130,9 @@ def previous_lines(ctx: dict) -> list[str]:
                  "The same stage-1 networks, pairs and trained stage-2 models (the same diffusion and U-Net training "
                  "records), evaluated again from the cached predictions: equal numbers are the same computation; new here "
                  "are the rows that were not measured before (\"-\")." if same_stage1 and same_models else
-                 f"The same stage-1 networks, pairs, VQGAN and U-Net; only the diffusion differs ({prev['diffusion_info']['steps']} "
-                 f"-> {ctx['diffusion_info']['steps']} steps of the same run): the methods without diffusion score the same, "
-                 "the diffusion rows and the rows built on them (Table 2's inpainting and fine-tuning rows) are new draws of "
-                 "the longer-trained model." if only_diffusion else
+                 f"The same stage-1 networks, pairs, VQGAN and U-Net; only the diffusion differs ({diffusion_name(prev)} "
+                 f"-> {diffusion_name(ctx)}): the methods without diffusion score the same, the diffusion rows and the rows "
+                 "built on them (Table 2's inpainting and fine-tuning rows) are draws of the other model." if only_diffusion else
                  "Different stage-1 networks on the same people and inputs (the same pair settings: RGB channels, masks, "
                  "truth and evaluated inputs are the same, the generated channels come from the other network): the RGB "
                  "of mean fill compares directly, every learned stage-2 model was retrained." if prev["stage1"]["both"]["data"]
@@ -150,8 +162,9 @@ def previous_lines(ctx: dict) -> list[str]:
                              f"{k_mean(ctx, t, k, 'l1')} |")
         gap = {r["t"]: r.get("test_mean_latent") for r in ctx["gap"]}
         old = {r["t"]: r["test"] for r in prev["gap"]}
-        lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {f(old.get(t))} / - | "
-                  f"{f(r['test'])} / {gap[t]:.3g} |" for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999) and gap[t]]
+        lines += [f"| held-out epsilon MSE at t = {t}: denoiser / mean-latent guess | {old[t]:.3g} / - | "
+                  f"{r['test']:.3g} / {gap[t]:.3g} |"
+                  for t, r in ((r["t"], r) for r in ctx["gap"]) if t in (600, 999) and gap[t] and t in old]
     for which in ("front", "back"):
         for row in ctx["table2"]:
             if row in prev["table2"]:
@@ -290,7 +303,8 @@ def write_section(ctx: dict, path: Path) -> None:
     lines += ["### Training", "", "| stage | what | wall s |", "|---|---|---|",
               f"| VQGAN (configs/dinar/vqgan_cpu.yaml) | {vq.get('steps', '?')} optimiser steps (batch 4 merged + 4 single-view "
               f"textures) | {f(vq.get('wall', float('nan')), 0)} |",
-              f"| diffusion (configs/dinar/diffusion_cpu.yaml) | {info['steps']} steps of batch {info['batch_size']} on "
+              f"| diffusion (configs/dinar/diffusion_cpu.yaml, {prediction_name(info)}) | "
+              f"{info['steps']} steps of batch {info['batch_size']} on "
               f"{info['items']} pairs; loss {ctx['diffusion_curve'][0]:.3f} (first 50) -> {ctx['diffusion_curve'][1]:.3f} "
               f"(last 100); latent std {info['latent_std']:.2f} | {info['wall']:.0f} (+ {info['encode_wall']:.0f} encoding) |",
               f"| U-Net baseline (`TextureUNet` 19 -> 19, base 16, depth 3) | {ctx['unet_info']['steps']} steps of batch 16, "
@@ -300,12 +314,17 @@ def write_section(ctx: dict, path: Path) -> None:
         for study in ctx["vqgan_studies"]:
             lines += study_lines(study)
     lines += ["### Held-out vs training denoising loss", "",
-              "EMA weights, epsilon MSE, one fixed noise draw; 480 training pairs and all held-out (test) pairs. Last "
-              "column: on the held-out pairs, the epsilon of a constant guess x0 = the mean training latent, "
-              "(x_t - sqrt(abar_t) mean) / sqrt(1 - abar_t), which ignores the condition.", "",
-              "| t | training pairs | held-out pairs | held-out / training | held-out, mean-latent guess |", "|---|---|---|---|---|"]
-    lines += [f"| {r['t']} | {r['train']:.4f} | {r['test']:.4f} | {r['test'] / r['train']:.2f} | "
-              + (f"{r['test_mean_latent']:.3g} |" if "test_mean_latent" in r else "- |") for r in ctx["gap"]] + [""]
+              "EMA weights, epsilon MSE (of a v-prediction model: the epsilon its output implies, "
+              "(x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)), one fixed noise draw; 480 training pairs and all held-out "
+              "(test) pairs. Mean-latent guess: on the held-out pairs, the epsilon of a constant guess x0 = the mean "
+              "training latent, (x_t - sqrt(abar_t) mean) / sqrt(1 - abar_t), which ignores the condition. Last column: "
+              "the held-out latent x0 MSE of the denoiser's x0 estimate and of that constant guess.", "",
+              "| t | training pairs | held-out pairs | held-out / training | held-out, mean-latent guess "
+              "| held-out x0 MSE: denoiser / guess |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['t']} | {r['train']:.4g} | {r['test']:.4g} | {r['test'] / r['train']:.2f} | "
+              + (f"{r['test_mean_latent']:.3g} |" if "test_mean_latent" in r else "- |")
+              + (f" {r['test_x0']:.4g} / {r['test_x0_mean_latent']:.3g} |" if "test_x0" in r else " - |")
+              for r in ctx["gap"]] + [""]
     lines += ["### Inpainting and sampler table (21-channel textures, the same inputs)", "",
               "Unseen texels = atlas texels no pixel of the input landed on (gap-filled ones count as unseen). RGB vs the "
               "exact ground-truth texture ([0, 1] units, PSNR dB), RGB vs the merged multi-view texture (texels some "

@@ -274,7 +274,8 @@ def train_diffusion(args) -> None:
                                         resume=args.work / "diffusion_resume.pt", loss_type="l2", save_every=50,
                                         log_every=50)
     info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": wall,
-            "encode_wall": float(data["wall"]), "latent_std": float(z0.std())}
+            "encode_wall": float(data["wall"]), "latent_std": float(z0.std()),
+            "prediction_type": system.diffusion.prediction_type}
     torch.save({"state_dict": system.state_dict(), "losses": torch.tensor(history), "info": info}, final)
 
 

@@ -14,12 +14,24 @@ from torch.utils.data import default_collate
 log = logging.getLogger("dinar_complete")
 
 
+def implied_noise(diffusion, result) -> torch.Tensor:
+    """The epsilon a denoiser output implies, whatever the parametrisation (for epsilon prediction the
+    output itself): eps = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar), x0_hat = diffusion.predict_x0."""
+    if diffusion.prediction_type == "epsilon":
+        return result.prediction
+    abar = diffusion.alphas_cumprod[result.t].float().view(-1, 1, 1, 1)
+    x0 = diffusion.predict_x0(result.prediction, result.x_t, result.t)
+    return (result.x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
 @torch.no_grad()
 def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600, 800, 900, 999), limit: int = 480) -> list[dict]:
-    """EMA denoising loss (epsilon MSE) on training and held-out pairs at fixed and uniform timesteps,
-    and on the held-out pairs the loss of a constant guess: the epsilon implied by x0 = the mean
-    training latent, (x_t - sqrt(abar) mean) / sqrt(1 - abar), which ignores the condition (a
-    denoiser worse than it at some t has not learnt what the mean latent tells at that t)."""
+    """EMA denoising loss as epsilon MSE (the epsilon the output implies, `implied_noise`, so that
+    epsilon- and v-prediction models compare) on training and held-out pairs at fixed and uniform
+    timesteps, and on the held-out pairs the loss of a constant guess: the epsilon implied by x0 = the
+    mean training latent, (x_t - sqrt(abar) mean) / sqrt(1 - abar), which ignores the condition (a
+    denoiser worse than it at some t has not learnt what the mean latent tells at that t). Also the
+    held-out latent x0 MSE of the denoiser ("test_x0") and of the mean-latent guess ("test_x0_mean_latent")."""
     out = []
     mean_latent = train["z0"].mean(0, keepdim=True)
     with system.ema.swap_into(system.denoiser):
@@ -31,13 +43,17 @@ def denoising_gap(system, train: dict, test: dict, timesteps=(10, 100, 300, 600,
                 g = torch.Generator().manual_seed(1)
                 noise = torch.randn(z0.shape, generator=g)
                 tt = torch.randint(0, 1000, (len(z0),), generator=g) if t == "all" else torch.full((len(z0),), t)
-                losses = []
+                losses, x0_errors = [], []
                 for s in range(0, len(z0), 64):
                     r = system.diffusion.training_loss(system.denoiser, z0[s:s + 64], cond=cond[s:s + 64],
                                                        t=tt[s:s + 64], noise=noise[s:s + 64])
-                    losses.append(((r.prediction - r.target) ** 2).mean((1, 2, 3)))
+                    losses.append(((implied_noise(system.diffusion, r) - r.noise) ** 2).mean((1, 2, 3)))
+                    x0 = system.diffusion.predict_x0(r.prediction, r.x_t, r.t)
+                    x0_errors.append(((x0 - z0[s:s + 64]) ** 2).mean((1, 2, 3)))
                 row[name] = float(torch.cat(losses).mean())
                 if name == "test":
+                    row["test_x0"] = float(torch.cat(x0_errors).mean())
+                    row["test_x0_mean_latent"] = float(((mean_latent - z0) ** 2).mean())
                     abar = system.diffusion.alphas_cumprod[tt].float().view(-1, 1, 1, 1)
                     x_t = system.diffusion.add_noise(z0, noise, tt)
                     guess = (x_t - abar.sqrt() * mean_latent) / (1 - abar).sqrt()
@@ -175,7 +191,7 @@ def gap_check(args) -> dict:
         for row in rows:
             if row["t"] != "all":  # the raw (non-EMA) weights on the same draw
                 r = system.diffusion.training_loss(system.denoiser, z0, cond=cond, t=torch.full((len(z0),), row["t"]), noise=noise)
-                row["test_raw"] = float(((r.prediction - r.target) ** 2).mean())
+                row["test_raw"] = float(((implied_noise(system.diffusion, r) - r.noise) ** 2).mean())
         out.append({"file": path.name, "steps": saved["info"]["steps"], "gap": rows})
         log.info("gap check %s (%d steps): %s", path.name, saved["info"]["steps"], rows)
     (args.work / "gap_check.json").write_text(json.dumps(out, indent=1))
@@ -210,7 +226,7 @@ def lr_probe(args) -> dict:
         for row in rows:
             if row["t"] != "all":
                 r = system.diffusion.training_loss(system.denoiser, z0, cond=cond, t=torch.full((len(z0),), row["t"]), noise=noise)
-                row["test_raw"] = float(((r.prediction - r.target) ** 2).mean())
+                row["test_raw"] = float(((implied_noise(system.diffusion, r) - r.noise) ** 2).mean())
     out = {"lr": args.probe_lr, "from_step": start, "to_step": len(history), "wall": wall,
            "loss_last100": float(np.mean(history[-100:])), "gap": rows}
     log.info("lr probe: %s", out)

@@ -96,3 +96,24 @@ def test_small_vqgan_is_the_registry_entry(tmp_path, monkeypatch):
     vqgan = build("vqgan_small.yaml", tmp_path, monkeypatch).model.vqgan
     assert f"{type(vqgan).__module__}.{type(vqgan).__name__}" == entry.class_path
     assert vqgan.encode(torch.empty(2, 5, 64, 64, device="meta"), quantize=False).shape == (2, 6, 16, 16)
+
+
+def test_dinar_texture_diffusion_prediction_type_is_named(tmp_path, monkeypatch):
+    """DINAR's denoiser predicts epsilon: the paper-sized 21-channel config, the one-image config and
+    the defaults keep it; v-prediction is the CPU config's named departure (its header gives the reason)."""
+    import inspect
+
+    from zoo.diffusion import GaussianDiffusion
+    from zoo.systems.latent_inpainting import LatentInpaintingSystem
+
+    dinar = CONFIGS.parent / "dinar"
+    for name, expected in (("diffusion_dinar.yaml", "epsilon"), ("diffusion_cpu.yaml", "v_prediction")):
+        monkeypatch.chdir(tmp_path)
+        with torch.device("meta"):
+            cli = ZooCLI(args=["--config", str(dinar / name), "--trainer.logger=false"], run=False)
+        assert cli.model.hparams.prediction_type == cli.model.diffusion.prediction_type == expected, name
+    assert "v-prediction instead of DINAR's epsilon" in (dinar / "diffusion_cpu.yaml").read_text()
+    one_image = yaml.safe_load((dinar / "one_image_avatar.yaml").read_text())["model"]["init_args"]["pipeline"]
+    assert one_image["prediction_type"] == "epsilon"
+    for cls in (GaussianDiffusion, LatentInpaintingSystem):
+        assert inspect.signature(cls).parameters["prediction_type"].default == "epsilon"
