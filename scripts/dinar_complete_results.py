@@ -24,7 +24,9 @@ training denoising loss; kept latent cells after the 3x3 erosion at 32 and 16 px
 rows (front and back input, novel views) with PSNR, MS-SSIM (3 scales), ReID cosine and the RGB
 texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip; the
 posterior-sample study (scripts/dinar_complete_posterior.py); the diffusion budget study of the kept
-shorter models diffusion_d<steps>.pt (scripts/dinar_complete_budget.py). Diagnostics (scripts/
+shorter models diffusion_d<steps>.pt (scripts/dinar_complete_budget.py); with --train_seeds 0 1 ...
+(train and evaluate) the diffusion trained with each seed (diffusion_seed<s>.pt beside diffusion.pt)
+and the stage-2 rows' training-seed spread (scripts/dinar_complete_seeds.py). Diagnostics (scripts/
 dinar_complete_studies.py): x0_check, gap_check, lr_probe.
 """
 from __future__ import annotations
