@@ -74,7 +74,7 @@ def test_seed_lines(scripts):
     se = [statistics.stdev(d) / len(d) ** 0.5 for d in (d0, d1)]
     m = [statistics.fmean(d) for d in (d0, d1)]
     assert (f"- back: Both + inpainting - Both textures: PSNR seed 0 {m[0]:+.2f} +- {se[0]:.2f}, seed 1 {m[1]:+.2f} "
-            f"+- {se[1]:.2f}, spread {max(m) - min(m):.2f}: beyond both") in text
+            f"+- {se[1]:.2f}, spread {max(m) - min(m):.2f}: opposite to the paper, beyond both") in text
     assert "Both + inpainting + occlusion" not in text
     # the section's Table 2 text: the seed part only when a second training seed was evaluated
     assert "#### Training-seed spread" in "\n".join(doc.table2_lines(ctx))
