@@ -47,9 +47,11 @@ def table2_lines(ctx: dict) -> list[str]:
         lines.append("")
     lines += ["Inpainting rows: mean +- standard deviation over sampler seeds 0.."
               f"{max(len(s) for s in t2.values()) - 1} (DDIM 200, eta 1). The other rows do not depend on a seed "
-              "at test time; their training-seed spread was not measured (one stage-1 run per row). Stage 2 has one "
-              "training run too (VQGAN, diffusion and U-Net each trained once, seed 0): the sampler-seed spread is the "
-              "only seed spread measured for the inpainting rows.", "",
+              "at test time; their training-seed spread was not measured (one stage-1 run per row). " + (
+                  "Stage 2: the table is the diffusion of training seed 0; its training-seed spread (the diffusion trained "
+                  "again with other seeds, the VQGAN and the U-Net once) follows the step list below." if ctx.get("train_seeds")
+                  else "Stage 2 has one training run too (VQGAN, diffusion and U-Net each trained once, seed 0): the "
+                  "sampler-seed spread is the only seed spread measured for the inpainting rows."), "",
               "Each step against the previous row: paired difference over the same inputs (mean +- standard error "
               "over inputs, seed 0), and for the inpainting rows the sampler-seed standard deviation of the row's mean:", ""]
     rows = list(t2)
@@ -64,6 +66,10 @@ def table2_lines(ctx: dict) -> list[str]:
                 sd = f" (seed sd {float(np.std(spread, ddof=1)):.{digits}f})" if spread else ""
                 cells.append(f"{name} {mean:+.{digits}f} +- {se:.{digits}f}{sd}" if not math.isnan(mean) else f"{name} -")
             lines.append(f"- {which}: {a} - {b}: " + "; ".join(cells))
+    if ctx.get("train_seeds"):
+        from dinar_complete_seeds import train_seed_lines  # scripts/, beside this file
+
+        lines += [""] + train_seed_lines(ctx)
     return lines + [""]
 
 
@@ -272,7 +278,8 @@ def write_section(ctx: dict, path: Path) -> None:
              "comes from its one evaluation run.", "",
              f"- Command: `ZOO_HOME=/work/cache-dinar-stage2 python scripts/dinar_complete_results.py evaluate "
              f"--work {ctx['args']['work']} --stage1 {' '.join(ctx['args']['stage1'])} --items {ctx['args']['items']} "
-             f"--seeds {ctx['args']['seeds']}" + (f" --samples {ctx['args']['samples']}" if "samples" in ctx["args"] else "") + "`"
+             f"--seeds {ctx['args']['seeds']}" + (f" --samples {ctx['args']['samples']}" if "samples" in ctx["args"] else "")
+             + (f" --train_seeds {' '.join(str(s) for s in ['0', *ctx['train_seeds']])}" if ctx.get("train_seeds") else "") + "`"
              + (" --ddpm" if ctx["args"]["ddpm"] == "True" else "") + (" --no_finetune" if ctx["args"]["finetune"] == "False" else "")
              + f" (trained by the same script's `train` with --vqgan_recipe '{ctx['args']['vqgan_recipe']}' "
              f"--vqgan_steps {ctx['args']['vqgan_steps']} --diffusion_steps {ctx['args']['diffusion_steps']} "

@@ -365,6 +365,13 @@ def evaluate(args) -> None:
     ctx["table2"] = {row: [{"front": split_means(p, side, "front"), "back": split_means(p, side, "back"), "per_item": p}
                            for p in per] for row, per in results.items()}
     ctx["side"] = side
+    if len(args.train_seeds) > 1:  # the stage-2 rows with the diffusion of every other training seed
+        from dinar_complete_seeds import train_seed_study
+
+        def tune(texture, folder):
+            return cached(args, "finetune_s0", lambda: {"texture": finetuned(
+                args, nets, avatar_pairs, occ, index, side, texture)}, folder) if args.finetune and args.seed_finetune else None
+        ctx["train_seeds"] = train_seed_study(args, nets, reid, people, batch, index, side, textures, both_occ, tune)
     figures(people, index, side, occ.extras["facing"], examples, nets, REPO / "docs" / "dinar_complete_figure.png",
             REPO / "docs" / "dinar_complete_animation.png")
     ctx["machine_end"], ctx["wall"] = machine(), time.perf_counter() - t0

@@ -24,7 +24,9 @@ training denoising loss; kept latent cells after the 3x3 erosion at 32 and 16 px
 rows (front and back input, novel views) with PSNR, MS-SSIM (3 scales), ReID cosine and the RGB
 texel error; sampler-seed spread of the inpainting rows; a figure and an animation strip; the
 posterior-sample study (scripts/dinar_complete_posterior.py); the diffusion budget study of the kept
-shorter models diffusion_d<steps>.pt (scripts/dinar_complete_budget.py). Diagnostics (scripts/
+shorter models diffusion_d<steps>.pt (scripts/dinar_complete_budget.py); with --train_seeds 0 1 ...
+(train and evaluate) the diffusion trained with each seed (diffusion_seed<s>.pt beside diffusion.pt)
+and the stage-2 rows' training-seed spread (scripts/dinar_complete_seeds.py). Diagnostics (scripts/
 dinar_complete_studies.py): x0_check, gap_check, lr_probe.
 """
 from __future__ import annotations
@@ -226,11 +228,14 @@ def vqgan_study(args) -> None:
 
 
 # --- 4. diffusion -----------------------------------------------------------------------------
-def diffusion_system(args):
+def diffusion_system(args, seed: int | None = None):
+    """The diffusion system of configs/dinar/diffusion_cpu.yaml on --work's VQGAN; `seed`: its
+    seed_everything (the denoiser's initial weights; None: the config's, 0)."""
     from zoo.cli import ZooCLI
 
+    extra = [] if seed is None else [f"--seed_everything={seed}"]
     cli = ZooCLI(args=["--config", str(REPO / "configs" / "dinar" / "diffusion_cpu.yaml"), "--trainer.logger=false",
-                       f"--model.init_args.vqgan={args.work / 'vqgan'}"], run=False)
+                       f"--model.init_args.vqgan={args.work / 'vqgan'}", *extra], run=False)
     system = cli.model
     system.vqgan  # load the frozen first stage
     return system, int(cli.trainer.max_steps), int(cli.datamodule.batch_size)
@@ -262,26 +267,35 @@ def latents(args, system, split: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def train_diffusion(args) -> None:
-    final = args.work / "diffusion.pt"
+def diffusion_file(work: Path, seed: int, resume: bool = False) -> Path:
+    """Training seed 0: diffusion.pt / diffusion_resume.pt (the run's model); seed s > 0: diffusion_seed<s>.pt
+    / diffusion_resume_seed<s>.pt beside it (same config, latents and steps)."""
+    stem = "diffusion_resume" if resume else "diffusion"
+    return work / (f"{stem}.pt" if seed == 0 else f"{stem}_seed{seed}.pt")
+
+
+def train_diffusion(args, seed: int = 0) -> None:
+    """Train the diffusion with training seed `seed`: the denoiser's initial weights (seed_everything),
+    the epoch order and the timesteps / noise of every step; seed 0 is the config's seed_everything."""
+    final = diffusion_file(args.work, seed)
     if final.is_file():
         return
-    system, _, batch_size = diffusion_system(args)
+    system, _, batch_size = diffusion_system(args, seed)
     steps = args.diffusion_steps
     data = latents(args, system, "train")
     z0, cond = data["z0"], data["cond"]
-    history, wall, _ = train_on_latents(system, z0, cond, steps=steps, batch_size=batch_size, seed=0,
-                                        resume=args.work / "diffusion_resume.pt", loss_type="l2", save_every=50,
-                                        log_every=50)
-    info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": wall,
+    history, wall, _ = train_on_latents(system, z0, cond, steps=steps, batch_size=batch_size, seed=seed,
+                                        resume=diffusion_file(args.work, seed, resume=True), loss_type="l2",
+                                        save_every=50, log_every=50)
+    info = {"steps": steps, "batch_size": batch_size, "items": len(z0), "wall": wall, "seed": seed,
             "encode_wall": float(data["wall"]), "latent_std": float(z0.std()),
             "prediction_type": system.diffusion.prediction_type}
     torch.save({"state_dict": system.state_dict(), "losses": torch.tensor(history), "info": info}, final)
 
 
-def load_diffusion(args):
+def load_diffusion(args, seed: int = 0):
     system, _, _ = diffusion_system(args)
-    saved = torch.load(args.work / "diffusion.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(diffusion_file(args.work, seed), map_location="cpu", weights_only=True)
     system.load_state_dict(saved["state_dict"])
     return system.eval(), saved
 
@@ -353,7 +367,8 @@ def train(args) -> None:
         (args.work / "vqgan_run").symlink_to(study / "run")
         log.info("VQGAN: the study's %r run (%d steps)", args.vqgan_recipe, args.vqgan_steps)
     train_vqgan(args, overrides=vqgan_recipes(args)[args.vqgan_recipe])
-    train_diffusion(args)
+    for seed in args.train_seeds:
+        train_diffusion(args, seed)
     train_baseline(args)
 
 
@@ -378,6 +393,9 @@ def main() -> None:
     parser.add_argument("--rgb_weight", type=float, default=6.0,
                         help="the study's RGB channel weight of the VQGAN reconstruction loss (others 1)")
     parser.add_argument("--diffusion_steps", type=int, default=1000)
+    parser.add_argument("--train_seeds", type=int, nargs="+", default=[0],
+                        help="training seeds of the diffusion (0: diffusion.pt; s: diffusion_seed<s>.pt); evaluate: "
+                             "the stage-2 rows of Table 2 with each")
     parser.add_argument("--unet_steps", type=int, default=400)
     parser.add_argument("--probe_lr", type=float, default=1e-4, help="lr_probe: the learning rate past diffusion.pt")
     parser.add_argument("--probe_steps", type=int, default=600, help="lr_probe: steps past diffusion.pt")
@@ -389,6 +407,8 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a line for the doc's Setup (e.g. which stage-1 networks and why)")
     parser.add_argument("--previous", type=Path, default=None, help="an earlier run's results.json to compare with")
     parser.add_argument("--no_finetune", dest="finetune", action="store_false", help="skip the RGB fine-tuning row")
+    parser.add_argument("--no_seed_finetune", dest="seed_finetune", action="store_false",
+                        help="skip the RGB fine-tuning row of the training seeds other than 0")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
