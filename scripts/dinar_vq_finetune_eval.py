@@ -21,7 +21,8 @@ source -> target pairs of training people, as the fine-tuning's batches; cumulat
 None) of direct stage-1 textures ("BN: direct"), of the same textures through the VQGAN ("BN: VQGAN") and of
 those with the input's known texels pasted back, as a stage-2 output is made ("BN: VQGAN + known").
 
-    python scripts/dinar_vq_finetune_eval.py doc --v5 <p=1 JSON> <p=0.5 JSON> [--v4 ...] --doc docs/dinar_results.md
+    python scripts/dinar_vq_finetune_eval.py doc --evals <eval JSON per fine-tune run> \
+        [--secondary <the same on another stage-2 run>] [--drivers <run scripts>] --doc docs/dinar_results.md
 
 writes the generated results block of docs/dinar_results.md (scripts/dinar_vq_finetune_doc.py).
 """
