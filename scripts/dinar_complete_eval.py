@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dinar_complete_results import REPO, Timer, latents, load_diffusion, pairs_data, pairs_module, stage1_net, unet_baseline
+from dinar_complete_data import pairs_data, pairs_module, stage1_net
+from dinar_complete_results import REPO, Timer, latents, load_diffusion, unet_baseline
 from torch.utils.data import default_collate
 
 log = logging.getLogger("dinar_complete")

@@ -7,8 +7,9 @@ import logging
 
 import numpy as np
 import torch
-from dinar_complete_eval import eval_items, mean_fill, texel_errors  # scripts/, beside this file
-from dinar_complete_results import load_diffusion, pairs_module
+from dinar_complete_data import pairs_module  # scripts/, beside this file
+from dinar_complete_eval import eval_items, mean_fill, texel_errors
+from dinar_complete_results import load_diffusion
 from torch.utils.data import default_collate
 
 log = logging.getLogger("dinar_complete")

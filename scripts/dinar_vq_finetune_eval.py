@@ -34,8 +34,8 @@ import logging
 from pathlib import Path
 
 import torch
-from dinar_complete_eval import eval_items, split_means, stage1_textures, table2  # scripts/, beside this file
-from dinar_complete_results import pairs_data, pairs_module, stage1_net
+from dinar_complete_data import pairs_data, pairs_module, stage1_net  # scripts/, beside this file
+from dinar_complete_eval import eval_items, split_means, stage1_textures, table2
 from dinar_vq_finetune_doc import add_doc_arguments, write_doc  # scripts/, beside this file
 from torch.utils.data import default_collate
 
