@@ -11,6 +11,7 @@ from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsatur
 from zoo.losses.avatar import (
     AvatarReconstructionLoss,
     PerceptualDistance,
+    avatar_item_scores,
     crop,
     crop_corners,
     dinar_loss_mask,
@@ -77,6 +78,25 @@ def test_loss_mask_ignores_body_outside_person():
     person = torch.tensor([[1.0, 0.0, 1.0, 0.0]]).view(1, 1, 1, 4)
     assert dinar_loss_mask(body, person).flatten().tolist() == [1.0, 0.0, 1.0, 1.0]
     assert dinar_loss_mask(body, person, intersection=True).flatten().tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_item_scores_match_a_float64_loop():
+    g = torch.Generator().manual_seed(0)
+    render, target = torch.rand(2, 3, 4, 5, generator=g) * 2 - 1, torch.rand(2, 3, 4, 5, generator=g) * 2 - 1
+    mask_pred, person = torch.rand(2, 2, 4, 5, generator=g), (torch.rand(2, 1, 4, 5, generator=g) > 0.5).float()
+    body = (torch.rand(2, 1, 4, 5, generator=g) > 0.3).float()
+    scores = avatar_item_scores(render, mask_pred, target, person, body)
+    for b in range(2):
+        r, t, m, p, u = (x[b].double().flatten(1).tolist() for x in (render, target, mask_pred, person, body))
+        pixels = range(len(r[0]))
+        mse = sum(((r[c][i] + 1) / 2 - (t[c][i] + 1) / 2) ** 2 for c in range(3) for i in pixels) / (3 * len(pixels))
+        keep = [0.0 if u[0][i] == 1 and p[0][i] == 0 else 1.0 for i in pixels]
+        l2 = sum(((r[c][i] - t[c][i]) * keep[i]) ** 2 for c in range(3) for i in pixels) / (3 * len(pixels))
+        inter, sums = sum(m[0][i] * p[0][i] for i in pixels), sum(m[0]) + sum(p[0])
+        assert scores["psnr"][b].item() == pytest.approx(10 * math.log10(1 / mse), rel=1e-5)
+        assert scores["l2"][b].item() == pytest.approx(l2, rel=1e-5)
+        assert scores["dice"][b].item() == pytest.approx(1 - (2 * inter + 1) / (sums + 1), rel=1e-5)
+    assert list(scores) == ["psnr", "l2", "dice"]
 
 
 def test_crops_and_centres():

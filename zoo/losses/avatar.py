@@ -13,6 +13,7 @@ paper when its weights are on disk, or a stand-in the caller names (e.g. the zoo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zoo.losses._common import check_4d, check_same_shape
@@ -29,6 +30,19 @@ def dinar_loss_mask(uv_mask: torch.Tensor, person_mask: torch.Tensor, intersecti
     if intersection:
         return body * person
     return 1.0 - (body - person).clamp(0.0, 1.0)
+
+
+def avatar_item_scores(render: torch.Tensor, mask_pred: torch.Tensor, target: torch.Tensor, person_mask: torch.Tensor,
+                       uv_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-item (B,) validation scores of a render (B, 3, H, W) in [-1, 1] against its target: "psnr" (dB, images
+    mapped to [0, 1]), "l2" (squared error under `dinar_loss_mask`, mean over elements) and "dice" (1 - soft Dice
+    of the first channel of `mask_pred` against `person_mask`, smoothing 1)."""
+    mse = F.mse_loss((render + 1) / 2, (target + 1) / 2, reduction="none").flatten(1).mean(1)
+    loss_mask = dinar_loss_mask(uv_mask, person_mask)
+    rendered, real = mask_pred[:, :1].flatten(1), person_mask.flatten(1)
+    return {"psnr": 10 * torch.log10(1.0 / mse.clamp(min=1e-10)),
+            "l2": ((render - target) * loss_mask).pow(2).flatten(1).mean(1),
+            "dice": 1 - (2 * (rendered * real).sum(1) + 1) / (rendered.sum(1) + real.sum(1) + 1)}
 
 
 def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,11 @@ NEURAL_TEXTURE_CHANNELS = GENERATED_CHANNELS + RGB_TEXTURE_CHANNELS
 MERGE_TAU = 0.1  # DINAR: softmax(10 * cosine)
 
 
+def uv_body_mask(uv: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) 1 where a UV render (B, H, W, 2) holds a body point (inside [-1, 1])."""
+    return (uv.abs() <= 1.0).all(dim=-1)[:, None].to(uv.dtype)
+
+
 def rgb_texture_channels(image: torch.Tensor, uv: torch.Tensor, person_mask: torch.Tensor, texture_size: int,
                          erode: int = 5, exclude: torch.Tensor | None = None,
                          atlas_mask: torch.Tensor | None = None) -> torch.Tensor:

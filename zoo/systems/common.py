@@ -1,8 +1,9 @@
-"""Helpers shared by the zoo's LightningModules: frozen networks kept out of checkpoints and image
-logging. (Metric tables: `zoo.metrics.tables`; mesh export: `zoo.render.export`.)"""
+"""Helpers shared by the zoo's LightningModules: frozen networks kept out of checkpoints, image
+logging, step-decayed learning rates and seeded evaluation noise. (Metric tables: `zoo.metrics.tables`;
+mesh export: `zoo.render.export`.)"""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -78,3 +79,36 @@ def require_prediction_writer(module: pl.LightningModule, what: str, writer: str
     if not any(isinstance(c, BasePredictionWriter) for c in module.trainer.callbacks):
         raise ValueError(f"{type(module).__name__}.predict returns {what} only; add a writer to the trainer, e.g. "
                          f"trainer.callbacks: [{{class_path: {writer}}}] in the config")
+
+
+def check_step_decay(milestones: Sequence[int], factor: float) -> None:
+    """Validate a step decay of the learning rate (`step_decay`), naming the bad value."""
+    if any(int(m) != m or m <= 0 for m in milestones) or not 0 < factor <= 1:
+        raise ValueError(f"lr_decay_milestones must be positive integers and lr_decay_factor in (0, 1], got "
+                         f"{list(milestones)!r} and {factor!r}")
+
+
+def step_decay(global_step: int, milestones: Sequence[int], factor: float) -> float:
+    """The learning-rate multiplier at `global_step`: `factor` to the number of `milestones` passed
+    (reached or exceeded); a function of the step alone, so a resumed run follows the same schedule."""
+    return factor ** sum(global_step >= m for m in milestones)
+
+
+def set_learning_rates(optimizers: Iterable, rates: Iterable[float]) -> None:
+    """Set every parameter group of each optimiser (plain, or wrapped in a `LightningOptimizer`) to its rate."""
+    for optimizer, lr in zip(optimizers, rates):
+        for group in getattr(optimizer, "optimizer", optimizer).param_groups:  # LightningOptimizer wraps it
+            group["lr"] = lr
+
+
+def item_noise(batch: dict, image: torch.Tensor, batch_idx: int, id_keys: Sequence[str]) -> torch.Tensor:
+    """(B, 1, H, W) N(0, 1) noise, one draw per item of `image` (B, C, H, W) from a generator seeded by the
+    item's ids (the tensors of `batch` under `id_keys`), so the values are the same in every run and on any
+    number of processes; without ids, the item's position in this process's share (`batch_idx`) seeds it."""
+    ids = [batch[k] for k in id_keys if torch.is_tensor(batch.get(k))]
+    noise = []
+    for i in range(image.shape[0]):
+        seed = batch_idx * image.shape[0] + i if not ids else sum(int(v[i]) * 1_000_003**k for k, v in enumerate(ids))
+        g = torch.Generator().manual_seed(seed % 2**63)
+        noise.append(torch.randn(1, *image.shape[-2:], generator=g))
+    return torch.stack(noise).to(image)

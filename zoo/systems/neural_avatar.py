@@ -27,26 +27,20 @@ import logging
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from zoo.losses.adversarial import LazyR1, logistic_discriminator_loss, nonsaturating_generator_loss
-from zoo.losses.avatar import AvatarReconstructionLoss, dinar_loss_mask
+from zoo.losses.avatar import AvatarReconstructionLoss, avatar_item_scores
 from zoo.metrics.item_means import log_item_means
 from zoo.modules.vqgan import VQGAN
 from zoo.pretrained import export_folder
 from zoo.render import composite
-from zoo.render.neural_texture import rgb_texture_channels
-from zoo.systems.common import FrozenNetworks, log_image_grid
-from zoo.systems.perceptual import PERCEPTUAL, build_perceptual, check_perceptual_assets
-from zoo.systems.vq_branch import check_branch_assets, check_branch_settings, load_stage1, load_vqgan, trainable_parameters, vq_roundtrip
+from zoo.render.neural_texture import rgb_texture_channels, uv_body_mask  # scripts import uv_body_mask from here too
+from zoo.systems.common import FrozenNetworks, check_step_decay, item_noise, log_image_grid, set_learning_rates, step_decay
+from zoo.systems.perceptual import build_perceptual, check_perceptual_assets, check_perceptual_kinds
+from zoo.systems.vq_branch import branch_parameters, check_branch_assets, check_branch_settings, load_stage1, load_vqgan, vq_roundtrip
 
 log = logging.getLogger(__name__)
-
-
-def uv_body_mask(uv: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) 1 where a UV render (B, H, W, 2) holds a body point (inside [-1, 1])."""
-    return (uv.abs() <= 1.0).all(dim=-1)[:, None].to(uv.dtype)
 
 
 class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
@@ -110,12 +104,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         generated = getattr(getattr(network, "generator", None), "texture_size", texture_size)
         if generated != texture_size:
             raise ValueError(f"texture_size={texture_size} must equal the generator's texture_size={generated}")
-        if perceptual not in PERCEPTUAL or perceptual_fallback not in (*PERCEPTUAL, None):
-            raise ValueError(f"perceptual and perceptual_fallback must be in {PERCEPTUAL}, got {perceptual!r} and "
-                             f"{perceptual_fallback!r}")
-        if any(int(m) != m or m <= 0 for m in lr_decay_milestones) or not 0 < lr_decay_factor <= 1:
-            raise ValueError(f"lr_decay_milestones must be positive integers and lr_decay_factor in (0, 1], got "
-                             f"{list(lr_decay_milestones)!r} and {lr_decay_factor!r}")
+        check_perceptual_kinds(perceptual, perceptual_fallback)
+        check_step_decay(lr_decay_milestones, lr_decay_factor)
         check_branch_settings(vqgan, vq_branch_probability, trainable, init_from)
         self.perceptual_used, self._through_vq = None, False
         self.r1 = LazyR1(r1_weight, r1_interval)
@@ -146,8 +136,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = self.network.parameters() if self._vqgan_source is None else trainable_parameters(self.network,
-                                                                                                    hp.trainable)
+        params = branch_parameters(self.network, self._vqgan_source, hp.trainable)
         opt_g = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas))
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr or hp.lr, betas=tuple(hp.betas))
         return [opt_g, opt_d]
@@ -155,19 +144,13 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def learning_rates(self, global_step: int) -> tuple[float, float]:
         """(generator side, discriminator) Adam learning rates at `global_step` (`lr_decay_milestones`)."""
         hp = self.hparams
-        factor = hp.lr_decay_factor ** sum(global_step >= m for m in hp.lr_decay_milestones)
+        factor = step_decay(global_step, hp.lr_decay_milestones, hp.lr_decay_factor)
         return hp.lr * factor, (hp.disc_lr or hp.lr) * factor
-
-    def _apply_learning_rates(self, *optimizers) -> None:
-        for optimizer, lr in zip(optimizers, self.learning_rates(self.global_step)):
-            for group in getattr(optimizer, "optimizer", optimizer).param_groups:  # LightningOptimizer wraps it
-                group["lr"] = lr
 
     def source_texture(self, batch: dict, noise: torch.Tensor | None = None) -> torch.Tensor:
         """The avatar texture of each source view (B, C, T, T); `noise`: the encoder's noise channel
         (None: fresh noise, as in training)."""
-        net = self.network
-        p = self.hparams.source_prefix
+        net, p = self.network, self.hparams.source_prefix
         rgb = batch.get(p + "rgb_texture")
         if rgb is None and net.use_rgb_channels:
             rgb = rgb_texture_channels(batch[p + "image"], batch[p + "uv"], batch[p + "mask"], self.hparams.texture_size,
@@ -179,15 +162,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         """The encoder's noise channel for validation and prediction: one N(0, 1) draw per item from a generator
         seeded by the item's ids, so the values are the same in every run and on any number of
         processes (fresh global-RNG noise would differ per process). Without ids in the batch,
-        the item's position in this process's share seeds it."""
-        image = batch[self.hparams.source_prefix + "image"]
-        ids = [batch[k] for k in ("person_index", "person_id", "source_view") if torch.is_tensor(batch.get(k))]
-        noise = []
-        for i in range(image.shape[0]):
-            seed = batch_idx * image.shape[0] + i if not ids else sum(int(v[i]) * 1_000_003**k for k, v in enumerate(ids))
-            g = torch.Generator().manual_seed(seed % 2**63)
-            noise.append(torch.randn(1, *image.shape[-2:], generator=g))
-        return torch.stack(noise).to(image)
+        the item's position in this process's share seeds it (`zoo.systems.common.item_noise`)."""
+        return item_noise(batch, batch[self.hparams.source_prefix + "image"], batch_idx, ("person_index", "person_id", "source_view"))
 
     def target(self, batch: dict) -> dict[str, torch.Tensor]:
         """Real image composited over the background, its mask, UV, body mask and face mask."""
@@ -206,7 +182,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> None:
         hp = self.hparams
         opt_g, opt_d = self.optimizers()
-        self._apply_learning_rates(opt_g, opt_d)
+        set_learning_rates((opt_g, opt_d), self.learning_rates(self.global_step))
         tgt = self.target(batch)
         self._through_vq = self._vqgan_source is not None and (
             hp.vq_branch_probability == 1.0 or float(torch.rand(())) < hp.vq_branch_probability)
@@ -253,12 +229,8 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         `vqgan`, of the renders through the VQGAN branch."""
         tgt, self._through_vq = self.target(batch), self._vqgan_source is not None
         out = self.render(self.source_texture(batch, self.evaluation_noise(batch, batch_idx)), tgt)
-        mse = F.mse_loss((out["rgb"] + 1) / 2, (tgt["real"] + 1) / 2, reduction="none").flatten(1).mean(1)
-        loss_mask = dinar_loss_mask(tgt["uv_mask"], tgt["mask"])
-        rendered, real = out["mask"][:, :1].flatten(1), tgt["mask"].flatten(1)
-        log_item_means(self, {"val/psnr": 10 * torch.log10(1.0 / mse.clamp(min=1e-10)),
-                              "val/l2": ((out["rgb"] - tgt["real"]) * loss_mask).pow(2).flatten(1).mean(1),
-                              "val/dice": 1 - (2 * (rendered * real).sum(1) + 1) / (rendered.sum(1) + real.sum(1) + 1)})
+        scores = avatar_item_scores(out["rgb"], out["mask"], tgt["real"], tgt["mask"], tgt["uv_mask"])
+        log_item_means(self, {f"val/{k}": v for k, v in scores.items()})
         if batch_idx == 0:
             log_image_grid(self, "val/renders", [batch[self.hparams.source_prefix + "image"], tgt["real"], out["rgb"]])
 
@@ -269,9 +241,7 @@ class NeuralAvatarSystem(FrozenNetworks, pl.LightningModule):
         self._through_vq = False
         texture = self.source_texture(batch, self.evaluation_noise(batch, batch_idx))
         out = {"texture": texture, "image": batch[self.hparams.source_prefix + "image"]}
-        for key in ("person_id", "source_view", "view_id", "frame"):
-            if key in batch:
-                out[key] = batch[key]
+        out.update({key: batch[key] for key in ("person_id", "source_view", "view_id", "frame") if key in batch})
         return out
 
     def on_train_end(self) -> None:

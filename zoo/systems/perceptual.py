@@ -36,6 +36,12 @@ def build_perceptual(kind: str, fallback: str | None, reid: str | None) -> tuple
     raise ValueError(f"no usable perceptual loss among {kind!r} and {fallback!r}")
 
 
+def check_perceptual_kinds(kind: str, fallback: str | None) -> None:
+    """Raise, naming them, when `kind` is not in PERCEPTUAL or `fallback` is neither in it nor None."""
+    if kind not in PERCEPTUAL or fallback not in (*PERCEPTUAL, None):
+        raise ValueError(f"perceptual and perceptual_fallback must be in {PERCEPTUAL}, got {kind!r} and {fallback!r}")
+
+
 def check_perceptual_assets(kind: str, fallback: str | None, reid: str | None) -> None:
     """Raise MetricUnavailable naming the missing files when neither `kind` nor `fallback` can be built."""
     reasons = []

@@ -12,6 +12,7 @@ then rasterised and rendered) but not the fine-tuning loop, whose settings come 
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -90,6 +91,12 @@ def trainable_parameters(network: nn.Module, trainable: str) -> list[nn.Paramete
     if not params:
         raise ValueError(f"trainable={trainable!r} leaves no parameter of {type(network).__name__} to train")
     return params
+
+
+def branch_parameters(network: nn.Module, vqgan: object, trainable: str) -> Iterable[nn.Parameter]:
+    """The generator-side parameters `NeuralAvatarSystem` optimises: all of the avatar network's without
+    a `vqgan` (stage 1), else those of its `trainable` parts (`trainable_parameters`)."""
+    return network.parameters() if vqgan is None else trainable_parameters(network, trainable)
 
 
 def load_stage1(system: nn.Module, path: str | os.PathLike) -> int:
