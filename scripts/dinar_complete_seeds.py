@@ -11,10 +11,9 @@ import math
 
 import numpy as np
 import torch
+from dinar_complete_doc import METRICS, paired  # scripts/, beside this file (it imports this module lazily)
 
 STAGE2 = "Both + inpainting"  # the stage-2 rows are the Table 2 rows whose name starts with this
-METRICS = (("psnr", "PSNR", 2), ("ms_ssim", "MS-SSIM (3 sc.)", 4), ("reid_cos", "ReID cos", 4),
-           ("rgb_l1_unseen", "RGB L1 unseen texels vs truth", 4))
 
 
 @torch.no_grad()
@@ -55,14 +54,6 @@ def train_seed_study(args, nets, reid, people, batch, index, side, textures, bot
             row: [{"front": split_means(p, side, "front"), "back": split_means(p, side, "back"), "per_item": p} for p in per]
             for row, per in results.items()}}
     return out
-
-
-def paired(a: list[float], b: list[float], keep: list[int]) -> tuple[float, float]:
-    d = np.array([a[i] - b[i] for i in keep], dtype=float)
-    d = d[~np.isnan(d)]
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
 def verdict(diffs: list[tuple[float, float]]) -> str:

@@ -8,6 +8,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from tests.systems.dinar_configs import shrink_dinar_config
 from zoo.cli import main
 from zoo.metrics.lpips import MetricUnavailable, lpips_status
 from zoo.systems.neural_avatar import build_perceptual, uv_body_mask
@@ -18,20 +19,9 @@ CPU_CONFIG = str(ROOT / "configs" / "dinar" / "avatar_cpu.yaml")
 
 def tiny_config(data_dir, out_dir) -> str:
     """configs/dinar/avatar_cpu.yaml at test sizes (32 px people, 16 px textures, 4-channel widths)."""
-    config = yaml.safe_load(Path(CPU_CONFIG).read_text())
-    sg2 = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
-    model = config["model"]["init_args"]
-    net = model["network"]["init_args"]
-    net["encoder"]["init_args"] = {"image_size": 32, "style_dim": 8, **sg2}
-    net["generator"]["init_args"] = {"texture_size": 16, "out_channels": 4, "style_dim": 8, **sg2}
-    net["renderer"]["init_args"] = {"texture_channels": 9, "base_channels": 4, "n_downsampling": 2, "n_blocks": 1,
-                                    "uv_features": 2, "mask_features": 2, "features": 4}
-    model["discriminator"]["init_args"] = {"image_size": 32, **sg2}
-    model.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None,
-                 lr_decay_milestones=[2], lr_decay_factor=0.5)
-    config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
-                                       overrides={"image_size": [32, 32], "texture_size": 16, "shading": 0.8,
-                                                  "clothing_offset": 0.02})
+    config = shrink_dinar_config(yaml.safe_load(Path(CPU_CONFIG).read_text()), data_dir)
+    config["model"]["init_args"].update(lr_decay_milestones=[2], lr_decay_factor=0.5)
+    config["data"]["init_args"]["overrides"].update(shading=0.8, clothing_offset=0.02)
     checkpoint, writer = config["trainer"]["callbacks"]
     checkpoint["init_args"]["dirpath"] = str(out_dir / "ckpt")
     writer["init_args"].update(output_dir=str(out_dir / "avatars"), render_size=32, turntable_frames=3, walk_frames=2,

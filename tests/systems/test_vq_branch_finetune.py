@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from tests.systems.dinar_configs import shrink_dinar_config
 from zoo.callbacks.checkpoints import CheckpointError
 from zoo.cli import main
 from zoo.modules.dinar import DinarAvatarNet
@@ -22,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGE1 = ROOT / "configs" / "dinar" / "avatar_cpu.yaml"
 FINETUNE = ROOT / "configs" / "dinar" / "avatar_vqgan_finetune_cpu.yaml"
 PAPER = ROOT / "configs" / "dinar" / "avatar_vqgan_finetune_dinar.yaml"
-SG2 = {"channel_multiplier": 1, "base_channels": 4, "max_channels": 8}
 
 
 def tiny_vqgan() -> VQGAN:
@@ -34,18 +34,8 @@ def tiny_vqgan() -> VQGAN:
 
 def tiny_config(source: Path, data_dir: Path, out_dir: Path, max_steps: int, **model) -> str:
     """A DINAR avatar config at test sizes (32 px people, 16 px textures, 4-channel widths), no perceptual."""
-    config = yaml.safe_load(source.read_text())
-    init = config["model"]["init_args"]
-    net = init["network"]["init_args"]
-    net["encoder"]["init_args"] = {"image_size": 32, "style_dim": 8, **SG2}
-    net["generator"]["init_args"] = {"texture_size": 16, "out_channels": 4, "style_dim": 8, **SG2}
-    net["renderer"]["init_args"] = {"texture_channels": 9, "base_channels": 4, "n_downsampling": 2, "n_blocks": 1,
-                                    "uv_features": 2, "mask_features": 2, "features": 4}
-    init["discriminator"]["init_args"] = {"image_size": 32, **SG2}
-    init.update(perceptual="none", texture_size=16, crop_size=16, face_crop_size=8, r1_interval=2, export_path=None,
-                lr_decay_milestones=[], **model)
-    config["data"]["init_args"].update(preset="tiny", data_dir=str(data_dir), progress=False, batch_size=2,
-                                       overrides={"image_size": [32, 32], "texture_size": 16})
+    config = shrink_dinar_config(yaml.safe_load(source.read_text()), data_dir)
+    config["model"]["init_args"].update(lr_decay_milestones=[], **model)
     config["trainer"].update(enable_progress_bar=False, logger=False, default_root_dir=str(out_dir), max_steps=max_steps,
                              limit_val_batches=1, val_check_interval=2,
                              callbacks=[{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
